@@ -1,0 +1,371 @@
+//! The results-directory contract: what `manifest.json`, `requests.parquet` and `power.parquet`
+//! hold, as plain structs, and their conversion to and from polars frames.
+//!
+//! Other tools read these files, so column names and meanings are stable. A value that could not
+//! be measured is stored as null (`None`), never as zero.
+
+use std::collections::BTreeMap;
+
+use polars::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Version of the results layout; bumped on any incompatible change.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// File names inside a run directory.
+pub mod files {
+    /// The run manifest.
+    pub const MANIFEST: &str = "manifest.json";
+    /// One row per request.
+    pub const REQUESTS: &str = "requests.parquet";
+    /// One row per power sample.
+    pub const POWER: &str = "power.parquet";
+    /// Analysis output.
+    pub const STATS: &str = "stats.json";
+    /// Markdown report.
+    pub const REPORT_MD: &str = "report.md";
+    /// Self-contained HTML report.
+    pub const REPORT_HTML: &str = "report.html";
+    /// Folder of per-cell results.
+    pub const CELLS: &str = "cells";
+    /// Per-cell status file, inside `cells/<cell-id>/`.
+    pub const CELL_STATUS: &str = "status.json";
+    /// Folder of SVG plots.
+    pub const PLOTS: &str = "plots";
+}
+
+/// One timed (or warm-up) request: a batch of equal-length prompts, each generating exactly
+/// `new_tokens` tokens.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// Run the request belongs to.
+    pub run_id: String,
+    /// Stable id of the cell (hash of its resolved configuration).
+    pub cell_id: String,
+    /// Backend name (`candle`, `mock`, …).
+    pub backend: String,
+    /// Model name or path.
+    pub model: String,
+    /// Device (`cpu`, `cuda:0`).
+    pub device: String,
+    /// Data type (`f32`, `f16`, `bf16`).
+    pub dtype: String,
+    /// Sequences per request.
+    pub batch_size: u32,
+    /// Prompt length of each sequence.
+    pub prompt_tokens: u32,
+    /// Tokens generated per sequence.
+    pub new_tokens: u32,
+    /// Repetition index; warm-up requests count from 0 separately.
+    pub rep: u32,
+    /// Warm-up requests are stored but excluded from statistics.
+    pub warmup: bool,
+    /// Time from request start to the first generated token (all sequences), ms.
+    pub ttft_ms: Option<f64>,
+    /// Time from request start to the last generated token, ms.
+    pub e2e_ms: Option<f64>,
+    /// Time per output token after the first, ms: (e2e − ttft) / (new_tokens − 1).
+    pub tpot_ms: Option<f64>,
+    /// Generated tokens (batch × new_tokens) per second of end-to-end time.
+    pub tokens_per_s: Option<f64>,
+    /// Energy of the request window, joules; null when not measurable.
+    pub energy_j: Option<f64>,
+    /// How `energy_j` was obtained (`nvml_energy_counter`, `rapl`, `cpu_estimate`, `mock`, `none`).
+    pub energy_method: String,
+    /// SHA-256 (hex, first 16 chars) of the prompt token ids.
+    pub input_hash: String,
+    /// SHA-256 (hex, first 16 chars) of the generated token ids; null when the request failed.
+    pub output_hash: Option<String>,
+    /// `ok` or `error`.
+    pub status: String,
+    /// The error message when `status` is `error`.
+    pub error: Option<String>,
+}
+
+/// One power sample on the run's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PowerSample {
+    /// Milliseconds since the run's clock origin.
+    pub t_ms: f64,
+    /// Source/method of the sample (same vocabulary as `energy_method`).
+    pub source: String,
+    /// Device the sample covers (`cpu-package`, `cuda:0`).
+    pub device: String,
+    /// Cell being measured at the time, if any.
+    pub cell_id: Option<String>,
+    /// Average power since the previous sample, watts.
+    pub watts: Option<f64>,
+    /// Cumulative energy since the sampler started, joules.
+    pub energy_j_cum: Option<f64>,
+    /// Temperature, °C, when the source reports it.
+    pub temp_c: Option<f64>,
+    /// SM clock, MHz, when the source reports it.
+    pub sm_clock_mhz: Option<f64>,
+    /// Throttle reasons bitmask, as reported by the driver.
+    pub throttle_reasons: Option<u64>,
+}
+
+/// Outcome of one cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CellOutcome {
+    /// Not run (yet).
+    Pending,
+    /// All requests completed.
+    Ok,
+    /// The cell failed; see `error`.
+    Failed,
+}
+
+/// The configuration and outcome of one matrix cell, as recorded in the manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellRecord {
+    /// Stable id: hash of the resolved configuration.
+    pub cell_id: String,
+    /// Execution order index in the plan.
+    pub index: usize,
+    /// Backend name.
+    pub backend: String,
+    /// Model name or path.
+    pub model: String,
+    /// Device.
+    pub device: String,
+    /// Data type.
+    pub dtype: String,
+    /// Sequences per request.
+    pub batch_size: u32,
+    /// Prompt length per sequence.
+    pub prompt_tokens: u32,
+    /// Generated tokens per sequence.
+    pub new_tokens: u32,
+    /// Warm-up requests.
+    pub warmup: u32,
+    /// Timed requests.
+    pub repetitions: u32,
+    /// Outcome.
+    pub status: CellOutcome,
+    /// Error message of a failed cell.
+    pub error: Option<String>,
+    /// Peak resident set size of the process while the cell ran, bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Peak device memory used while the cell ran, bytes, where the driver reports it.
+    pub gpu_mem_bytes: Option<u64>,
+    /// Energy method used for this cell's requests.
+    pub energy_method: Option<String>,
+    /// Wall-clock time the cell started (RFC 3339).
+    pub started_at: Option<String>,
+    /// Wall-clock time the cell ended (RFC 3339).
+    pub ended_at: Option<String>,
+    /// Run-clock milliseconds at which the measured window started (for power plots).
+    pub window_start_ms: Option<f64>,
+    /// Run-clock milliseconds at which the measured window ended.
+    pub window_end_ms: Option<f64>,
+}
+
+/// Description of the power method used by a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PowerInfo {
+    /// Method name (same vocabulary as `energy_method`).
+    pub method: String,
+    /// What the figure covers (`gpu-board`, `cpu-package`, `none`).
+    pub scope: String,
+    /// Whether the figure is a measurement (`measured`) or a model (`estimated`).
+    pub basis: String,
+    /// Sampling period of the timeline, ms.
+    pub sample_period_ms: f64,
+    /// Inputs of an estimate (TDP, idle fraction…) or notes on why a source was not used.
+    pub notes: BTreeMap<String, String>,
+}
+
+/// Host description.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Operating system and kernel.
+    pub os: String,
+    /// CPU model name.
+    pub cpu_model: String,
+    /// Logical CPUs.
+    pub cpu_logical_cores: usize,
+    /// Total memory, bytes.
+    pub memory_bytes: Option<u64>,
+    /// GPUs visible to NVML (name, driver), empty when none.
+    pub gpus: Vec<String>,
+    /// Host name.
+    pub hostname: String,
+}
+
+/// `manifest.json`: everything needed to know what was run, where, and how it ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Results layout version.
+    pub schema_version: u32,
+    /// Run id (also the folder name).
+    pub run_id: String,
+    /// Scenario name.
+    pub scenario_name: String,
+    /// Scenario file as given.
+    pub scenario_path: String,
+    /// Fully resolved scenario (after `extends:` and command-line overrides).
+    pub scenario: serde_json::Value,
+    /// Scenario seed.
+    pub seed: u64,
+    /// The command line that produced the run.
+    pub command: Vec<String>,
+    /// `git describe`-style revision of the working tree, when known.
+    pub git_revision: Option<String>,
+    /// Versions of tcobench and the crates whose behaviour matters.
+    pub versions: BTreeMap<String, String>,
+    /// Host description.
+    pub host: HostInfo,
+    /// Power method.
+    pub power: PowerInfo,
+    /// Run start (RFC 3339).
+    pub started_at: String,
+    /// Run end (RFC 3339), absent while running.
+    pub ended_at: Option<String>,
+    /// `running`, `complete` or `incomplete`.
+    pub status: String,
+    /// Every cell with its outcome.
+    pub cells: Vec<CellRecord>,
+}
+
+/// Errors reading or writing results files.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// polars failed to build, read or write a frame.
+    #[error("{path}: {source}")]
+    Polars {
+        /// File concerned.
+        path: String,
+        /// Underlying error.
+        source: PolarsError,
+    },
+    /// A file could not be opened or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// File concerned.
+        path: String,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+    /// A JSON file is malformed.
+    #[error("{path}:{line}:{column}: {message}")]
+    Json {
+        /// File concerned.
+        path: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A column is missing or has the wrong type.
+    #[error("{path}: column `{column}`: {message}")]
+    Column {
+        /// File concerned.
+        path: String,
+        /// Column name.
+        column: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Builds the `requests.parquet` frame from records.
+pub fn requests_frame(rows: &[RequestRecord]) -> PolarsResult<DataFrame> {
+    macro_rules! col {
+        ($name:literal, $f:expr) => {
+            Column::new($name.into(), rows.iter().map($f).collect::<Vec<_>>())
+        };
+    }
+    DataFrame::new(rows.len(), vec![
+        col!("run_id", |r| r.run_id.clone()),
+        col!("cell_id", |r| r.cell_id.clone()),
+        col!("backend", |r| r.backend.clone()),
+        col!("model", |r| r.model.clone()),
+        col!("device", |r| r.device.clone()),
+        col!("dtype", |r| r.dtype.clone()),
+        col!("batch_size", |r| r.batch_size),
+        col!("prompt_tokens", |r| r.prompt_tokens),
+        col!("new_tokens", |r| r.new_tokens),
+        col!("rep", |r| r.rep),
+        col!("warmup", |r| r.warmup),
+        col!("ttft_ms", |r| r.ttft_ms),
+        col!("e2e_ms", |r| r.e2e_ms),
+        col!("tpot_ms", |r| r.tpot_ms),
+        col!("tokens_per_s", |r| r.tokens_per_s),
+        col!("energy_j", |r| r.energy_j),
+        col!("energy_method", |r| r.energy_method.clone()),
+        col!("input_hash", |r| r.input_hash.clone()),
+        col!("output_hash", |r| r.output_hash.clone()),
+        col!("status", |r| r.status.clone()),
+        col!("error", |r| r.error.clone()),
+    ])
+}
+
+/// Builds the `power.parquet` frame from samples.
+pub fn power_frame(rows: &[PowerSample]) -> PolarsResult<DataFrame> {
+    macro_rules! col {
+        ($name:literal, $f:expr) => {
+            Column::new($name.into(), rows.iter().map($f).collect::<Vec<_>>())
+        };
+    }
+    DataFrame::new(rows.len(), vec![
+        col!("t_ms", |r| r.t_ms),
+        col!("source", |r| r.source.clone()),
+        col!("device", |r| r.device.clone()),
+        col!("cell_id", |r| r.cell_id.clone()),
+        col!("watts", |r| r.watts),
+        col!("energy_j_cum", |r| r.energy_j_cum),
+        col!("temp_c", |r| r.temp_c),
+        col!("sm_clock_mhz", |r| r.sm_clock_mhz),
+        col!("throttle_reasons", |r| r.throttle_reasons),
+    ])
+}
+
+/// Writes a frame as Parquet to `path` (not atomically: callers own atomicity).
+pub fn write_parquet(df: &mut DataFrame, path: &std::path::Path) -> Result<(), SchemaError> {
+    let file = std::fs::File::create(path).map_err(|source| SchemaError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    ParquetWriter::new(&file)
+        .finish(df)
+        .map_err(|source| SchemaError::Polars {
+            path: path.display().to_string(),
+            source,
+        })?;
+    file.sync_all().map_err(|source| SchemaError::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Reads a Parquet file into a frame.
+pub fn read_parquet(path: &std::path::Path) -> Result<DataFrame, SchemaError> {
+    let file = std::fs::File::open(path).map_err(|source| SchemaError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    ParquetReader::new(file)
+        .finish()
+        .map_err(|source| SchemaError::Polars {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// Reads `manifest.json` with a located error on malformed input.
+pub fn read_manifest(path: &std::path::Path) -> Result<Manifest, SchemaError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SchemaError::Io {
+        path: path.display().to_string(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| SchemaError::Json {
+        path: path.display().to_string(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })
+}

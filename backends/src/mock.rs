@@ -1,0 +1,308 @@
+//! A backend that does no inference: it advances a [`VirtualClock`] by a deterministic cost per
+//! step and emits tokens that are a fixed function of the prompt, so whole runs (timings, token
+//! hashes, reports) can be snapshot-tested.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Backend, BackendError, Generation, ModelConfig, Request, TokenObserver};
+
+/// A shared clock in nanoseconds that only moves when told to. Clones share the same time.
+#[derive(Debug, Clone, Default)]
+pub struct VirtualClock {
+    ns: Arc<AtomicU64>,
+}
+
+impl VirtualClock {
+    /// A clock at 0 ns.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Current time, nanoseconds.
+    pub fn now_ns(&self) -> u64 {
+        self.ns.load(Ordering::SeqCst)
+    }
+
+    /// Moves the clock forward by `n` nanoseconds (saturating at `u64::MAX`).
+    pub fn advance_ns(&self, n: u64) {
+        let _ = self
+            .ns
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                Some(t.saturating_add(n))
+            });
+    }
+}
+
+/// Virtual cost of the mock backend's work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MockCost {
+    /// Per prompt token of every sequence, during prefill.
+    pub prefill_ns_per_token: u64,
+    /// Per sequence, for each decode step after the first token.
+    pub decode_ns_per_token: u64,
+    /// Once per request, before the first token.
+    pub fixed_ns: u64,
+}
+
+impl Default for MockCost {
+    fn default() -> Self {
+        MockCost {
+            prefill_ns_per_token: 20_000,
+            decode_ns_per_token: 150_000,
+            fixed_ns: 500_000,
+        }
+    }
+}
+
+impl MockCost {
+    /// Virtual time before the first token: `fixed_ns + prefill_ns_per_token · batch · prompt_len`.
+    pub fn first_token_ns(&self, batch: usize, prompt_len: usize) -> u64 {
+        self.fixed_ns.saturating_add(
+            self.prefill_ns_per_token
+                .saturating_mul(batch as u64)
+                .saturating_mul(prompt_len as u64),
+        )
+    }
+
+    /// Virtual time of each later step: `decode_ns_per_token · batch`.
+    pub fn step_ns(&self, batch: usize) -> u64 {
+        self.decode_ns_per_token.saturating_mul(batch as u64)
+    }
+}
+
+/// A backend with deterministic virtual timings and tokens and no model weights.
+///
+/// Sequence `i` generates `(sum of prompt i + 31 · step + 7) mod vocab_size` at each step.
+#[derive(Debug, Clone)]
+pub struct MockBackend {
+    config: ModelConfig,
+    cost: MockCost,
+    clock: VirtualClock,
+    fail_after: Option<usize>,
+    requests: usize,
+}
+
+impl MockBackend {
+    /// A mock of a model with `config`, charging `cost` to `clock`.
+    pub fn new(config: ModelConfig, cost: MockCost, clock: VirtualClock) -> Self {
+        MockBackend {
+            config,
+            cost,
+            clock,
+            fail_after: None,
+            requests: 0,
+        }
+    }
+
+    /// Makes the request that follows `after_requests` successful ones fail (once, before doing
+    /// any work: no clock movement, no observer call); later requests succeed again.
+    /// `failing(0)` fails the very first request.
+    pub fn failing(mut self, after_requests: usize) -> Self {
+        self.fail_after = Some(after_requests);
+        self
+    }
+
+    /// The clock this backend advances.
+    pub fn clock(&self) -> &VirtualClock {
+        &self.clock
+    }
+
+    /// The cost model.
+    pub fn cost(&self) -> MockCost {
+        self.cost
+    }
+
+    /// Requests received so far, failed ones included.
+    pub fn requests(&self) -> usize {
+        self.requests
+    }
+
+    /// The token sequence `row` generates at `step`.
+    fn token(&self, row_sum: u64, step: usize) -> u32 {
+        let v = row_sum
+            .wrapping_add(31u64.wrapping_mul(step as u64))
+            .wrapping_add(7);
+        (v % self.config.vocab_size as u64) as u32
+    }
+}
+
+impl Backend for MockBackend {
+    fn name(&self) -> &'static str {
+        "mock"
+    }
+
+    fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    fn generate(
+        &mut self,
+        request: &Request,
+        observer: &mut dyn TokenObserver,
+    ) -> Result<Generation, BackendError> {
+        let index = self.requests;
+        self.requests += 1;
+        request.validate(&self.config)?;
+        if self.fail_after == Some(index) {
+            return Err(BackendError::Io {
+                path: "mock".to_owned(),
+                source: std::io::Error::other(format!(
+                    "injected failure of request {} (MockBackend::failing({index}))",
+                    index + 1
+                )),
+            });
+        }
+        let batch = request.prompts.len();
+        let prompt_len = request.prompts[0].len();
+        let sums: Vec<u64> = request
+            .prompts
+            .iter()
+            .map(|row| row.iter().map(|&t| u64::from(t)).sum())
+            .collect();
+        let mut tokens = vec![Vec::with_capacity(request.new_tokens); batch];
+        for step in 0..request.new_tokens {
+            self.clock.advance_ns(if step == 0 {
+                self.cost.first_token_ns(batch, prompt_len)
+            } else {
+                self.cost.step_ns(batch)
+            });
+            for (row, &sum) in tokens.iter_mut().zip(&sums) {
+                row.push(self.token(sum, step));
+            }
+            observer.on_token(step);
+        }
+        Ok(Generation { tokens })
+    }
+
+    /// Pretends the weights are held in f32: `4 · parameter_count` bytes.
+    fn device_memory_bytes(&self) -> Option<u64> {
+        Some(4 * self.config.parameter_count())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::BuiltinModel;
+
+    fn mock(cost: MockCost) -> (MockBackend, VirtualClock) {
+        let clock = VirtualClock::new();
+        let backend = MockBackend::new(BuiltinModel::Small.config(), cost, clock.clone());
+        (backend, clock)
+    }
+
+    #[test]
+    fn clock_is_shared_and_monotone() {
+        let clock = VirtualClock::new();
+        let other = clock.clone();
+        assert_eq!(clock.now_ns(), 0);
+        other.advance_ns(5);
+        clock.advance_ns(7);
+        assert_eq!(clock.now_ns(), 12);
+        clock.advance_ns(u64::MAX);
+        assert_eq!(other.now_ns(), u64::MAX);
+    }
+
+    #[test]
+    fn timings_are_exact() {
+        let cost = MockCost {
+            prefill_ns_per_token: 10,
+            decode_ns_per_token: 1000,
+            fixed_ns: 100_000,
+        };
+        let (mut backend, clock) = mock(cost);
+        clock.advance_ns(1);
+        let request = Request {
+            prompts: vec![vec![1, 2, 3, 4], vec![5, 6, 7, 8], vec![0, 0, 0, 9]],
+            new_tokens: 4,
+        };
+        let mut seen = Vec::new();
+        let observer_clock = clock.clone();
+        let out = backend
+            .generate(&request, &mut |step: usize| {
+                seen.push((step, observer_clock.now_ns()))
+            })
+            .unwrap();
+        let first = 1 + 100_000 + 10 * 3 * 4;
+        assert_eq!(
+            seen,
+            vec![
+                (0, first),
+                (1, first + 3000),
+                (2, first + 6000),
+                (3, first + 9000)
+            ]
+        );
+        assert_eq!(out.tokens[0], vec![17, 48, 79, 110]);
+        assert_eq!(out.tokens[2], vec![16, 47, 78, 109]);
+        assert_eq!(backend.requests(), 1);
+
+        // The same request costs the same again, and yields the same tokens.
+        let before = clock.now_ns();
+        let again = backend.generate(&request, &mut |_s: usize| {}).unwrap();
+        assert_eq!(clock.now_ns() - before, first - 1 + 9000);
+        assert_eq!(again, out);
+    }
+
+    #[test]
+    fn default_cost_and_tokens_wrap_the_vocabulary() {
+        let (mut backend, clock) = mock(MockCost::default());
+        assert_eq!(backend.name(), "mock");
+        let request = Request {
+            prompts: vec![vec![8191; 2]],
+            new_tokens: 2,
+        };
+        let out = backend.generate(&request, &mut |_s: usize| {}).unwrap();
+        assert_eq!(out.tokens, vec![vec![(2 * 8191 + 7) % 8192, (2 * 8191 + 38) % 8192]]);
+        assert_eq!(clock.now_ns(), 500_000 + 2 * 20_000 + 150_000);
+        assert_eq!(
+            backend.device_memory_bytes(),
+            Some(4 * BuiltinModel::Small.config().parameter_count())
+        );
+    }
+
+    #[test]
+    fn invalid_requests_match_the_candle_rules() {
+        let (mut backend, clock) = mock(MockCost::default());
+        let request = Request {
+            prompts: vec![vec![1, 2], vec![3]],
+            new_tokens: 2,
+        };
+        let err = backend.generate(&request, &mut |_s: usize| {}).unwrap_err();
+        assert!(matches!(err, BackendError::InvalidRequest(_)), "{err}");
+        let request = Request {
+            prompts: vec![vec![1; 2000]],
+            new_tokens: 49,
+        };
+        let err = backend.generate(&request, &mut |_s: usize| {}).unwrap_err();
+        assert!(err.to_string().contains("2049 exceeds"), "{err}");
+        assert_eq!(clock.now_ns(), 0);
+    }
+
+    #[test]
+    fn failing_fails_once_after_n_requests() {
+        let (backend, clock) = mock(MockCost::default());
+        let mut backend = backend.failing(2);
+        let request = Request {
+            prompts: vec![vec![1, 2, 3]],
+            new_tokens: 3,
+        };
+        let mut calls = 0;
+        let mut results = Vec::new();
+        for _ in 0..4 {
+            let before = clock.now_ns();
+            let r = backend.generate(&request, &mut |_s: usize| calls += 1);
+            results.push((r.is_ok(), clock.now_ns() > before));
+        }
+        assert_eq!(
+            results,
+            vec![(true, true), (true, true), (false, false), (true, true)]
+        );
+        assert_eq!(calls, 9);
+        assert_eq!(backend.requests(), 4);
+    }
+}

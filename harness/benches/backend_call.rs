@@ -1,0 +1,68 @@
+//! Harness overhead: the bare backend call versus the same request through the run loop
+//! (energy reads at the window edges, clock reads, first-token observer, hashing, the result
+//! row), side by side in one run. The ratio of their throughputs is the harness efficiency.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use tcobench::plan::Cell;
+use tcobench::power::{CpuEstimate, PowerSampler};
+use tcobench::runner::{self, Clock};
+use tcobench::scenario::{BackendKind, PowerSettings, PowerSource};
+use tcobench_backends::model::{self, BuiltinModel, ModelSource};
+use tcobench_backends::{Backend, CandleBackend, DType, Device, Request};
+
+fn bench(c: &mut Criterion) {
+    let cell = Cell {
+        index: 0,
+        cell_id: "bench".into(),
+        backend: BackendKind::Candle,
+        model: "small".into(),
+        device: Device::Cpu,
+        dtype: DType::F32,
+        batch_size: 1,
+        prompt_tokens: 32,
+        new_tokens: 16,
+        warmup: 0,
+        repetitions: 1,
+    };
+    let dir = model::resolve(
+        &ModelSource::Builtin { model: BuiltinModel::Small, seed: runner::MODEL_SEED },
+        &runner::default_models_dir(),
+    )
+    .expect("model");
+    let mut backend = CandleBackend::load(&dir, cell.device, cell.dtype).expect("load");
+    let request = Request {
+        prompts: runner::prompts(42, &cell, 0, false, backend.config().vocab_size),
+        new_tokens: cell.new_tokens as usize,
+    };
+    let settings = PowerSettings {
+        source: PowerSource::CpuEstimate,
+        sample_ms: 100,
+        idle_baseline_s: 0.0,
+        cpu_tdp_w: 65.0,
+        cpu_tdp_from_user: false,
+        cpu_idle_fraction: 0.3,
+        mock_watts: 0.0,
+    };
+    let sampler: Mutex<Box<dyn PowerSampler>> = Mutex::new(Box::new(CpuEstimate::new(&settings)));
+    let clock = Clock::Wall(Instant::now());
+
+    let mut group = c.benchmark_group("small_b1_p32_n16");
+    group.throughput(Throughput::Elements(u64::from(cell.batch_size * cell.new_tokens)));
+    group.sample_size(30);
+    group.bench_function("bare_backend_call", |b| {
+        b.iter(|| backend.generate(&request, &mut |_step: usize| {}).expect("generate"))
+    });
+    group.bench_function("through_run_loop", |b| {
+        b.iter(|| {
+            let m = runner::measure_request(&mut backend, &request, &clock, &sampler);
+            runner::request_record(&cell, "bench", 0, false, &request, &m, "cpu_estimate")
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,88 @@
+//! What the run ran on and with: host description, git revision, tool and crate versions.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use tcobench_analysis::schema::HostInfo;
+
+/// Describes this host from `/proc` and NVML (when it loads).
+pub fn host_info() -> HostInfo {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    let memory_bytes = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    HostInfo {
+        os: format!("{} {}", std::env::consts::OS, kernel.trim()),
+        cpu_model,
+        cpu_logical_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        memory_bytes,
+        gpus: gpus(),
+        hostname: hostname.trim().to_string(),
+    }
+}
+
+fn gpus() -> Vec<String> {
+    let Ok(nvml) = nvml_wrapper::Nvml::init() else {
+        return Vec::new();
+    };
+    let driver = nvml.sys_driver_version().unwrap_or_default();
+    let n = nvml.device_count().unwrap_or(0);
+    (0..n)
+        .filter_map(|i| nvml.device_by_index(i).ok())
+        .map(|d| format!("{} (driver {driver})", d.name().unwrap_or_default()))
+        .collect()
+}
+
+/// `git describe --always --dirty` of the folder holding `near`, when it is in a git work tree.
+pub fn git_revision(near: &Path) -> Option<String> {
+    let dir = near.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let out = Command::new("git")
+        .args(["describe", "--always", "--dirty", "--abbrev=12"])
+        .current_dir(dir)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+/// tcobench's version and those of the crates that shape the numbers.
+pub fn versions() -> BTreeMap<String, String> {
+    let mut v = BTreeMap::from([("tcobench".to_string(), env!("CARGO_PKG_VERSION").to_string())]);
+    for pair in env!("TCOBENCH_DEP_VERSIONS").split(';').filter(|s| !s.is_empty()) {
+        if let Some((k, val)) = pair.split_once('=') {
+            v.insert(k.to_string(), val.to_string());
+        }
+    }
+    v.insert(
+        "features".into(),
+        if cfg!(feature = "cuda") { "cuda" } else { "cpu" }.into(),
+    );
+    v
+}
+
+/// Peak resident set size of this process since the last [`reset_peak_rss`], bytes.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+}
+
+/// Resets the kernel's peak-RSS mark so the next reading covers one cell only (Linux ≥ 4.0).
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}

@@ -1,0 +1,16 @@
+//! tcobench: reproducible inference cost benchmarks.
+//!
+//! This crate owns the command line, scenario loading and validation, matrix expansion into a
+//! plan, the run loop (warm-up, repetitions, seeded prompts, clocks), power sampling, the crash-
+//! safe results writer and the environment manifest. Inference lives in `tcobench-backends`;
+//! statistics and reports live in `tcobench-analysis`.
+
+pub mod host;
+pub mod plan;
+pub mod power;
+pub mod results;
+pub mod runner;
+pub mod scenario;
+
+pub use plan::{Cell, Plan};
+pub use scenario::{Scenario, ScenarioError};

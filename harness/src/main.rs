@@ -1,0 +1,195 @@
+//! The `tcobench` command line: a straight line from options to commands.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use tcobench::plan::Plan;
+use tcobench::runner::{self, RunOptions};
+use tcobench::scenario::{Overrides, Scenario, ScenarioError};
+use tcobench_backends::Device;
+
+/// Exit code for bad input (scenario, arguments).
+const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code for a run that finished with failed cells.
+const EXIT_INCOMPLETE: u8 = 3;
+
+#[derive(Parser, Debug)]
+#[command(name = "tcobench", version, about = "What it really costs to serve a model: $, J and gCO2e per 1M tokens, with statistics")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Debug)]
+struct ScenarioArgs {
+    /// Scenario YAML file.
+    scenario: PathBuf,
+    /// Override the scenario seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Override the scenario's devices with one device (`cpu`, `cuda`, `cuda:N`).
+    #[arg(long, value_parser = parse_device)]
+    device: Option<Device>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run a scenario: measure every cell, analyse, write the report; prints the run folder last.
+    Run {
+        #[command(flatten)]
+        scenario: ScenarioArgs,
+        /// Parent folder of the run folder.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        /// Where built-in models are generated and cached.
+        #[arg(long, env = "TCOBENCH_MODELS_DIR")]
+        models_dir: Option<PathBuf>,
+        /// Experiment log to append to (default: EXPERIMENT_LOG.md in the current folder, if it exists).
+        #[arg(long)]
+        log: Option<PathBuf>,
+        /// Do not append to any experiment log.
+        #[arg(long, conflicts_with = "log")]
+        no_log: bool,
+        /// Never draw a progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Print the cells a scenario would run (`--json`: the plan file).
+    Plan {
+        #[command(flatten)]
+        scenario: ScenarioArgs,
+        /// Print the plan as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Recompute stats.json and the report of an existing run folder.
+    Analyze {
+        /// Run folder.
+        run_dir: PathBuf,
+    },
+}
+
+fn parse_device(s: &str) -> Result<Device, String> {
+    s.parse()
+}
+
+fn load(args: &ScenarioArgs) -> Result<Scenario, ScenarioError> {
+    Scenario::load(
+        &args.scenario,
+        &Overrides {
+            seed: args.seed,
+            device: args.device,
+        },
+    )
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TCOBENCH_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match execute(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(se) = e.downcast_ref::<ScenarioError>() {
+                eprintln!("error: {se}");
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+            // A closed pipe (`tcobench plan … | head`) is not an error.
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(cli: Cli) -> Result<ExitCode> {
+    let mut stdout = std::io::stdout().lock();
+    match cli.command {
+        Command::Plan { scenario, json } => {
+            let s = load(&scenario)?;
+            let plan = Plan::from_scenario(&s, &scenario.scenario.display().to_string());
+            if json {
+                writeln!(stdout, "{}", serde_json::to_string_pretty(&plan)?)?;
+            } else {
+                writeln!(
+                    stdout,
+                    "scenario `{}`: {} cells, seed {}, {} warm-up + {} timed requests each",
+                    s.name,
+                    plan.cells.len(),
+                    s.seed,
+                    s.warmup,
+                    s.repetitions
+                )?;
+                for c in &plan.cells {
+                    writeln!(stdout, "{:>4}  {:<48}  {}", c.index, c.label(), c.cell_id)?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run {
+            scenario,
+            out,
+            models_dir,
+            log,
+            no_log,
+            quiet,
+        } => {
+            let s = load(&scenario)?;
+            let experiment_log = if no_log {
+                None
+            } else {
+                log.or_else(|| Some(PathBuf::from("EXPERIMENT_LOG.md")).filter(|p| p.is_file()))
+            };
+            let opts = RunOptions {
+                out,
+                models_dir: models_dir.unwrap_or_else(runner::default_models_dir),
+                progress: !quiet,
+                experiment_log,
+                command: std::env::args().collect(),
+            };
+            let outcome = runner::run(&s, &scenario.scenario, &opts)?;
+            let failed: Vec<_> = outcome
+                .manifest
+                .cells
+                .iter()
+                .filter(|c| c.status != tcobench_analysis::schema::CellOutcome::Ok)
+                .collect();
+            for c in &failed {
+                eprintln!("failed cell {}: {}", c.cell_id, c.error.as_deref().unwrap_or("unknown"));
+            }
+            eprintln!("{}", outcome.stats.headline());
+            writeln!(stdout, "{}", outcome.run_dir.path.display())?;
+            Ok(if outcome.complete() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_INCOMPLETE)
+            })
+        }
+        Command::Analyze { run_dir } => {
+            analyze(&run_dir)?;
+            writeln!(stdout, "{}", run_dir.display())?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn analyze(run_dir: &Path) -> Result<()> {
+    let stats = tcobench_analysis::analyze(run_dir)
+        .with_context(|| format!("analysing {}", run_dir.display()))?;
+    tcobench_analysis::write_report(run_dir, &stats, None)
+        .with_context(|| format!("writing the report in {}", run_dir.display()))?;
+    eprintln!("{}", stats.headline());
+    Ok(())
+}

@@ -1,0 +1,594 @@
+//! The run loop: plan → backends × power sampler → results folder → analysis → report.
+//!
+//! The loop, not the backend, owns clocks and repetitions. For every request it reads the energy
+//! source, starts the clock, lets the backend generate (noting the first token through an
+//! observer), stops the clock and reads the energy source again. A failing cell — an error or a
+//! panic inside a backend — is recorded with its cause and the run goes on.
+
+use std::io::IsTerminal;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use sha2::{Digest, Sha256};
+use tcobench_analysis::schema::{
+    CellOutcome, CellRecord, Manifest, PowerSample, RequestRecord, SCHEMA_VERSION,
+};
+use tcobench_analysis::RunStats;
+use tcobench_backends::model::{self, BuiltinModel, ModelSource};
+use tcobench_backends::{
+    Backend, CandleBackend, DType, Device, MockBackend, MockCost, Request, VirtualClock,
+};
+
+use crate::host;
+use crate::plan::{sanitize, Cell, Plan};
+use crate::power::{self, PowerSampler};
+use crate::results::{CellResult, RunDir};
+use crate::scenario::{BackendKind, Scenario};
+
+/// How a run is carried out, beyond the scenario.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Parent folder of the run folder.
+    pub out: PathBuf,
+    /// Where built-in models are materialised and cached.
+    pub models_dir: PathBuf,
+    /// Show a progress bar (only ever drawn on a terminal).
+    pub progress: bool,
+    /// Experiment log to append one line to, if any.
+    pub experiment_log: Option<PathBuf>,
+    /// The command line, for the manifest and the report's reproduction section.
+    pub command: Vec<String>,
+}
+
+/// What a finished run left behind.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The run folder.
+    pub run_dir: RunDir,
+    /// The final manifest.
+    pub manifest: Manifest,
+    /// The analysis.
+    pub stats: RunStats,
+}
+
+impl RunOutcome {
+    /// Whether every cell completed.
+    pub fn complete(&self) -> bool {
+        self.manifest.status == "complete"
+    }
+}
+
+/// The default model cache: `$TCOBENCH_CACHE/models`, else `$XDG_CACHE_HOME/tcobench/models`,
+/// else `~/.cache/tcobench/models`.
+pub fn default_models_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("TCOBENCH_CACHE") {
+        return PathBuf::from(d).join("models");
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("tcobench").join("models")
+}
+
+/// The run's clock: wall time, or the mock backend's virtual time (deterministic).
+#[derive(Debug, Clone)]
+pub enum Clock {
+    /// Monotonic wall time since the origin.
+    Wall(Instant),
+    /// Virtual nanoseconds advanced by the mock backend.
+    Virtual(VirtualClock),
+}
+
+impl Clock {
+    /// Milliseconds since the clock's origin.
+    pub fn now_ms(&self) -> f64 {
+        match self {
+            Clock::Wall(origin) => origin.elapsed().as_secs_f64() * 1e3,
+            Clock::Virtual(v) => v.now_ns() as f64 / 1e6,
+        }
+    }
+}
+
+/// Prompt token ids for one request: ChaCha seeded by (scenario seed, the cell's workload,
+/// repetition, warm-up flag) — not by backend, device or dtype, so cells that differ only in how
+/// they run see identical prompts.
+pub fn prompts(seed: u64, cell: &Cell, rep: u32, warmup: bool, vocab: usize) -> Vec<Vec<u32>> {
+    let material = format!("seed={seed};{};rep={rep};warmup={warmup}", cell.workload_key());
+    let digest: [u8; 32] = Sha256::digest(material.as_bytes()).into();
+    let mut rng = ChaCha20Rng::from_seed(digest);
+    (0..cell.batch_size)
+        .map(|_| {
+            (0..cell.prompt_tokens)
+                .map(|_| rng.random_range(0..vocab as u32))
+                .collect()
+        })
+        .collect()
+}
+
+/// First 16 hex characters of the SHA-256 of token rows (little-endian ids, rows separated).
+pub fn token_hash(rows: &[Vec<u32>]) -> String {
+    let mut h = Sha256::new();
+    for row in rows {
+        h.update((row.len() as u64).to_le_bytes());
+        for t in row {
+            h.update(t.to_le_bytes());
+        }
+    }
+    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Loaded backends, reused by consecutive cells that share backend, model, device and dtype.
+struct Backends {
+    key: Option<(BackendKind, String, Device, DType)>,
+    loaded: Option<Box<dyn Backend>>,
+    models_dir: PathBuf,
+    virtual_clock: VirtualClock,
+}
+
+/// The seed of the built-in models' weights. Fixed (not the scenario seed) so every run of
+/// `small` measures the same network, whatever the prompt seed.
+pub const MODEL_SEED: u64 = 0;
+
+impl Backends {
+    fn get(&mut self, cell: &Cell) -> Result<&mut Box<dyn Backend>> {
+        let key = (cell.backend, cell.model.clone(), cell.device, cell.dtype);
+        if self.key.as_ref() != Some(&key) {
+            self.loaded = None;
+            self.key = None;
+            let source = match cell.model.parse::<BuiltinModel>() {
+                Ok(model) => ModelSource::Builtin {
+                    model,
+                    seed: MODEL_SEED,
+                },
+                Err(_) => ModelSource::Dir(PathBuf::from(&cell.model)),
+            };
+            let backend: Box<dyn Backend> = match cell.backend {
+                BackendKind::Candle => {
+                    let dir = model::resolve(&source, &self.models_dir)?;
+                    Box::new(CandleBackend::load(&dir, cell.device, cell.dtype)?)
+                }
+                BackendKind::Mock => {
+                    let config = match &source {
+                        ModelSource::Builtin { model, .. } => model.config(),
+                        ModelSource::Dir(dir) => model::load_config(dir)?,
+                    };
+                    Box::new(MockBackend::new(
+                        config,
+                        MockCost::default(),
+                        self.virtual_clock.clone(),
+                    ))
+                }
+            };
+            self.loaded = Some(backend);
+            self.key = Some(key);
+        }
+        Ok(self.loaded.as_mut().expect("just loaded"))
+    }
+}
+
+/// Shared state of the background power timeline.
+struct Timeline {
+    samples: Mutex<Vec<PowerSample>>,
+    current_cell: Mutex<Option<String>>,
+    stop: AtomicBool,
+}
+
+fn sample(
+    sampler: &Mutex<Box<dyn PowerSampler>>,
+    clock: &Clock,
+    cell: Option<String>,
+) -> (PowerSample, Option<f64>) {
+    let mut s = sampler.lock().expect("sampler lock");
+    let r = s.read();
+    (
+        PowerSample {
+            t_ms: clock.now_ms(),
+            source: s.method().to_string(),
+            device: s.device(),
+            cell_id: cell,
+            watts: r.watts,
+            energy_j_cum: r.energy_j_cum,
+            temp_c: r.temp_c,
+            sm_clock_mhz: r.sm_clock_mhz,
+            throttle_reasons: r.throttle_reasons,
+        },
+        r.energy_j_cum,
+    )
+}
+
+/// Runs a scenario end to end and returns where its results are.
+pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
+    let plan = Plan::from_scenario(scenario, &scenario_path.display().to_string());
+    let all_mock = plan.cells.iter().all(|c| c.backend == BackendKind::Mock);
+    let virtual_clock = VirtualClock::new();
+    let clock = if all_mock {
+        Clock::Virtual(virtual_clock.clone())
+    } else {
+        Clock::Wall(Instant::now())
+    };
+
+    let started = chrono::Utc::now();
+    let run_id = format!("{}-{}", started.format("%Y%m%dT%H%M%SZ"), sanitize(&scenario.name));
+    let run_dir = RunDir::create(&opts.out, &run_id)?;
+
+    let (sampler, why) = power::open(
+        &scenario.power,
+        &scenario.device,
+        all_mock.then_some(&virtual_clock),
+    )
+    .map_err(|e| anyhow::anyhow!("power source: {e}"))?;
+    let mut manifest = Manifest {
+        schema_version: SCHEMA_VERSION,
+        run_id: run_dir.run_id.clone(),
+        scenario_name: scenario.name.clone(),
+        scenario_path: scenario_path.display().to_string(),
+        scenario: plan.scenario.clone(),
+        seed: scenario.seed,
+        command: opts.command.clone(),
+        git_revision: host::git_revision(scenario_path),
+        versions: host::versions(),
+        host: host::host_info(),
+        power: power::power_info(sampler.as_ref(), scenario.power.sample_ms, &why),
+        started_at: started.to_rfc3339(),
+        ended_at: None,
+        status: "running".into(),
+        cells: plan.cells.iter().map(pending_record).collect(),
+    };
+    manifest
+        .versions
+        .insert("model_seed".into(), MODEL_SEED.to_string());
+    run_dir.write_manifest(&manifest)?;
+
+    let sampler = Arc::new(Mutex::new(sampler));
+    let timeline = Arc::new(Timeline {
+        samples: Mutex::new(Vec::new()),
+        current_cell: Mutex::new(None),
+        stop: AtomicBool::new(false),
+    });
+    let wants_timeline = sampler.lock().expect("sampler lock").wants_timeline();
+
+    // Idle baseline, measured with the same method before any model is loaded.
+    if scenario.power.idle_baseline_s > 0.0 && wants_timeline {
+        let (first, e0) = sample(&sampler, &clock, None);
+        std::thread::sleep(Duration::from_secs_f64(scenario.power.idle_baseline_s));
+        let (last, e1) = sample(&sampler, &clock, None);
+        if let (Some(e0), Some(e1)) = (e0, e1) {
+            let w = (e1 - e0) / ((last.t_ms - first.t_ms) / 1e3);
+            manifest.power.notes.insert("idle_watts".into(), format!("{w:.3}"));
+            manifest.power.notes.insert(
+                "idle_baseline_s".into(),
+                scenario.power.idle_baseline_s.to_string(),
+            );
+        }
+        timeline.samples.lock().expect("lock").extend([first, last]);
+    }
+
+    let sampler_thread = wants_timeline.then(|| {
+        let (sampler, timeline, clock) = (sampler.clone(), timeline.clone(), clock.clone());
+        let period = Duration::from_millis(u64::from(scenario.power.sample_ms));
+        std::thread::spawn(move || {
+            while !timeline.stop.load(Ordering::Relaxed) {
+                let cell = timeline.current_cell.lock().expect("lock").clone();
+                let (s, _) = sample(&sampler, &clock, cell);
+                timeline.samples.lock().expect("lock").push(s);
+                std::thread::sleep(period);
+            }
+        })
+    });
+
+    let total: u64 = plan.cells.iter().map(Cell::total_requests).sum();
+    let bar = progress_bar(total, opts.progress);
+    let mut backends = Backends {
+        key: None,
+        loaded: None,
+        models_dir: opts.models_dir.clone(),
+        virtual_clock,
+    };
+    let run_id = run_dir.run_id.clone();
+    let mut run_samples = Vec::new();
+    for cell in &plan.cells {
+        bar.set_message(cell.label());
+        *timeline.current_cell.lock().expect("lock") = Some(cell.cell_id.clone());
+        let mut result = run_cell(
+            cell,
+            &run_id,
+            scenario.seed,
+            &mut backends,
+            &clock,
+            &sampler,
+            &bar,
+        );
+        *timeline.current_cell.lock().expect("lock") = None;
+        // Samples outside any cell (idle baseline, between cells) stay at the run level.
+        let (mine, others): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut *timeline.samples.lock().expect("lock"))
+                .into_iter()
+                .partition(|s| s.cell_id.as_deref() == Some(cell.cell_id.as_str()));
+        result.power = mine;
+        run_samples.extend(others);
+        if result.record.status == CellOutcome::Failed {
+            bar.suspend(|| {
+                eprintln!(
+                    "cell {} failed: {}",
+                    cell.label(),
+                    result.record.error.as_deref().unwrap_or("unknown error")
+                )
+            });
+        }
+        run_dir.commit_cell(&result)?;
+        manifest.cells[cell.index] = result.record;
+        run_dir.write_manifest(&manifest)?;
+    }
+    bar.finish_and_clear();
+    timeline.stop.store(true, Ordering::Relaxed);
+    if let Some(t) = sampler_thread {
+        let _ = t.join();
+    }
+    run_samples.extend(std::mem::take(&mut *timeline.samples.lock().expect("lock")));
+    run_dir.write_run_power(&run_samples)?;
+
+    let failed = manifest
+        .cells
+        .iter()
+        .filter(|c| c.status != CellOutcome::Ok)
+        .count();
+    manifest.status = if failed == 0 { "complete" } else { "incomplete" }.into();
+    manifest.ended_at = Some(chrono::Utc::now().to_rfc3339());
+    run_dir.merge(&manifest)?;
+    run_dir.write_manifest(&manifest)?;
+
+    let stats = tcobench_analysis::analyze(&run_dir.path)
+        .with_context(|| format!("analysing {}", run_dir.path.display()))?;
+    tcobench_analysis::write_report(&run_dir.path, &stats, None)
+        .with_context(|| format!("writing the report in {}", run_dir.path.display()))?;
+    if let Some(log) = &opts.experiment_log {
+        append_experiment_log(log, &manifest, &stats, &run_dir)?;
+    }
+    Ok(RunOutcome {
+        run_dir,
+        manifest,
+        stats,
+    })
+}
+
+fn progress_bar(total: u64, enabled: bool) -> ProgressBar {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden());
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30.cyan/blue} {pos}/{len} requests · ETA {eta} · {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn pending_record(cell: &Cell) -> CellRecord {
+    CellRecord {
+        cell_id: cell.cell_id.clone(),
+        index: cell.index,
+        backend: cell.backend.to_string(),
+        model: cell.model.clone(),
+        device: cell.device.to_string(),
+        dtype: cell.dtype.to_string(),
+        batch_size: cell.batch_size,
+        prompt_tokens: cell.prompt_tokens,
+        new_tokens: cell.new_tokens,
+        warmup: cell.warmup,
+        repetitions: cell.repetitions,
+        status: CellOutcome::Pending,
+        error: None,
+        peak_rss_bytes: None,
+        gpu_mem_bytes: None,
+        energy_method: None,
+        started_at: None,
+        ended_at: None,
+        window_start_ms: None,
+        window_end_ms: None,
+    }
+}
+
+/// Measures one request; shared by the run loop and the harness-overhead benchmark.
+pub fn measure_request(
+    backend: &mut dyn Backend,
+    request: &Request,
+    clock: &Clock,
+    sampler: &Mutex<Box<dyn PowerSampler>>,
+) -> Measured {
+    let e0 = sampler.lock().expect("sampler lock").read().energy_j_cum;
+    let mut first_ms = None;
+    let t0 = clock.now_ms();
+    let result = backend.generate(request, &mut |step: usize| {
+        if step == 0 {
+            first_ms = Some(clock.now_ms());
+        }
+    });
+    let t1 = clock.now_ms();
+    let e1 = sampler.lock().expect("sampler lock").read().energy_j_cum;
+    Measured {
+        t0_ms: t0,
+        first_ms,
+        t1_ms: t1,
+        energy_j: e0.zip(e1).map(|(a, b)| b - a),
+        result: result.map(|g| g.tokens).map_err(|e| e.to_string()),
+    }
+}
+
+/// The raw outcome of one request.
+#[derive(Debug)]
+pub struct Measured {
+    /// Clock at the start, ms.
+    pub t0_ms: f64,
+    /// Clock when the first token was on the host, ms.
+    pub first_ms: Option<f64>,
+    /// Clock at the end, ms.
+    pub t1_ms: f64,
+    /// Energy of the window, joules.
+    pub energy_j: Option<f64>,
+    /// Generated tokens, or the error.
+    pub result: std::result::Result<Vec<Vec<u32>>, String>,
+}
+
+/// Turns one measured request into its `requests.parquet` row.
+pub fn request_record(
+    cell: &Cell,
+    run_id: &str,
+    rep: u32,
+    warmup: bool,
+    request: &Request,
+    m: &Measured,
+    energy_method: &str,
+) -> RequestRecord {
+    let e2e = m.t1_ms - m.t0_ms;
+    let ttft = m.first_ms.map(|f| f - m.t0_ms);
+    let generated = f64::from(cell.batch_size) * f64::from(cell.new_tokens);
+    let ok = m.result.is_ok();
+    let (output_hash, error) = match &m.result {
+        Ok(tokens) => (Some(token_hash(tokens)), None),
+        Err(e) => (None, Some(e.clone())),
+    };
+    RequestRecord {
+        run_id: run_id.to_string(),
+        cell_id: cell.cell_id.clone(),
+        backend: cell.backend.to_string(),
+        model: cell.model.clone(),
+        device: cell.device.to_string(),
+        dtype: cell.dtype.to_string(),
+        batch_size: cell.batch_size,
+        prompt_tokens: cell.prompt_tokens,
+        new_tokens: cell.new_tokens,
+        rep,
+        warmup,
+        ttft_ms: ttft.filter(|_| ok),
+        e2e_ms: ok.then_some(e2e),
+        tpot_ms: ttft
+            .filter(|_| ok && cell.new_tokens > 1)
+            .map(|t| (e2e - t) / f64::from(cell.new_tokens - 1)),
+        tokens_per_s: (ok && e2e > 0.0).then(|| generated / (e2e / 1e3)),
+        energy_j: m.energy_j.filter(|_| ok),
+        energy_method: energy_method.to_string(),
+        input_hash: token_hash(&request.prompts),
+        output_hash,
+        status: if ok { "ok" } else { "error" }.into(),
+        error,
+    }
+}
+
+fn run_cell(
+    cell: &Cell,
+    run_id: &str,
+    seed: u64,
+    backends: &mut Backends,
+    clock: &Clock,
+    sampler: &Mutex<Box<dyn PowerSampler>>,
+    bar: &ProgressBar,
+) -> CellResult {
+    let mut record = pending_record(cell);
+    record.started_at = Some(chrono::Utc::now().to_rfc3339());
+    let energy_method = sampler.lock().expect("sampler lock").method().to_string();
+    record.energy_method = Some(energy_method.clone());
+    host::reset_peak_rss();
+    let mut requests = Vec::new();
+    let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<()> {
+        let backend = backends
+            .get(cell)
+            .with_context(|| format!("loading {} on {} as {}", cell.model, cell.device, cell.dtype))?;
+        let vocab = backend.config().vocab_size;
+        let schedule = (0..cell.warmup)
+            .map(|r| (r, true))
+            .chain((0..cell.repetitions).map(|r| (r, false)));
+        for (rep, warmup) in schedule {
+            let request = Request {
+                prompts: prompts(seed, cell, rep, warmup, vocab),
+                new_tokens: cell.new_tokens as usize,
+            };
+            let m = measure_request(backend.as_mut(), &request, clock, sampler);
+            if !warmup {
+                record.window_start_ms.get_or_insert(m.t0_ms);
+                record.window_end_ms = Some(m.t1_ms);
+            }
+            let row = request_record(cell, run_id, rep, warmup, &request, &m, &energy_method);
+            let error = row.error.clone();
+            requests.push(row);
+            bar.inc(1);
+            if let Some(e) = error {
+                anyhow::bail!("request {} ({}): {e}", rep, if warmup { "warm-up" } else { "timed" });
+            }
+        }
+        Ok(())
+    }));
+    let error = match outcome {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(format!("{e:#}")),
+        Err(panic) => Some(format!("panic: {}", panic_message(&panic))),
+    };
+    if error.is_some() {
+        // A backend that panicked may be in any state: never reuse it.
+        backends.loaded = None;
+        backends.key = None;
+    }
+    record.status = if error.is_none() {
+        CellOutcome::Ok
+    } else {
+        CellOutcome::Failed
+    };
+    record.error = error;
+    record.peak_rss_bytes = host::peak_rss_bytes();
+    record.gpu_mem_bytes = backends.loaded.as_ref().and_then(|b| b.device_memory_bytes());
+    record.ended_at = Some(chrono::Utc::now().to_rfc3339());
+    CellResult {
+        record,
+        requests,
+        power: Vec::new(),
+    }
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".into())
+}
+
+/// Appends one line to the experiment log (creating it with a header if needed).
+pub fn append_experiment_log(
+    log: &Path,
+    manifest: &Manifest,
+    stats: &RunStats,
+    run_dir: &RunDir,
+) -> Result<()> {
+    use std::io::Write;
+    let new = !log.exists();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("opening {}", log.display()))?;
+    if new {
+        writeln!(f, "# Experiment log\n\nOne line per run: date · scenario · git revision · headline · report.\n")?;
+    }
+    let report = run_dir.path.join(tcobench_analysis::schema::files::REPORT_MD);
+    writeln!(
+        f,
+        "- {} · `{}` · {} · {} · [{}]({})",
+        manifest.started_at.get(..19).unwrap_or(&manifest.started_at),
+        manifest.scenario_name.replace('`', "'"),
+        manifest.git_revision.as_deref().unwrap_or("no git revision"),
+        stats.headline(),
+        manifest.status,
+        report.display()
+    )
+    .with_context(|| format!("appending to {}", log.display()))?;
+    Ok(())
+}

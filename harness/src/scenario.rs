@@ -1,0 +1,754 @@
+//! Scenario files: YAML in, a validated [`Scenario`] out.
+//!
+//! Input becomes a plan in two steps. Each file deserialises into plain serde structs that reject
+//! unknown keys and wrong types (serde_yaml reports the line and column); files chained with
+//! `extends:` are merged key by key (the child wins; `matrix` and `power` merge per key); then
+//! cross-field checks run, and any failure points back at the file, line, column and key that
+//! caused it. Nothing downstream ever sees an unvalidated value.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, Deserializer, IntoDeserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use tcobench_backends::{BuiltinModel, DType, Device};
+
+/// Longest `extends:` chain accepted (guards against accidental deep nesting).
+const MAX_EXTENDS_DEPTH: usize = 16;
+
+/// A scenario problem that points at its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioError {
+    /// File the problem is in.
+    pub path: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// 1-based column, when known.
+    pub column: Option<usize>,
+    /// Dotted key path (`matrix.batch_size[1]`), when the problem has one.
+    pub key: Option<String>,
+    /// What is wrong and, where useful, how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        f.write_str(": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "key `{key}`: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// Inference backends a scenario may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// candle (Rust), CPU or CUDA.
+    Candle,
+    /// No inference; deterministic virtual timings (tests, dry runs).
+    Mock,
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackendKind::Candle => "candle",
+            BackendKind::Mock => "mock",
+        })
+    }
+}
+
+/// Where energy figures come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PowerSource {
+    /// NVML for CUDA cells, else RAPL when readable, else the CPU estimate.
+    #[default]
+    Auto,
+    /// NVIDIA GPU energy counter (power integration where no counter exists).
+    Nvml,
+    /// Intel/AMD RAPL package energy from powercap.
+    Rapl,
+    /// A model: TDP × load, labelled `estimated`.
+    CpuEstimate,
+    /// Constant power on the mock backend's virtual clock (tests).
+    Mock,
+    /// No energy figures (they are stored as null, never zero).
+    None,
+}
+
+/// A whole number ≥ 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Positive(pub u32);
+
+impl<'de> Deserialize<'de> for Positive {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(d)?;
+        if n == 0 {
+            return Err(de::Error::custom("must be at least 1"));
+        }
+        Ok(Positive(n))
+    }
+}
+
+/// One value or a list of values (`batch_size: 4` or `batch_size: [1, 4]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct OneOrMany<T>(pub Vec<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        macro_rules! scalar {
+            ($name:ident, $ty:ty) => {
+                fn $name<E: de::Error>(self, v: $ty) -> Result<Self::Value, E> {
+                    T::deserialize(v.into_deserializer()).map(|t| OneOrMany(vec![t]))
+                }
+            };
+        }
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = OneOrMany<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a value or a list of values")
+            }
+            scalar!(visit_u64, u64);
+            scalar!(visit_i64, i64);
+            scalar!(visit_f64, f64);
+            scalar!(visit_bool, bool);
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                T::deserialize(v.into_deserializer()).map(|t| OneOrMany(vec![t]))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element()? {
+                    out.push(v);
+                }
+                if out.is_empty() {
+                    return Err(de::Error::custom("list must not be empty"));
+                }
+                Ok(OneOrMany(out))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// `matrix:` as written: every key optional so `extends:` can fill the gaps.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatrix {
+    backend: Option<OneOrMany<BackendKind>>,
+    model: Option<OneOrMany<String>>,
+    dtype: Option<OneOrMany<DType>>,
+    batch_size: Option<OneOrMany<Positive>>,
+    prompt_tokens: Option<OneOrMany<Positive>>,
+    new_tokens: Option<OneOrMany<Positive>>,
+}
+
+/// `power:` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPower {
+    source: Option<PowerSource>,
+    sample_ms: Option<Positive>,
+    idle_baseline_s: Option<f64>,
+    cpu_tdp_w: Option<f64>,
+    cpu_idle_fraction: Option<f64>,
+    mock_watts: Option<f64>,
+}
+
+/// One scenario file as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    extends: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+    seed: Option<u64>,
+    device: Option<OneOrMany<Device>>,
+    warmup: Option<u32>,
+    repetitions: Option<Positive>,
+    matrix: Option<RawMatrix>,
+    exclude: Option<Vec<BTreeMap<String, serde_yaml::Value>>>,
+    power: Option<RawPower>,
+}
+
+/// The matrix after validation: every dimension has at least one value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Matrix {
+    /// Backends.
+    pub backend: Vec<BackendKind>,
+    /// Model names (built-in) or directories.
+    pub model: Vec<String>,
+    /// Data types.
+    pub dtype: Vec<DType>,
+    /// Sequences per request.
+    pub batch_size: Vec<u32>,
+    /// Prompt lengths.
+    pub prompt_tokens: Vec<u32>,
+    /// Generated tokens per sequence.
+    pub new_tokens: Vec<u32>,
+}
+
+/// Power settings after validation and defaults.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PowerSettings {
+    /// Source selection.
+    pub source: PowerSource,
+    /// Timeline sampling period, ms.
+    pub sample_ms: u32,
+    /// Idle baseline measured before the matrix, seconds (0 = none).
+    pub idle_baseline_s: f64,
+    /// CPU package TDP used by the estimate, watts.
+    pub cpu_tdp_w: f64,
+    /// Whether `cpu_tdp_w` was set by the user (else it is a generic default).
+    pub cpu_tdp_from_user: bool,
+    /// Fraction of TDP drawn at zero load by the estimate.
+    pub cpu_idle_fraction: f64,
+    /// Constant power of the mock source, watts.
+    pub mock_watts: f64,
+}
+
+/// One exclusion rule: a cell matching every listed dimension value is dropped.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Exclude(pub BTreeMap<String, String>);
+
+/// A validated scenario.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scenario {
+    /// Scenario name (also part of the run id).
+    pub name: String,
+    /// Free text.
+    pub description: String,
+    /// Seed of every random draw (prompts).
+    pub seed: u64,
+    /// Devices to run on.
+    pub device: Vec<Device>,
+    /// Warm-up requests per cell.
+    pub warmup: u32,
+    /// Timed requests per cell.
+    pub repetitions: u32,
+    /// The matrix.
+    pub matrix: Matrix,
+    /// Exclusion rules.
+    pub exclude: Vec<Exclude>,
+    /// Power settings.
+    pub power: PowerSettings,
+    /// The files read, the given one first, then its `extends:` chain.
+    #[serde(skip)]
+    pub sources: Vec<PathBuf>,
+}
+
+/// A loaded file: its path, text and parsed content.
+struct SourceFile {
+    path: PathBuf,
+    text: String,
+    raw: RawScenario,
+}
+
+impl SourceFile {
+    fn error(&self, key: &str, message: impl Into<String>) -> ScenarioError {
+        let (line, column) = locate(&self.text, key).unzip();
+        ScenarioError {
+            path: self.path.clone(),
+            line,
+            column,
+            key: Some(key.to_string()),
+            message: message.into(),
+        }
+    }
+}
+
+/// Reads one YAML file into its raw form, with located errors.
+fn read_source(path: &Path) -> Result<SourceFile, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        path: path.to_path_buf(),
+        line: None,
+        column: None,
+        key: None,
+        message: format!("cannot read scenario: {e}"),
+    })?;
+    let raw: RawScenario = if text.trim().is_empty() {
+        return Err(ScenarioError {
+            path: path.to_path_buf(),
+            line: None,
+            column: None,
+            key: None,
+            message: "the file is empty; a scenario needs at least `name` and `matrix`".into(),
+        });
+    } else {
+        serde_yaml::from_str(&text).map_err(|e| yaml_error(path, &e))?
+    };
+    Ok(SourceFile {
+        path: path.to_path_buf(),
+        text,
+        raw,
+    })
+}
+
+/// Turns a serde_yaml error into a located [`ScenarioError`] with its key path.
+fn yaml_error(path: &Path, e: &serde_yaml::Error) -> ScenarioError {
+    let mut message = e.to_string();
+    if let Some(i) = message.rfind(" at line ") {
+        message.truncate(i);
+    }
+    // serde_yaml prefixes the key path ("matrix.batch_size[1]: …") when it knows it.
+    let (mut key, message) = match message.split_once(": ") {
+        Some((k, m)) if !k.contains(' ') => (Some(k.to_string()), m.to_string()),
+        _ => (None, message),
+    };
+    if let Some(field) = message
+        .strip_prefix("unknown field `")
+        .and_then(|m| m.split('`').next())
+    {
+        key = Some(match key {
+            Some(k) => format!("{k}.{field}"),
+            None => field.to_string(),
+        });
+    }
+    let loc = e.location();
+    ScenarioError {
+        path: path.to_path_buf(),
+        line: loc.as_ref().map(|l| l.line()),
+        column: loc.as_ref().map(|l| l.column()),
+        key,
+        message,
+    }
+}
+
+/// Finds where a dotted key path (`matrix.batch_size`, `exclude[1].model`) is written in block
+/// YAML, returning its 1-based line and column. Best effort: `None` when it is not found.
+fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
+    let mut wanted: Vec<(String, Option<usize>)> = Vec::new();
+    for part in key.split('.') {
+        match part.split_once('[') {
+            Some((name, idx)) => wanted.push((
+                name.to_string(),
+                idx.trim_end_matches(']').parse().ok(),
+            )),
+            None => wanted.push((part.to_string(), None)),
+        }
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let (mut start, mut min_indent) = (0usize, 0usize);
+    let mut found = None;
+    for (depth, (name, index)) in wanted.iter().enumerate() {
+        let mut hit = None;
+        for (i, line) in lines.iter().enumerate().skip(start) {
+            let trimmed = line.trim_start();
+            if trimmed.is_empty() || trimmed.starts_with('#') {
+                continue;
+            }
+            let indent = line.len() - trimmed.len();
+            if depth > 0 && indent < min_indent && i > start {
+                break;
+            }
+            let body = trimmed.trim_start_matches("- ");
+            let col = line.len() - body.len();
+            if body.starts_with(&format!("{name}:")) && (depth == 0 || indent >= min_indent) {
+                hit = Some((i, col));
+                break;
+            }
+        }
+        let (i, col) = hit?;
+        found = Some((i + 1, col + 1));
+        start = i + 1;
+        min_indent = col + 1;
+        if let Some(n) = index {
+            // Walk to the n-th `- ` item below this key.
+            let mut seen = 0;
+            let mut item = None;
+            for (j, line) in lines.iter().enumerate().skip(i + 1) {
+                let trimmed = line.trim_start();
+                if trimmed.is_empty() || trimmed.starts_with('#') {
+                    continue;
+                }
+                let indent = line.len() - trimmed.len();
+                if indent < col {
+                    break;
+                }
+                if trimmed.starts_with("- ") {
+                    if seen == *n {
+                        item = Some((j, indent));
+                        break;
+                    }
+                    seen += 1;
+                }
+            }
+            if let Some((j, indent)) = item {
+                found = Some((j + 1, indent + 3));
+                start = j;
+                min_indent = indent + 2;
+            }
+        }
+    }
+    found
+}
+
+/// Which file of the chain last set a key, so an error can point at it.
+struct Merged {
+    raw: RawScenario,
+    origin: BTreeMap<&'static str, usize>,
+}
+
+fn merge_chain(files: &[SourceFile]) -> Merged {
+    // files[0] is the child; apply from the root ancestor down so the child wins.
+    let mut raw = RawScenario::default();
+    let mut origin = BTreeMap::new();
+    let mut matrix = RawMatrix::default();
+    let mut power = RawPower::default();
+    for (i, f) in files.iter().enumerate().rev() {
+        let r = &f.raw;
+        macro_rules! take {
+            ($dst:expr, $src:expr, $key:literal) => {
+                if let Some(v) = &$src {
+                    $dst = Some(v.clone());
+                    origin.insert($key, i);
+                }
+            };
+        }
+        take!(raw.name, r.name, "name");
+        take!(raw.description, r.description, "description");
+        take!(raw.seed, r.seed, "seed");
+        take!(raw.device, r.device, "device");
+        take!(raw.warmup, r.warmup, "warmup");
+        take!(raw.repetitions, r.repetitions, "repetitions");
+        take!(raw.exclude, r.exclude, "exclude");
+        if let Some(m) = &r.matrix {
+            take!(matrix.backend, m.backend, "matrix.backend");
+            take!(matrix.model, m.model, "matrix.model");
+            take!(matrix.dtype, m.dtype, "matrix.dtype");
+            take!(matrix.batch_size, m.batch_size, "matrix.batch_size");
+            take!(matrix.prompt_tokens, m.prompt_tokens, "matrix.prompt_tokens");
+            take!(matrix.new_tokens, m.new_tokens, "matrix.new_tokens");
+        }
+        if let Some(p) = &r.power {
+            take!(power.source, p.source, "power.source");
+            take!(power.sample_ms, p.sample_ms, "power.sample_ms");
+            take!(power.idle_baseline_s, p.idle_baseline_s, "power.idle_baseline_s");
+            take!(power.cpu_tdp_w, p.cpu_tdp_w, "power.cpu_tdp_w");
+            take!(power.cpu_idle_fraction, p.cpu_idle_fraction, "power.cpu_idle_fraction");
+            take!(power.mock_watts, p.mock_watts, "power.mock_watts");
+        }
+    }
+    raw.matrix = Some(matrix);
+    raw.power = Some(power);
+    Merged { raw, origin }
+}
+
+/// Overrides given on the command line; they win over every file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--seed N`.
+    pub seed: Option<u64>,
+    /// `--device D`.
+    pub device: Option<Device>,
+}
+
+impl Scenario {
+    /// Loads, merges and validates a scenario file and its `extends:` chain.
+    pub fn load(path: &Path, overrides: &Overrides) -> Result<Scenario, ScenarioError> {
+        let mut files = vec![read_source(path)?];
+        while let Some(parent) = files.last().and_then(|f| f.raw.extends.clone()) {
+            let child = files.last().expect("non-empty");
+            let base = child.path.parent().unwrap_or(Path::new("."));
+            let parent_path = base.join(&parent);
+            if files.len() > MAX_EXTENDS_DEPTH
+                || files.iter().any(|f| same_file(&f.path, &parent_path))
+            {
+                return Err(child.error("extends", format!("`{parent}` makes a cycle of `extends:`")));
+            }
+            if !parent_path.is_file() {
+                return Err(child.error(
+                    "extends",
+                    format!("`{}` does not exist (paths are relative to this file)", parent_path.display()),
+                ));
+            }
+            files.push(read_source(&parent_path)?);
+        }
+        let merged = merge_chain(&files);
+        validate(&files, merged, overrides)
+    }
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+fn validate(
+    files: &[SourceFile],
+    merged: Merged,
+    overrides: &Overrides,
+) -> Result<Scenario, ScenarioError> {
+    let Merged { raw, origin } = merged;
+    let at = |key: &'static str| &files[origin.get(key).copied().unwrap_or(0)];
+    let missing = |key: &str, hint: &str| ScenarioError {
+        path: files[0].path.clone(),
+        line: None,
+        column: None,
+        key: Some(key.to_string()),
+        message: format!("missing (in this file and every file it extends); {hint}"),
+    };
+
+    let name = raw.name.clone().ok_or_else(|| missing("name", "e.g. `name: smoke`"))?;
+    if name.trim().is_empty() {
+        return Err(at("name").error("name", "must not be empty"));
+    }
+    let matrix = raw.matrix.clone().unwrap_or_default();
+    macro_rules! dim {
+        ($field:ident, $hint:literal) => {
+            matrix
+                .$field
+                .clone()
+                .ok_or_else(|| missing(concat!("matrix.", stringify!($field)), $hint))?
+                .0
+        };
+    }
+    let backend = dim!(backend, "e.g. `backend: [candle]`");
+    let model = dim!(model, "e.g. `model: [tiny]`");
+    let dtype: Vec<DType> = matrix
+        .dtype
+        .clone()
+        .map(|d| d.0)
+        .unwrap_or_else(|| vec![DType::F32]);
+    let batch_size: Vec<u32> = dim!(batch_size, "e.g. `batch_size: [1]`").iter().map(|p| p.0).collect();
+    let prompt_tokens: Vec<u32> =
+        dim!(prompt_tokens, "e.g. `prompt_tokens: [32]`").iter().map(|p| p.0).collect();
+    let new_tokens: Vec<u32> = dim!(new_tokens, "e.g. `new_tokens: [16]`").iter().map(|p| p.0).collect();
+
+    for (key, len, distinct) in [
+        ("matrix.backend", backend.len(), distinct_count(&backend)),
+        ("matrix.model", model.len(), distinct_count(&model)),
+        ("matrix.dtype", dtype.len(), distinct_count(&dtype)),
+        ("matrix.batch_size", batch_size.len(), distinct_count(&batch_size)),
+        ("matrix.prompt_tokens", prompt_tokens.len(), distinct_count(&prompt_tokens)),
+        ("matrix.new_tokens", new_tokens.len(), distinct_count(&new_tokens)),
+    ] {
+        if len != distinct {
+            return Err(at(key_static(key)).error(key, "lists a value twice"));
+        }
+    }
+
+    // Models: a built-in name, or a directory relative to the file that names it.
+    let model_file = at("matrix.model");
+    let mut resolved_models = Vec::new();
+    for (i, m) in model.iter().enumerate() {
+        if m.parse::<BuiltinModel>().is_ok() {
+            resolved_models.push(m.clone());
+            continue;
+        }
+        let base = model_file.path.parent().unwrap_or(Path::new("."));
+        let dir = base.join(m);
+        if !dir.is_dir() {
+            return Err(model_file.error(
+                &format!("matrix.model[{i}]"),
+                format!(
+                    "`{m}` is neither a built-in model (tiny, small, 1b, 8b) nor a directory \
+                     (looked for {})",
+                    dir.display()
+                ),
+            ));
+        }
+        resolved_models.push(dir.display().to_string());
+    }
+
+    // Context length: prompt + generated must fit every built-in model in the matrix.
+    let longest = prompt_tokens.iter().max().copied().unwrap_or(0) as u64
+        + new_tokens.iter().max().copied().unwrap_or(0) as u64;
+    for m in &model {
+        if let Ok(b) = m.parse::<BuiltinModel>() {
+            let max = b.config().max_position_embeddings as u64;
+            if longest > max {
+                return Err(at("matrix.prompt_tokens").error(
+                    "matrix.prompt_tokens",
+                    format!(
+                        "prompt_tokens + new_tokens can reach {longest}, more than model `{m}` \
+                         supports ({max} positions)"
+                    ),
+                ));
+            }
+        }
+    }
+
+    let seed = overrides.seed.or(raw.seed).unwrap_or(0);
+    let device = match overrides.device {
+        Some(d) => vec![d],
+        None => raw
+            .device
+            .clone()
+            .map(|d| d.0)
+            .unwrap_or_else(|| vec![Device::Cpu]),
+    };
+    if device.len() != distinct_count(&device) {
+        return Err(at("device").error("device", "lists a device twice"));
+    }
+    let warmup = raw.warmup.unwrap_or(1);
+    let repetitions = raw.repetitions.map(|p| p.0).unwrap_or(5);
+
+    let p = raw.power.clone().unwrap_or_default();
+    let check_range = |key: &'static str, v: Option<f64>, lo: f64, hi: f64, default: f64| {
+        let v = v.unwrap_or(default);
+        if !(lo..=hi).contains(&v) || !v.is_finite() {
+            Err(at(key).error(key, format!("must be between {lo} and {hi}, got {v}")))
+        } else {
+            Ok(v)
+        }
+    };
+    let power = PowerSettings {
+        source: p.source.unwrap_or_default(),
+        sample_ms: p.sample_ms.map(|p| p.0).unwrap_or(100),
+        idle_baseline_s: check_range("power.idle_baseline_s", p.idle_baseline_s, 0.0, 600.0, 0.0)?,
+        cpu_tdp_w: check_range("power.cpu_tdp_w", p.cpu_tdp_w, 1.0, 2000.0, 65.0)?,
+        cpu_tdp_from_user: p.cpu_tdp_w.is_some(),
+        cpu_idle_fraction: check_range("power.cpu_idle_fraction", p.cpu_idle_fraction, 0.0, 1.0, 0.3)?,
+        mock_watts: check_range("power.mock_watts", p.mock_watts, 0.0, 100_000.0, 100.0)?,
+    };
+
+    let matrix = Matrix {
+        backend,
+        model: resolved_models,
+        dtype,
+        batch_size,
+        prompt_tokens,
+        new_tokens,
+    };
+
+    // Exclusion rules: known dimensions, values that occur in the matrix.
+    let mut exclude = Vec::new();
+    let exclude_file = at("exclude");
+    for (i, rule) in raw.exclude.clone().unwrap_or_default().iter().enumerate() {
+        let mut out = BTreeMap::new();
+        if rule.is_empty() {
+            return Err(exclude_file.error(&format!("exclude[{i}]"), "an empty rule would exclude every cell"));
+        }
+        for (k, v) in rule {
+            let key = format!("exclude[{i}].{k}");
+            let value = match v {
+                serde_yaml::Value::String(s) => s.clone(),
+                serde_yaml::Value::Number(n) => n.to_string(),
+                serde_yaml::Value::Bool(b) => b.to_string(),
+                _ => return Err(exclude_file.error(&key, "must be a single value")),
+            };
+            let known: Vec<String> = match k.as_str() {
+                "backend" => matrix.backend.iter().map(|v| v.to_string()).collect(),
+                "model" => model.clone(),
+                "dtype" => matrix.dtype.iter().map(|v| v.to_string()).collect(),
+                "device" => device.iter().map(|v| v.to_string()).collect(),
+                "batch_size" => matrix.batch_size.iter().map(|v| v.to_string()).collect(),
+                "prompt_tokens" => matrix.prompt_tokens.iter().map(|v| v.to_string()).collect(),
+                "new_tokens" => matrix.new_tokens.iter().map(|v| v.to_string()).collect(),
+                _ => {
+                    return Err(exclude_file.error(
+                        &key,
+                        "unknown dimension (expected backend, model, dtype, device, batch_size, \
+                         prompt_tokens or new_tokens)",
+                    ))
+                }
+            };
+            if !known.contains(&value) {
+                return Err(exclude_file.error(
+                    &key,
+                    format!("`{value}` is not a value of this dimension (values: {})", known.join(", ")),
+                ));
+            }
+            let value = if k == "model" {
+                matrix.model[model.iter().position(|m| *m == value).expect("checked")].clone()
+            } else {
+                value
+            };
+            out.insert(k.clone(), value);
+        }
+        exclude.push(Exclude(out));
+    }
+
+    Ok(Scenario {
+        name,
+        description: raw.description.clone().unwrap_or_default(),
+        seed,
+        device,
+        warmup,
+        repetitions,
+        matrix,
+        exclude,
+        power,
+        sources: files.iter().map(|f| f.path.clone()).collect(),
+    })
+}
+
+fn key_static(key: &str) -> &'static str {
+    match key {
+        "matrix.backend" => "matrix.backend",
+        "matrix.model" => "matrix.model",
+        "matrix.dtype" => "matrix.dtype",
+        "matrix.batch_size" => "matrix.batch_size",
+        "matrix.prompt_tokens" => "matrix.prompt_tokens",
+        _ => "matrix.new_tokens",
+    }
+}
+
+fn distinct_count<T: PartialEq>(v: &[T]) -> usize {
+    v.iter()
+        .enumerate()
+        .filter(|(i, x)| !v[..*i].contains(x))
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const OK: &str = "name: t\nseed: 1\nmatrix:\n  backend: [mock]\n  model: [tiny]\n  batch_size: [1, 2]\n  prompt_tokens: 8\n  new_tokens: [4]\n";
+
+    #[test]
+    fn locate_finds_nested_keys_and_items() {
+        let text = "name: a\nmatrix:\n  model: [x]\n  batch_size: [1]\nexclude:\n  - model: x\n  - batch_size: 1\n    model: y\n";
+        assert_eq!(locate(text, "name"), Some((1, 1)));
+        assert_eq!(locate(text, "matrix.batch_size"), Some((4, 3)));
+        assert_eq!(locate(text, "exclude[1].model"), Some((8, 5)));
+        assert_eq!(locate(text, "nothing"), None);
+    }
+
+    #[test]
+    fn valid_scenario_loads_with_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Scenario::load(&write(dir.path(), "s.yaml", OK), &Overrides::default()).unwrap();
+        assert_eq!(s.matrix.batch_size, vec![1, 2]);
+        assert_eq!(s.matrix.prompt_tokens, vec![8]);
+        assert_eq!(s.matrix.dtype, vec![DType::F32]);
+        assert_eq!(s.device, vec![Device::Cpu]);
+        assert_eq!((s.warmup, s.repetitions), (1, 5));
+    }
+
+    #[test]
+    fn unknown_key_is_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = OK.replace("  new_tokens: [4]\n", "  new_tokens: [4]\n  bach: 3\n");
+        let e = Scenario::load(&write(dir.path(), "s.yaml", &text), &Overrides::default()).unwrap_err();
+        assert_eq!(e.line, Some(9), "{e}");
+        assert_eq!(e.column, Some(3), "{e}");
+        assert_eq!(e.key.as_deref(), Some("matrix.bach"), "{e}");
+    }
+}

@@ -1,0 +1,44 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Writes a file under `dir` and returns its path.
+pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Runs the tcobench binary.
+pub fn tcobench(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tcobench"))
+        .args(args)
+        .current_dir(cwd)
+        .env("TCOBENCH_MODELS_DIR", models_dir())
+        .output()
+        .expect("tcobench runs")
+}
+
+/// A shared model cache for the tests (models are deterministic, so sharing is safe).
+pub fn models_dir() -> PathBuf {
+    std::env::temp_dir().join("tcobench-test-models")
+}
+
+/// A mock-backend scenario with `cells` = 2 models × 2 batch sizes.
+pub const MOCK: &str = "\
+name: mock-run
+description: mock backend, deterministic virtual timings
+seed: 7
+warmup: 1
+repetitions: 4
+matrix:
+  backend: [mock]
+  model: [tiny, small]
+  batch_size: [1, 2]
+  prompt_tokens: [16]
+  new_tokens: [8]
+power:
+  source: mock
+  mock_watts: 50
+";

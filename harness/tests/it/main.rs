@@ -1,0 +1,5 @@
+//! Integration tests of the harness: one binary, one module per concern.
+
+mod common;
+mod pipeline;
+mod scenarios;
