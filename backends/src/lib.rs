@@ -48,7 +48,9 @@ impl FromStr for Device {
                 .strip_prefix("cuda:")
                 .and_then(|i| i.parse().ok())
                 .map(Device::Cuda)
-                .ok_or_else(|| format!("unknown device `{s}` (expected `cpu`, `cuda` or `cuda:N`)")),
+                .ok_or_else(|| {
+                    format!("unknown device `{s}` (expected `cpu`, `cuda` or `cuda:N`)")
+                }),
         }
     }
 }
@@ -81,7 +83,9 @@ impl FromStr for DType {
             "f32" => Ok(DType::F32),
             "f16" => Ok(DType::F16),
             "bf16" => Ok(DType::BF16),
-            _ => Err(format!("unknown dtype `{s}` (expected `f32`, `f16` or `bf16`)")),
+            _ => Err(format!(
+                "unknown dtype `{s}` (expected `f32`, `f16` or `bf16`)"
+            )),
         }
     }
 }

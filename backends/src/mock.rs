@@ -178,9 +178,9 @@ impl Backend for MockBackend {
         Ok(Generation { tokens })
     }
 
-    /// Pretends the weights are held in f32: `4 · parameter_count` bytes.
+    /// The mock holds no device memory, and a made-up figure would end up in a manifest.
     fn device_memory_bytes(&self) -> Option<u64> {
-        Some(4 * self.config.parameter_count())
+        None
     }
 }
 
@@ -257,7 +257,10 @@ mod tests {
             new_tokens: 2,
         };
         let out = backend.generate(&request, &mut |_s: usize| {}).unwrap();
-        assert_eq!(out.tokens, vec![vec![(2 * 8191 + 7) % 8192, (2 * 8191 + 38) % 8192]]);
+        assert_eq!(
+            out.tokens,
+            vec![vec![(2 * 8191 + 7) % 8192, (2 * 8191 + 38) % 8192]]
+        );
         assert_eq!(clock.now_ns(), 500_000 + 2 * 20_000 + 150_000);
         assert_eq!(
             backend.device_memory_bytes(),

@@ -212,10 +212,16 @@ impl ModelConfig {
             ));
         }
         if self.head_dim() % 2 != 0 {
-            return Err(format!("head dimension {} is odd (RoPE needs it even)", self.head_dim()));
+            return Err(format!(
+                "head dimension {} is odd (RoPE needs it even)",
+                self.head_dim()
+            ));
         }
         if !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0) {
-            return Err(format!("rms_norm_eps {} must be positive", self.rms_norm_eps));
+            return Err(format!(
+                "rms_norm_eps {} must be positive",
+                self.rms_norm_eps
+            ));
         }
         if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
             return Err(format!("rope_theta {} must be positive", self.rope_theta));
@@ -262,29 +268,19 @@ impl BuiltinModel {
 
     /// The model's configuration.
     pub fn config(self) -> ModelConfig {
-        #[allow(clippy::type_complexity)]
-        let (vocab, hidden, inter, layers, heads, kv_heads, max_pos, theta, tied, bos, eos): (
-            usize,
-            usize,
-            usize,
-            usize,
-            usize,
-            usize,
-            usize,
-            f64,
-            bool,
-            u32,
-            u32,
-        ) = match self {
-            BuiltinModel::Tiny => (512, 64, 176, 2, 4, 2, 512, 10_000.0, true, 1, 2),
-            BuiltinModel::Small => (8192, 512, 1408, 8, 8, 4, 2048, 10_000.0, false, 1, 2),
-            BuiltinModel::OneB => (
-                128_256, 2048, 8192, 16, 32, 8, 131_072, 500_000.0, true, 128_000, 128_001,
-            ),
-            BuiltinModel::EightB => (
-                128_256, 4096, 14_336, 32, 32, 8, 8192, 500_000.0, false, 128_000, 128_001,
-            ),
-        };
+        // (vocab, hidden, intermediate, layers, heads, kv heads, max positions, rope theta,
+        //  tied embeddings, bos, eos); the types follow from the fields below.
+        let (vocab, hidden, inter, layers, heads, kv_heads, max_pos, theta, tied, bos, eos) =
+            match self {
+                BuiltinModel::Tiny => (512, 64, 176, 2, 4, 2, 512, 10_000.0, true, 1, 2),
+                BuiltinModel::Small => (8192, 512, 1408, 8, 8, 4, 2048, 10_000.0, false, 1, 2),
+                BuiltinModel::OneB => (
+                    128_256, 2048, 8192, 16, 32, 8, 131_072, 500_000.0, true, 128_000, 128_001,
+                ),
+                BuiltinModel::EightB => (
+                    128_256, 4096, 14_336, 32, 32, 8, 8192, 500_000.0, false, 128_000, 128_001,
+                ),
+            };
         ModelConfig {
             architectures: vec![LLAMA_ARCH.to_owned()],
             model_type: "llama".to_owned(),
@@ -364,7 +360,10 @@ pub fn resolve(source: &ModelSource, cache_dir: &Path) -> Result<PathBuf, Backen
                 return Err(model_error(dir, "not a directory (or it does not exist)"));
             }
             if !dir.join(CONFIG_FILE).is_file() {
-                return Err(model_error(dir, format!("no {CONFIG_FILE} in the directory")));
+                return Err(model_error(
+                    dir,
+                    format!("no {CONFIG_FILE} in the directory"),
+                ));
             }
             if !dir.join(WEIGHTS_FILE).is_file() {
                 let sharded = dir.join("model.safetensors.index.json").is_file();
@@ -387,7 +386,10 @@ pub fn load_config(dir: &Path) -> Result<ModelConfig, BackendError> {
     let path = dir.join(CONFIG_FILE);
     let text = fs::read_to_string(&path).map_err(|e| {
         if e.kind() == io::ErrorKind::NotFound {
-            model_error(&path, "missing (a model directory needs a Hugging Face config.json)")
+            model_error(
+                &path,
+                "missing (a model directory needs a Hugging Face config.json)",
+            )
         } else {
             model_error(&path, format!("cannot read: {e}"))
         }
@@ -467,19 +469,51 @@ pub(crate) fn tensor_specs(config: &ModelConfig) -> Vec<TensorSpec> {
     let i = config.intermediate_size;
     let v = config.vocab_size;
     let spec = |name: String, shape: Vec<usize>, init| TensorSpec { name, shape, init };
-    let mut specs = vec![spec("model.embed_tokens.weight".into(), vec![v, h], Init::Uniform)];
+    let mut specs = vec![spec(
+        "model.embed_tokens.weight".into(),
+        vec![v, h],
+        Init::Uniform,
+    )];
     for l in 0..config.num_hidden_layers {
         let p = format!("model.layers.{l}");
         specs.extend([
             spec(format!("{p}.input_layernorm.weight"), vec![h], Init::Ones),
-            spec(format!("{p}.self_attn.q_proj.weight"), vec![q, h], Init::Uniform),
-            spec(format!("{p}.self_attn.k_proj.weight"), vec![kv, h], Init::Uniform),
-            spec(format!("{p}.self_attn.v_proj.weight"), vec![kv, h], Init::Uniform),
-            spec(format!("{p}.self_attn.o_proj.weight"), vec![h, q], Init::Uniform),
-            spec(format!("{p}.post_attention_layernorm.weight"), vec![h], Init::Ones),
-            spec(format!("{p}.mlp.gate_proj.weight"), vec![i, h], Init::Uniform),
+            spec(
+                format!("{p}.self_attn.q_proj.weight"),
+                vec![q, h],
+                Init::Uniform,
+            ),
+            spec(
+                format!("{p}.self_attn.k_proj.weight"),
+                vec![kv, h],
+                Init::Uniform,
+            ),
+            spec(
+                format!("{p}.self_attn.v_proj.weight"),
+                vec![kv, h],
+                Init::Uniform,
+            ),
+            spec(
+                format!("{p}.self_attn.o_proj.weight"),
+                vec![h, q],
+                Init::Uniform,
+            ),
+            spec(
+                format!("{p}.post_attention_layernorm.weight"),
+                vec![h],
+                Init::Ones,
+            ),
+            spec(
+                format!("{p}.mlp.gate_proj.weight"),
+                vec![i, h],
+                Init::Uniform,
+            ),
             spec(format!("{p}.mlp.up_proj.weight"), vec![i, h], Init::Uniform),
-            spec(format!("{p}.mlp.down_proj.weight"), vec![h, i], Init::Uniform),
+            spec(
+                format!("{p}.mlp.down_proj.weight"),
+                vec![h, i],
+                Init::Uniform,
+            ),
         ]);
     }
     specs.push(spec("model.norm.weight".into(), vec![h], Init::Ones));
@@ -583,7 +617,9 @@ fn write_weights(model: BuiltinModel, seed: u64, path: &Path) -> io::Result<()> 
     for spec in &specs {
         write_tensor_values(&mut w, seed, spec)?;
     }
-    w.into_inner().map_err(io::IntoInnerError::into_error)?.sync_all()
+    w.into_inner()
+        .map_err(io::IntoInnerError::into_error)?
+        .sync_all()
 }
 
 /// Writes `config.json` and `model.safetensors` (f32) of a built-in model with weights seeded by
@@ -598,7 +634,12 @@ pub fn materialize(model: BuiltinModel, seed: u64, dir: &Path) -> Result<PathBuf
         check_materialized(model, seed, dir)?;
         return Ok(dir.to_path_buf());
     }
-    if dir.is_dir() && fs::read_dir(dir).map_err(|e| io_error(dir, e))?.next().is_some() {
+    if dir.is_dir()
+        && fs::read_dir(dir)
+            .map_err(|e| io_error(dir, e))?
+            .next()
+            .is_some()
+    {
         return Err(model_error(
             dir,
             format!("exists and is not a materialised `{model}` model (remove it or choose another directory)"),
@@ -809,7 +850,10 @@ mod tests {
         }
         // Published sizes of the real models whose shapes these copy.
         assert_eq!(BuiltinModel::OneB.config().parameter_count(), 1_235_814_400);
-        assert_eq!(BuiltinModel::EightB.config().parameter_count(), 8_030_261_248);
+        assert_eq!(
+            BuiltinModel::EightB.config().parameter_count(),
+            8_030_261_248
+        );
         let small = BuiltinModel::Small.config().parameter_count();
         assert!((31_000_000..33_000_000).contains(&small), "{small}");
     }
@@ -817,7 +861,9 @@ mod tests {
     #[test]
     fn uniform_values_have_the_documented_distribution() {
         let v = seeded_uniform(7, "model.embed_tokens.weight", 100_000);
-        assert!(v.iter().all(|x| (-UNIFORM_BOUND..UNIFORM_BOUND).contains(x)));
+        assert!(v
+            .iter()
+            .all(|x| (-UNIFORM_BOUND..UNIFORM_BOUND).contains(x)));
         let mean = v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64;
         let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / v.len() as f64;
         assert!(mean.abs() < 5e-4, "{mean}");
@@ -880,9 +926,15 @@ mod tests {
         assert_eq!(siblings.len(), 1);
 
         // Reuse: the files are not rewritten.
-        let modified = fs::metadata(dir.join(WEIGHTS_FILE)).unwrap().modified().unwrap();
+        let modified = fs::metadata(dir.join(WEIGHTS_FILE))
+            .unwrap()
+            .modified()
+            .unwrap();
         materialize(BuiltinModel::Tiny, 5, &dir).unwrap();
-        let again = fs::metadata(dir.join(WEIGHTS_FILE)).unwrap().modified().unwrap();
+        let again = fs::metadata(dir.join(WEIGHTS_FILE))
+            .unwrap()
+            .modified()
+            .unwrap();
         assert_eq!(modified, again);
 
         // The same directory cannot silently stand for another seed or model.
@@ -920,7 +972,10 @@ mod tests {
         assert_eq!(dir, tmp.path().join("tiny-seed9"));
         assert!(dir.join(CONFIG_FILE).is_file() && dir.join(WEIGHTS_FILE).is_file());
         assert_eq!(resolve(&source, tmp.path()).unwrap(), dir);
-        assert_eq!(resolve(&ModelSource::Dir(dir.clone()), tmp.path()).unwrap(), dir);
+        assert_eq!(
+            resolve(&ModelSource::Dir(dir.clone()), tmp.path()).unwrap(),
+            dir
+        );
 
         let empty = tmp.path().join("empty");
         fs::create_dir(&empty).unwrap();
@@ -938,11 +993,17 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join(CONFIG_FILE);
         let err = load_config(tmp.path()).unwrap_err().to_string();
-        assert!(err.contains(&path.display().to_string()) && err.contains("missing"), "{err}");
+        assert!(
+            err.contains(&path.display().to_string()) && err.contains("missing"),
+            "{err}"
+        );
 
         fs::write(&path, "{ not json").unwrap();
         let err = load_config(tmp.path()).unwrap_err().to_string();
-        assert!(err.contains(&path.display().to_string()) && err.contains("malformed"), "{err}");
+        assert!(
+            err.contains(&path.display().to_string()) && err.contains("malformed"),
+            "{err}"
+        );
 
         let mut value = serde_json::to_value(BuiltinModel::Tiny.config()).unwrap();
         value["architectures"] = serde_json::json!(["MistralForCausalLM"]);
@@ -984,7 +1045,10 @@ mod tests {
             Some(EosTokenId::Multiple(vec![128001, 128008, 128009]))
         );
         assert_eq!(cfg.torch_dtype, "bfloat16");
-        assert_eq!(cfg.parameter_count(), BuiltinModel::OneB.config().parameter_count());
+        assert_eq!(
+            cfg.parameter_count(),
+            BuiltinModel::OneB.config().parameter_count()
+        );
 
         // Missing optional fields take Hugging Face's defaults.
         let minimal = r#"{"model_type": "llama", "vocab_size": 10, "hidden_size": 8,
