@@ -1,2 +1,840 @@
-//! tmp
+//! Analysis side of tcobench: everything that happens to a run directory after the harness has
+//! written it.
+//!
+//! This crate owns
+//!
+//! * the **results schema** ([`schema`]): `manifest.json`, `requests.parquet`, `power.parquet`
+//!   and their polars frames — the contract between the harness and every reader;
+//! * **loading** ([`load`]): polars reads, column/type validation, exclusion of warm-up and
+//!   failed requests, grouping per cell;
+//! * **statistics** ([`stats`]): mean, sd, type-7 quantiles, Student-t confidence intervals;
+//! * **rendering** ([`plots`], [`report`]): SVG plots and the Markdown / self-contained HTML
+//!   report.
+//!
+//! It never depends on the harness or on the backends: anything that can write the files
+//! described in [`schema`] can be analysed. The entry points are [`analyze`] (writes
+//! `stats.json`) and [`write_report`] (writes `report.md`, `report.html`, `plots/*.svg`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub mod inference;
+pub mod load;
+pub mod plots;
+pub mod report;
 pub mod schema;
+pub mod stats;
+
+use schema::{files, CellOutcome, CellRecord, Manifest, SchemaError, SCHEMA_VERSION};
+use stats::{Descriptives, StatsError};
+
+/// Errors of the analysis entry points.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    /// Reading or validating a results file failed.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// The manifest was written with a results layout this version does not read.
+    #[error("{path}: schema_version {found} is not supported (this build reads {expected})")]
+    UnsupportedSchema {
+        /// Manifest path.
+        path: PathBuf,
+        /// Version in the file.
+        found: u32,
+        /// Version this build understands.
+        expected: u32,
+    },
+    /// A report template failed to load or render.
+    #[error("template `{name}`: {source:#}")]
+    Template {
+        /// Template name (file name).
+        name: String,
+        /// Underlying error, with location where minijinja knows it.
+        source: minijinja::Error,
+    },
+    /// A plot could not be drawn.
+    #[error("plot `{name}`: {message}")]
+    Plot {
+        /// Plot name.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// `stats.json` could not be serialised.
+    #[error("{path}: {source}")]
+    Json {
+        /// File concerned.
+        path: PathBuf,
+        /// Underlying error.
+        source: serde_json::Error,
+    },
+    /// A file or directory could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// File concerned.
+        path: PathBuf,
+        /// Underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// The per-request metrics summarised for each cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// End-to-end request latency, ms.
+    E2eMs,
+    /// Time to first token, ms.
+    TtftMs,
+    /// Time per output token after the first, ms.
+    TpotMs,
+    /// Generated tokens per second.
+    TokensPerS,
+    /// Energy per generated token, J: `energy_j / (batch_size · new_tokens)`.
+    EnergyJPerToken,
+}
+
+impl Metric {
+    /// Every metric, in report order.
+    pub const ALL: [Metric; 5] = [
+        Metric::E2eMs,
+        Metric::TtftMs,
+        Metric::TpotMs,
+        Metric::TokensPerS,
+        Metric::EnergyJPerToken,
+    ];
+
+    /// Stable name (the `requests.parquet` column, or the derived name for energy per token).
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::E2eMs => "e2e_ms",
+            Metric::TtftMs => "ttft_ms",
+            Metric::TpotMs => "tpot_ms",
+            Metric::TokensPerS => "tokens_per_s",
+            Metric::EnergyJPerToken => "energy_j_per_token",
+        }
+    }
+
+    /// Unit, for axis labels and column headers.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Metric::E2eMs | Metric::TtftMs | Metric::TpotMs => "ms",
+            Metric::TokensPerS => "tokens/s",
+            Metric::EnergyJPerToken => "J/token",
+        }
+    }
+
+    /// One-line description.
+    pub fn description(self) -> &'static str {
+        match self {
+            Metric::E2eMs => "end-to-end request latency",
+            Metric::TtftMs => "time to first token",
+            Metric::TpotMs => "time per output token after the first",
+            Metric::TokensPerS => "generated tokens (batch × new tokens) per second",
+            Metric::EnergyJPerToken => "energy per generated token, energy_j / (batch × new tokens)",
+        }
+    }
+}
+
+/// Name, unit and description of a metric, as listed in `stats.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricInfo {
+    /// Stable metric name (key of [`CellStats::metrics`]).
+    pub name: String,
+    /// Unit.
+    pub unit: String,
+    /// Description.
+    pub description: String,
+}
+
+impl From<Metric> for MetricInfo {
+    fn from(m: Metric) -> Self {
+        Self {
+            name: m.name().into(),
+            unit: m.unit().into(),
+            description: m.description().into(),
+        }
+    }
+}
+
+/// A metric a cell has no statistics for, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unavailable {
+    /// Metric name.
+    pub metric: String,
+    /// Why it is absent (never silently zero).
+    pub reason: String,
+}
+
+/// Statistics and configuration of one cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellStats {
+    /// Stable cell id.
+    pub cell_id: String,
+    /// Execution order index.
+    pub index: usize,
+    /// Backend name.
+    pub backend: String,
+    /// Model name or path.
+    pub model: String,
+    /// Device.
+    pub device: String,
+    /// Data type.
+    pub dtype: String,
+    /// Sequences per request.
+    pub batch_size: u32,
+    /// Prompt length per sequence.
+    pub prompt_tokens: u32,
+    /// Generated tokens per sequence.
+    pub new_tokens: u32,
+    /// Configured warm-up requests.
+    pub warmup: u32,
+    /// Configured timed requests.
+    pub repetitions: u32,
+    /// Outcome recorded in the manifest.
+    pub status: CellOutcome,
+    /// Error message of a failed cell.
+    pub error: Option<String>,
+    /// Timed, successful requests the statistics use.
+    pub n_requests: usize,
+    /// Warm-up requests excluded.
+    pub n_warmup_excluded: usize,
+    /// Timed requests excluded because they failed.
+    pub n_failed_excluded: usize,
+    /// Energy method (from the manifest, else from the requests; `mixed(…)` if they disagree).
+    pub energy_method: Option<String>,
+    /// Peak resident set size, bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Peak device memory, bytes.
+    pub gpu_mem_bytes: Option<u64>,
+    /// Statistics per metric name; a metric without values is absent and listed in `unavailable`.
+    pub metrics: BTreeMap<String, Descriptives>,
+    /// Metrics without statistics, with the reason.
+    pub unavailable: Vec<Unavailable>,
+    /// Data-quality notes (partial nulls, non-finite values excluded).
+    pub warnings: Vec<String>,
+}
+
+impl CellStats {
+    /// Statistics of `metric`, if available.
+    pub fn metric(&self, metric: Metric) -> Option<&Descriptives> {
+        self.metrics.get(metric.name())
+    }
+
+    /// Human-readable configuration label: `backend · model · device · dtype · bB pP nN`.
+    pub fn label(&self) -> String {
+        format!(
+            "{} · {} · {} · {} · b{} p{} n{}",
+            self.backend,
+            self.model,
+            self.device,
+            self.dtype,
+            self.batch_size,
+            self.prompt_tokens,
+            self.new_tokens
+        )
+    }
+}
+
+/// Everything `stats.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunStats {
+    /// Results layout version ([`schema::SCHEMA_VERSION`]).
+    pub schema_version: u32,
+    /// Run id.
+    pub run_id: String,
+    /// Scenario name.
+    pub scenario_name: String,
+    /// The metrics summarised, with units.
+    pub metrics: Vec<MetricInfo>,
+    /// One entry per manifest cell, in manifest order.
+    pub cells: Vec<CellStats>,
+    /// Run-level data-quality notes (rows of unknown cells…).
+    pub warnings: Vec<String>,
+}
+
+/// Counts of cells by outcome.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CellCounts {
+    /// Cells that completed.
+    pub ok: usize,
+    /// Cells that failed.
+    pub failed: usize,
+    /// Cells not run.
+    pub pending: usize,
+}
+
+impl RunStats {
+    /// Cells by outcome.
+    pub fn counts(&self) -> CellCounts {
+        let mut c = CellCounts::default();
+        for cell in &self.cells {
+            match cell.status {
+                CellOutcome::Ok => c.ok += 1,
+                CellOutcome::Failed => c.failed += 1,
+                CellOutcome::Pending => c.pending += 1,
+            }
+        }
+        c
+    }
+
+    /// The completed cell with the highest mean tokens/s.
+    pub fn best_throughput(&self) -> Option<&CellStats> {
+        self.cells
+            .iter()
+            .filter(|c| c.status == CellOutcome::Ok)
+            .filter_map(|c| c.metric(Metric::TokensPerS).map(|d| (c, d.mean)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .map(|(c, _)| c)
+    }
+
+    /// One line for an experiment log: the best tokens/s cell with its mean and 95 % CI, and the
+    /// number of cells ok/failed.
+    pub fn headline(&self) -> String {
+        let counts = self.counts();
+        let mut cells = format!("cells: {} ok, {} failed", counts.ok, counts.failed);
+        if counts.pending > 0 {
+            cells.push_str(&format!(", {} not run", counts.pending));
+        }
+        let best = match self.best_throughput() {
+            Some(c) => {
+                let d = c.metric(Metric::TokensPerS).expect("best has tokens/s");
+                let ci = match d.ci95_mean {
+                    Some([lo, hi]) => format!("95% CI {}–{}", fmt_sig(lo, 4), fmt_sig(hi, 4)),
+                    None => "no CI".to_string(),
+                };
+                format!(
+                    "best {} tokens/s ({ci}, n={}) on #{} {} [{}]",
+                    fmt_sig(d.mean, 4),
+                    d.n,
+                    c.index,
+                    c.label(),
+                    c.cell_id
+                )
+            }
+            None => "no completed cell with a throughput".to_string(),
+        };
+        format!(
+            "{} ({}): {best}; {cells}",
+            self.run_id, self.scenario_name
+        )
+    }
+}
+
+/// Formats `x` with `sig` significant digits, in fixed notation for 1e-4 ≤ |x| < 1e6 (integers
+/// beyond the significant digits are not rounded away), scientific otherwise.
+pub fn fmt_sig(x: f64, sig: usize) -> String {
+    if !x.is_finite() {
+        return x.to_string();
+    }
+    if x == 0.0 {
+        return "0".to_string();
+    }
+    let ax = x.abs();
+    if !(1e-4..1e6).contains(&ax) {
+        return format!("{:.*e}", sig.saturating_sub(1), x);
+    }
+    let magnitude = ax.log10().floor() as i64;
+    let decimals = (sig as i64 - 1 - magnitude).max(0) as usize;
+    let s = format!("{x:.decimals$}");
+    // A value such as 9.996 rounding up to 10.00 keeps one decimal too many; harmless.
+    if s == "-0" || s.starts_with("-0.") && s.trim_start_matches("-0.").chars().all(|c| c == '0') {
+        s.trim_start_matches('-').to_string()
+    } else {
+        s
+    }
+}
+
+fn unavailable_reason(
+    metric: Metric,
+    record: &CellRecord,
+    samples: &load::CellSamples,
+    energy_method: Option<&str>,
+) -> String {
+    if samples.n_used == 0 {
+        return match record.status {
+            CellOutcome::Failed => "cell failed: no successful timed requests".into(),
+            CellOutcome::Pending => "cell not run".into(),
+            CellOutcome::Ok => "no successful timed requests".into(),
+        };
+    }
+    let nulls = samples.nulls.get(&metric).copied().unwrap_or(0);
+    let bad = samples.non_finite.get(&metric).copied().unwrap_or(0);
+    match metric {
+        Metric::EnergyJPerToken if matches!(energy_method, None | Some("none")) => {
+            "energy not measured (energy_method: none)".into()
+        }
+        Metric::EnergyJPerToken if record.batch_size == 0 || record.new_tokens == 0 => {
+            "no generated tokens to divide by".into()
+        }
+        Metric::TpotMs if record.new_tokens <= 1 && nulls > 0 => {
+            "undefined for new_tokens ≤ 1".into()
+        }
+        _ if bad > 0 && nulls == 0 => {
+            format!("all {bad} values non-finite (NaN/∞)")
+        }
+        _ if bad > 0 => format!("{nulls} null and {bad} non-finite values, none usable"),
+        Metric::EnergyJPerToken => format!("energy_j is null in all {nulls} requests"),
+        _ => format!("null in all {nulls} requests"),
+    }
+}
+
+fn cell_stats(record: &CellRecord, samples: &load::CellSamples) -> CellStats {
+    let energy_method = record.energy_method.clone().or_else(|| {
+        let methods: Vec<&str> = samples.energy_methods.iter().map(String::as_str).collect();
+        match methods.as_slice() {
+            [] => None,
+            [one] => Some((*one).to_string()),
+            many => Some(format!("mixed({})", many.join(","))),
+        }
+    });
+    let mut metrics = BTreeMap::new();
+    let mut unavailable = Vec::new();
+    let mut warnings = Vec::new();
+    for metric in Metric::ALL {
+        let values = samples.metric(metric);
+        match Descriptives::try_compute(values) {
+            Ok(d) => {
+                let nulls = samples.nulls.get(&metric).copied().unwrap_or(0);
+                let bad = samples.non_finite.get(&metric).copied().unwrap_or(0);
+                if nulls > 0 {
+                    warnings.push(format!(
+                        "{}: {nulls} of {} values null; statistics use {}",
+                        metric.name(),
+                        samples.n_used,
+                        d.n
+                    ));
+                }
+                if bad > 0 {
+                    warnings.push(format!(
+                        "{}: {bad} non-finite value(s) (NaN/∞) excluded",
+                        metric.name()
+                    ));
+                }
+                metrics.insert(metric.name().to_string(), d);
+            }
+            Err(StatsError::Empty) => unavailable.push(Unavailable {
+                metric: metric.name().into(),
+                reason: unavailable_reason(metric, record, samples, energy_method.as_deref()),
+            }),
+            Err(e) => unavailable.push(Unavailable {
+                metric: metric.name().into(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+    if record.status == CellOutcome::Ok && samples.n_used < record.repetitions as usize {
+        warnings.push(format!(
+            "{} of {} configured repetitions usable",
+            samples.n_used, record.repetitions
+        ));
+    }
+    CellStats {
+        cell_id: record.cell_id.clone(),
+        index: record.index,
+        backend: record.backend.clone(),
+        model: record.model.clone(),
+        device: record.device.clone(),
+        dtype: record.dtype.clone(),
+        batch_size: record.batch_size,
+        prompt_tokens: record.prompt_tokens,
+        new_tokens: record.new_tokens,
+        warmup: record.warmup,
+        repetitions: record.repetitions,
+        status: record.status,
+        error: record.error.clone(),
+        n_requests: samples.n_used,
+        n_warmup_excluded: samples.n_warmup,
+        n_failed_excluded: samples.n_error,
+        energy_method,
+        peak_rss_bytes: record.peak_rss_bytes,
+        gpu_mem_bytes: record.gpu_mem_bytes,
+        metrics,
+        unavailable,
+        warnings,
+    }
+}
+
+/// Computes statistics from a manifest and loaded requests (no I/O).
+pub fn compute_stats(manifest: &Manifest, requests: &load::LoadedRequests) -> RunStats {
+    let cells = manifest
+        .cells
+        .iter()
+        .zip(&requests.cells)
+        .map(|(record, samples)| cell_stats(record, samples))
+        .collect();
+    let warnings = requests
+        .unknown_cell_ids
+        .iter()
+        .map(|id| format!("requests.parquet has rows for cell `{id}`, which the manifest does not list; ignored"))
+        .collect();
+    RunStats {
+        schema_version: SCHEMA_VERSION,
+        run_id: manifest.run_id.clone(),
+        scenario_name: manifest.scenario_name.clone(),
+        metrics: Metric::ALL.into_iter().map(MetricInfo::from).collect(),
+        cells,
+        warnings,
+    }
+}
+
+/// Reads and version-checks `manifest.json` of `run_dir`.
+pub fn read_run_manifest(run_dir: &Path) -> Result<Manifest, AnalysisError> {
+    let path = run_dir.join(files::MANIFEST);
+    let manifest = schema::read_manifest(&path)?;
+    if manifest.schema_version != SCHEMA_VERSION {
+        return Err(AnalysisError::UnsupportedSchema {
+            path,
+            found: manifest.schema_version,
+            expected: SCHEMA_VERSION,
+        });
+    }
+    Ok(manifest)
+}
+
+/// Loads `run_dir` (manifest + `requests.parquet`), computes per-cell statistics, writes
+/// `stats.json` (pretty JSON, atomically) and returns them.
+pub fn analyze(run_dir: &Path) -> Result<RunStats, AnalysisError> {
+    let manifest = read_run_manifest(run_dir)?;
+    let requests = load::load_requests(&run_dir.join(files::REQUESTS), &manifest)?;
+    let stats = compute_stats(&manifest, &requests);
+    let path = run_dir.join(files::STATS);
+    let mut json = serde_json::to_vec_pretty(&stats).map_err(|source| AnalysisError::Json {
+        path: path.clone(),
+        source,
+    })?;
+    json.push(b'\n');
+    write_atomic(&path, &json)?;
+    Ok(stats)
+}
+
+/// Renders `report.md`, `report.html` and `plots/*.svg` into `run_dir`, each written atomically.
+///
+/// `templates` optionally names a directory whose `report.md.j2` / `report.html.j2` (and any other
+/// `*.j2` they include) replace the built-in templates; a name missing there falls back to the
+/// built-in one. The raw request values (box plot) and power samples are re-read from `run_dir`.
+pub fn write_report(
+    run_dir: &Path,
+    stats: &RunStats,
+    templates: Option<&Path>,
+) -> Result<(), AnalysisError> {
+    let manifest = read_run_manifest(run_dir)?;
+    let requests = load::load_requests(&run_dir.join(files::REQUESTS), &manifest)?;
+    let power = load::load_power(&run_dir.join(files::POWER))?;
+    let plots = plots::render_all(stats, &manifest, &requests, &power)?;
+
+    let plot_dir = run_dir.join(files::PLOTS);
+    std::fs::create_dir_all(&plot_dir).map_err(|source| AnalysisError::Io {
+        path: plot_dir.clone(),
+        source,
+    })?;
+    for name in plots::PLOT_NAMES {
+        let path = plot_dir.join(format!("{name}.svg"));
+        match plots.iter().find(|p| p.name == name) {
+            Some(p) => write_atomic(&path, p.svg.as_bytes())?,
+            // Do not leave a stale plot from an earlier render next to the new report.
+            None => match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => return Err(AnalysisError::Io { path, source }),
+            },
+        }
+    }
+
+    let rendered = report::render(stats, &manifest, &plots, templates)?;
+    write_atomic(&run_dir.join(files::REPORT_MD), rendered.markdown.as_bytes())?;
+    write_atomic(&run_dir.join(files::REPORT_HTML), rendered.html.as_bytes())?;
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename,
+/// then a best-effort fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AnalysisError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| AnalysisError::Io { path, source }
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        file.write_all(bytes).map_err(io(&tmp))?;
+        file.sync_all().map_err(io(&tmp))?;
+        drop(file);
+        std::fs::rename(&tmp, path).map_err(io(path))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+        return result;
+    }
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    //! Synthetic run directories for the tests.
+    use super::*;
+    use schema::{HostInfo, PowerInfo, PowerSample, RequestRecord};
+
+    pub(crate) const NASTY: &str = "<script>alert(1)</script> \"q\" 'a' & co";
+
+    fn cell(i: usize, id: &str, model: &str, batch: u32, status: CellOutcome) -> CellRecord {
+        CellRecord {
+            cell_id: id.into(),
+            index: i,
+            backend: "mock".into(),
+            model: model.into(),
+            device: "cpu".into(),
+            dtype: "f32".into(),
+            batch_size: batch,
+            prompt_tokens: 16,
+            new_tokens: 8,
+            warmup: 1,
+            repetitions: 4,
+            status,
+            error: (status == CellOutcome::Failed).then(|| format!("out of memory {NASTY}")),
+            peak_rss_bytes: Some(123 << 20),
+            gpu_mem_bytes: None,
+            energy_method: Some("mock".into()),
+            started_at: None,
+            ended_at: None,
+            window_start_ms: Some(1000.0 * i as f64),
+            window_end_ms: Some(1000.0 * i as f64 + 800.0),
+        }
+    }
+
+    /// A manifest with three cells: `aaaa` (ok, batch 2), `bbbb` (ok, batch 4), `cccc` (failed).
+    pub(crate) fn manifest(run_id: &str, scenario: &str, model: &str) -> Manifest {
+        Manifest {
+            schema_version: SCHEMA_VERSION,
+            run_id: run_id.into(),
+            scenario_name: scenario.into(),
+            scenario_path: "scenarios/smoke.yaml".into(),
+            scenario: serde_json::json!({"name": scenario}),
+            seed: 42,
+            command: vec!["tcobench".into(), "run".into(), "scenarios/smoke.yaml".into()],
+            git_revision: Some("v0.1.0-3-gdeadbee".into()),
+            versions: BTreeMap::from([("tcobench".into(), "0.1.0".into())]),
+            host: HostInfo {
+                os: "Linux 6.1".into(),
+                cpu_model: "Test CPU".into(),
+                cpu_logical_cores: 2,
+                memory_bytes: Some(8 << 30),
+                gpus: vec![],
+                hostname: "box".into(),
+            },
+            power: PowerInfo {
+                method: "cpu_estimate".into(),
+                scope: "cpu-package".into(),
+                basis: "estimated".into(),
+                sample_period_ms: 100.0,
+                notes: BTreeMap::from([("tdp_w".into(), "65".into())]),
+            },
+            started_at: "2025-01-01T00:00:00Z".into(),
+            ended_at: Some("2025-01-01T00:01:00Z".into()),
+            status: "complete".into(),
+            cells: vec![
+                cell(0, "aaaa", model, 2, CellOutcome::Ok),
+                cell(1, "bbbb", model, 4, CellOutcome::Ok),
+                cell(2, "cccc", model, 1, CellOutcome::Failed),
+            ],
+        }
+    }
+
+    /// A successful request of `c` with the given e2e (energy = 2·e2e, tokens/s derived).
+    pub(crate) fn request(c: &CellRecord, rep: u32, warmup: bool, e2e: Option<f64>) -> RequestRecord {
+        RequestRecord {
+            run_id: "run".into(),
+            cell_id: c.cell_id.clone(),
+            backend: c.backend.clone(),
+            model: c.model.clone(),
+            device: c.device.clone(),
+            dtype: c.dtype.clone(),
+            batch_size: c.batch_size,
+            prompt_tokens: c.prompt_tokens,
+            new_tokens: c.new_tokens,
+            rep,
+            warmup,
+            ttft_ms: e2e.map(|e| e / 4.0),
+            e2e_ms: e2e,
+            tpot_ms: e2e.map(|e| e * 0.75 / 7.0),
+            tokens_per_s: e2e.map(|e| f64::from(c.batch_size * c.new_tokens) / (e / 1000.0)),
+            energy_j: e2e.map(|e| 2.0 * e),
+            energy_method: "mock".into(),
+            input_hash: "0123456789abcdef".into(),
+            output_hash: Some("fedcba9876543210".into()),
+            status: "ok".into(),
+            error: None,
+        }
+    }
+
+    /// Writes a complete synthetic run directory and returns its manifest.
+    pub(crate) fn write_run(dir: &Path, scenario: &str, model: &str) -> Manifest {
+        let m = manifest("run-1", scenario, model);
+        let mut rows = Vec::new();
+        for c in &m.cells[..2] {
+            // A warm-up with an absurd latency that would dominate the mean if it were included.
+            rows.push(request(c, 0, true, Some(1.0e6)));
+            for rep in 0..4 {
+                let base = if c.cell_id == "aaaa" { 100.0 } else { 150.0 };
+                rows.push(request(c, rep, false, Some(base + 10.0 * f64::from(rep))));
+            }
+        }
+        let mut failed = request(&m.cells[2], 0, false, None);
+        failed.status = "error".into();
+        failed.error = m.cells[2].error.clone();
+        failed.output_hash = None;
+        rows.push(failed);
+        let mut df = schema::requests_frame(&rows).unwrap();
+        schema::write_parquet(&mut df, &dir.join(files::REQUESTS)).unwrap();
+
+        let samples: Vec<PowerSample> = (0..30)
+            .map(|i| PowerSample {
+                t_ms: 100.0 * f64::from(i),
+                source: "cpu_estimate".into(),
+                device: "cpu-package".into(),
+                cell_id: None,
+                watts: Some(20.0 + f64::from(i % 5)),
+                energy_j_cum: None,
+                temp_c: None,
+                sm_clock_mhz: None,
+                throttle_reasons: None,
+            })
+            .collect();
+        let mut df = schema::power_frame(&samples).unwrap();
+        schema::write_parquet(&mut df, &dir.join(files::POWER)).unwrap();
+
+        std::fs::write(
+            dir.join(files::MANIFEST),
+            serde_json::to_string_pretty(&m).unwrap(),
+        )
+        .unwrap();
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn analyze_excludes_warmups_and_writes_stats_json() {
+        let dir = tempfile::tempdir().unwrap();
+        testutil::write_run(dir.path(), "smoke", "tiny-model");
+        let stats = analyze(dir.path()).unwrap();
+        assert_eq!(stats.cells.len(), 3);
+        let a = &stats.cells[0];
+        assert_eq!(a.cell_id, "aaaa");
+        assert_eq!(a.n_requests, 4, "warm-up must not be counted");
+        assert_eq!(a.n_warmup_excluded, 1);
+        let e2e = a.metric(Metric::E2eMs).unwrap();
+        assert_eq!(e2e.n, 4);
+        assert_eq!(e2e.mean, 115.0);
+        assert_eq!(e2e.max, 130.0);
+        // energy per token = 2·e2e / (2·8)
+        assert_eq!(a.metric(Metric::EnergyJPerToken).unwrap().mean, 2.0 * 115.0 / 16.0);
+        assert!(a.unavailable.is_empty());
+
+        let c = &stats.cells[2];
+        assert_eq!(c.status, CellOutcome::Failed);
+        assert_eq!((c.n_requests, c.n_failed_excluded), (0, 1));
+        assert!(c.metrics.is_empty());
+        assert_eq!(c.unavailable.len(), Metric::ALL.len());
+        assert!(c.unavailable[0].reason.contains("cell failed"));
+
+        // stats.json round-trips and no temp file is left behind.
+        let text = std::fs::read_to_string(dir.path().join(files::STATS)).unwrap();
+        // (serde_json's default float parser may differ in the last ulp, so compare numerically.)
+        let back: RunStats = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.cells.len(), stats.cells.len());
+        for (b, s) in back.cells.iter().zip(&stats.cells) {
+            assert_eq!((&b.cell_id, b.n_requests, &b.unavailable), (&s.cell_id, s.n_requests, &s.unavailable));
+            assert_eq!(b.metrics.keys().collect::<Vec<_>>(), s.metrics.keys().collect::<Vec<_>>());
+            for (name, d) in &s.metrics {
+                let e = &b.metrics[name];
+                assert_eq!(e.n, d.n);
+                for (x, y) in [(e.mean, d.mean), (e.p99, d.p99), (e.ci95_mean.unwrap()[0], d.ci95_mean.unwrap()[0])] {
+                    assert!((x - y).abs() <= 1e-12 * y.abs(), "{name}: {x} vs {y}");
+                }
+            }
+        }
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty());
+
+        let h = stats.headline();
+        assert!(h.contains("#1"), "{h}");
+        assert!(h.contains("2 ok, 1 failed"), "{h}");
+        assert!(h.contains("95% CI"), "{h}");
+    }
+
+    #[test]
+    fn missing_energy_is_unavailable_not_zero() {
+        let m = testutil::manifest("r", "s", "m");
+        let mut rows: Vec<_> = (0..3)
+            .map(|rep| testutil::request(&m.cells[0], rep, false, Some(10.0)))
+            .collect();
+        for r in &mut rows {
+            r.energy_j = None;
+            r.energy_method = "none".into();
+        }
+        let df = schema::requests_frame(&rows).unwrap();
+        let mut m2 = m.clone();
+        m2.cells[0].energy_method = None;
+        let loaded = load::requests_from_frame(&df, Path::new("requests.parquet"), &m2).unwrap();
+        let stats = compute_stats(&m2, &loaded);
+        let a = &stats.cells[0];
+        assert!(a.metric(Metric::EnergyJPerToken).is_none());
+        let u = a
+            .unavailable
+            .iter()
+            .find(|u| u.metric == "energy_j_per_token")
+            .unwrap();
+        assert!(u.reason.contains("not measured"), "{}", u.reason);
+        assert_eq!(a.energy_method.as_deref(), Some("none"));
+    }
+
+    #[test]
+    fn unsupported_schema_version_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = testutil::write_run(dir.path(), "s", "m");
+        m.schema_version = SCHEMA_VERSION + 1;
+        std::fs::write(
+            dir.path().join(files::MANIFEST),
+            serde_json::to_string(&m).unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(
+            analyze(dir.path()),
+            Err(AnalysisError::UnsupportedSchema { .. })
+        ));
+    }
+
+    #[test]
+    fn fmt_sig_examples() {
+        assert_eq!(fmt_sig(123.456, 3), "123");
+        assert_eq!(fmt_sig(12.3456, 3), "12.3");
+        assert_eq!(fmt_sig(0.0123456, 3), "0.0123");
+        assert_eq!(fmt_sig(12345.6, 3), "12346");
+        assert_eq!(fmt_sig(0.0, 3), "0");
+        assert_eq!(fmt_sig(-1.5, 3), "-1.50");
+        assert_eq!(fmt_sig(1.0e-7, 3), "1.00e-7");
+        assert_eq!(fmt_sig(f64::NAN, 3), "NaN");
+    }
+}

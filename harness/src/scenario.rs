@@ -164,7 +164,7 @@ struct RawMatrix {
 #[serde(deny_unknown_fields)]
 struct RawPower {
     source: Option<PowerSource>,
-    sample_ms: Option<Positive>,
+    sample_ms: Option<u32>,
     idle_baseline_s: Option<f64>,
     cpu_tdp_w: Option<f64>,
     cpu_idle_fraction: Option<f64>,
@@ -181,7 +181,7 @@ struct RawScenario {
     seed: Option<u64>,
     device: Option<OneOrMany<Device>>,
     warmup: Option<u32>,
-    repetitions: Option<Positive>,
+    repetitions: Option<u32>,
     matrix: Option<RawMatrix>,
     exclude: Option<Vec<BTreeMap<String, serde_yaml::Value>>>,
     power: Option<RawPower>,
@@ -291,7 +291,7 @@ fn read_source(path: &Path) -> Result<SourceFile, ScenarioError> {
             message: "the file is empty; a scenario needs at least `name` and `matrix`".into(),
         });
     } else {
-        serde_yaml::from_str(&text).map_err(|e| yaml_error(path, &e))?
+        serde_yaml::from_str(&text).map_err(|e| yaml_error(path, &text, &e))?
     };
     Ok(SourceFile {
         path: path.to_path_buf(),
@@ -301,7 +301,7 @@ fn read_source(path: &Path) -> Result<SourceFile, ScenarioError> {
 }
 
 /// Turns a serde_yaml error into a located [`ScenarioError`] with its key path.
-fn yaml_error(path: &Path, e: &serde_yaml::Error) -> ScenarioError {
+fn yaml_error(path: &Path, text: &str, e: &serde_yaml::Error) -> ScenarioError {
     let mut message = e.to_string();
     if let Some(i) = message.rfind(" at line ") {
         message.truncate(i);
@@ -320,11 +320,15 @@ fn yaml_error(path: &Path, e: &serde_yaml::Error) -> ScenarioError {
             None => field.to_string(),
         });
     }
-    let loc = e.location();
+    // serde_yaml marks where the error surfaced, which for a value rejected after parsing can be
+    // the enclosing mapping; the key's own position is more precise when it can be found.
+    let located = key.as_deref().and_then(|k| locate(text, k));
+    let loc = e.location().map(|l| (l.line(), l.column()));
+    let (line, column) = located.or(loc).unzip();
     ScenarioError {
         path: path.to_path_buf(),
-        line: loc.as_ref().map(|l| l.line()),
-        column: loc.as_ref().map(|l| l.column()),
+        line,
+        column,
         key,
         message,
     }
@@ -353,13 +357,12 @@ fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
             if trimmed.is_empty() || trimmed.starts_with('#') {
                 continue;
             }
-            let indent = line.len() - trimmed.len();
-            if depth > 0 && indent < min_indent && i > start {
-                break;
-            }
             let body = trimmed.trim_start_matches("- ");
             let col = line.len() - body.len();
-            if body.starts_with(&format!("{name}:")) && (depth == 0 || indent >= min_indent) {
+            if depth > 0 && col < min_indent && i > start {
+                break;
+            }
+            if body.starts_with(&format!("{name}:")) && col >= min_indent {
                 hit = Some((i, col));
                 break;
             }
@@ -600,7 +603,10 @@ fn validate(
         return Err(at("device").error("device", "lists a device twice"));
     }
     let warmup = raw.warmup.unwrap_or(1);
-    let repetitions = raw.repetitions.map(|p| p.0).unwrap_or(5);
+    let repetitions = raw.repetitions.unwrap_or(5);
+    if repetitions == 0 {
+        return Err(at("repetitions").error("repetitions", "must be at least 1"));
+    }
 
     let p = raw.power.clone().unwrap_or_default();
     let check_range = |key: &'static str, v: Option<f64>, lo: f64, hi: f64, default: f64| {
@@ -613,7 +619,10 @@ fn validate(
     };
     let power = PowerSettings {
         source: p.source.unwrap_or_default(),
-        sample_ms: p.sample_ms.map(|p| p.0).unwrap_or(100),
+        sample_ms: match p.sample_ms.unwrap_or(100) {
+            0 => return Err(at("power.sample_ms").error("power.sample_ms", "must be at least 1")),
+            ms => ms,
+        },
         idle_baseline_s: check_range("power.idle_baseline_s", p.idle_baseline_s, 0.0, 600.0, 0.0)?,
         cpu_tdp_w: check_range("power.cpu_tdp_w", p.cpu_tdp_w, 1.0, 2000.0, 65.0)?,
         cpu_tdp_from_user: p.cpu_tdp_w.is_some(),

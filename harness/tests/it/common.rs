@@ -4,14 +4,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// Writes a file under `dir` and returns its path.
-pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p
 }
 
 /// Runs the tcobench binary.
-pub fn tcobench(args: &[&str], cwd: &Path) -> Output {
+pub(crate) fn tcobench(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tcobench"))
         .args(args)
         .current_dir(cwd)
@@ -21,12 +21,12 @@ pub fn tcobench(args: &[&str], cwd: &Path) -> Output {
 }
 
 /// A shared model cache for the tests (models are deterministic, so sharing is safe).
-pub fn models_dir() -> PathBuf {
+pub(crate) fn models_dir() -> PathBuf {
     std::env::temp_dir().join("tcobench-test-models")
 }
 
 /// A mock-backend scenario with `cells` = 2 models × 2 batch sizes.
-pub const MOCK: &str = "\
+pub(crate) const MOCK: &str = "\
 name: mock-run
 description: mock backend, deterministic virtual timings
 seed: 7

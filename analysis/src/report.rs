@@ -1,0 +1,503 @@
+//! Report rendering with minijinja: `report.md` and a single self-contained `report.html`.
+//!
+//! The default templates live in `report-templates/` and are embedded at compile time; a
+//! directory passed to [`render`] can override them. The HTML template is rendered with HTML
+//! auto-escaping switched on explicitly, so every user-provided string (scenario, model, error
+//! messages, host names…) is escaped; the only values marked safe are the inline SVG plots, whose
+//! text plotters has already XML-escaped (see [`crate::plots`]). The Markdown template escapes
+//! table-breaking characters with the `md` filter.
+//!
+//! Filters available to templates:
+//!
+//! | filter | input | output |
+//! |---|---|---|
+//! | `num(sig=3)` | number, none, undefined | `sig` significant digits, `—` when missing |
+//! | `mean_ci` | a descriptives map or undefined | `mean [lo, hi]`, precision from the CI width |
+//! | `stat(name)` | a descriptives map or undefined | one field (`p50`, `p99`, `sd`…) via `num` |
+//! | `mib` | bytes | mebibytes, 3 significant digits |
+//! | `md` | string | Markdown-safe text (`\|`, `<`, `>`, `*`, `_`… escaped, newlines flattened) |
+//! | `code` | string | text for an inline code span (backticks replaced, `\|` escaped) |
+//! | `shell_join` | list of strings | a copy-pasteable POSIX shell command line |
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use minijinja::value::Serde;
+use minijinja::{context, AutoEscape, Environment, UndefinedBehavior, Value};
+use serde::Serialize;
+
+use crate::plots::Plot;
+use crate::schema::{CellOutcome, Manifest};
+use crate::{fmt_sig, AnalysisError, CellStats, Metric, RunStats};
+
+/// Template name of the Markdown report.
+pub const MD_TEMPLATE: &str = "report.md.j2";
+/// Template name of the HTML report.
+pub const HTML_TEMPLATE: &str = "report.html.j2";
+/// Built-in Markdown template.
+pub const DEFAULT_MD_TEMPLATE: &str = include_str!("../../report-templates/report.md.j2");
+/// Built-in HTML template.
+pub const DEFAULT_HTML_TEMPLATE: &str = include_str!("../../report-templates/report.html.j2");
+
+const MISSING: &str = "—";
+
+/// The rendered reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    /// `report.md` contents.
+    pub markdown: String,
+    /// `report.html` contents.
+    pub html: String,
+}
+
+fn template_err(name: &str) -> impl Fn(minijinja::Error) -> AnalysisError + '_ {
+    move |source| AnalysisError::Template {
+        name: name.to_string(),
+        source,
+    }
+}
+
+fn value_f64(v: &Value) -> Option<f64> {
+    if v.is_number() {
+        f64::try_from(v.clone()).ok()
+    } else {
+        None
+    }
+}
+
+/// `num` filter: a number with `sig` significant digits (default 3); `—` for none/undefined.
+fn filter_num(v: Value, sig: Option<usize>) -> String {
+    match value_f64(&v) {
+        Some(x) => fmt_sig(x, sig.unwrap_or(3).clamp(1, 12)),
+        None if v.is_none() || v.is_undefined() => MISSING.to_string(),
+        None => v.to_string(),
+    }
+}
+
+/// Decimals needed to show `x` with `sig` significant digits in fixed notation.
+fn decimals_for(x: f64, sig: i64) -> i64 {
+    if x == 0.0 || !x.is_finite() {
+        return 0;
+    }
+    (sig - 1 - x.abs().log10().floor() as i64).max(0)
+}
+
+/// Formats a mean with its CI: the precision shows the mean to at least 3 significant digits
+/// and the CI half-width to 2.
+pub fn fmt_mean_ci(mean: f64, ci: Option<[f64; 2]>) -> String {
+    match ci {
+        Some([lo, hi]) if lo.is_finite() && hi.is_finite() => {
+            let half = (hi - lo) / 2.0;
+            let d = if half > 0.0 {
+                decimals_for(mean, 3).max(decimals_for(half, 2)).min(9)
+            } else {
+                decimals_for(mean, 3).min(9)
+            } as usize;
+            if (1e-4..1e6).contains(&mean.abs()) || mean == 0.0 {
+                format!("{mean:.d$} [{lo:.d$}, {hi:.d$}]")
+            } else {
+                format!("{} [{}, {}]", fmt_sig(mean, 3), fmt_sig(lo, 3), fmt_sig(hi, 3))
+            }
+        }
+        _ => fmt_sig(mean, 3),
+    }
+}
+
+/// `mean_ci` filter.
+fn filter_mean_ci(d: Value) -> Result<String, minijinja::Error> {
+    if d.is_undefined() || d.is_none() {
+        return Ok(MISSING.to_string());
+    }
+    let Some(mean) = value_f64(&d.get_attr("mean")?) else {
+        return Ok(MISSING.to_string());
+    };
+    let ci = d.get_attr("ci95_mean")?;
+    let ci = match (ci.get_item_by_index(0), ci.get_item_by_index(1)) {
+        (Ok(lo), Ok(hi)) => value_f64(&lo).zip(value_f64(&hi)).map(|(a, b)| [a, b]),
+        _ => None,
+    };
+    Ok(fmt_mean_ci(mean, ci))
+}
+
+/// `stat` filter: one field of a descriptives map.
+fn filter_stat(d: Value, field: String, sig: Option<usize>) -> Result<String, minijinja::Error> {
+    if d.is_undefined() || d.is_none() {
+        return Ok(MISSING.to_string());
+    }
+    Ok(filter_num(d.get_attr(&field)?, sig))
+}
+
+/// `mib` filter: bytes as MiB.
+fn filter_mib(v: Value) -> String {
+    match value_f64(&v) {
+        Some(b) => fmt_sig(b / (1024.0 * 1024.0), 3),
+        None => MISSING.to_string(),
+    }
+}
+
+/// `md` filter: text safe inside a Markdown table cell or paragraph.
+pub fn md_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '|' => out.push_str("\\|"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '`' => out.push_str("\\`"),
+            '*' | '_' | '[' | ']' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\r' => {}
+            '\n' => out.push(' '),
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `code` filter: text for an inline Markdown code span (backticks replaced, `|` escaped for
+/// tables, newlines flattened).
+pub fn md_code(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '`' => "'".to_string(),
+            '|' => "\\|".to_string(),
+            c if c.is_control() => " ".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+fn filter_code(v: Value) -> String {
+    match v.as_str() {
+        Some(s) => md_code(s),
+        None if v.is_none() || v.is_undefined() => MISSING.to_string(),
+        None => md_code(&v.to_string()),
+    }
+}
+
+fn filter_md(v: Value) -> String {
+    if v.is_none() || v.is_undefined() {
+        return MISSING.to_string();
+    }
+    match v.as_str() {
+        Some(s) => md_escape(s),
+        None => md_escape(&v.to_string()),
+    }
+}
+
+/// Quotes one argument for a POSIX shell when needed.
+pub fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+fn filter_shell_join(v: Value) -> Result<String, minijinja::Error> {
+    let mut parts = Vec::new();
+    for item in v.try_iter()? {
+        parts.push(shell_quote(&item.as_str().map_or_else(|| item.to_string(), str::to_owned)));
+    }
+    Ok(parts.join(" "))
+}
+
+/// Builds the template environment: built-in templates, overrides from `templates`, filters,
+/// explicit auto-escaping (HTML for `*.html.j2`, none otherwise), semi-strict undefined handling.
+pub fn environment(templates: Option<&Path>) -> Result<Environment<'static>, AnalysisError> {
+    let mut env = Environment::new();
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder()
+            .trim_blocks(true)
+            .lstrip_blocks(true)
+            .keep_trailing_newline(true)
+            .build()
+            .map_err(template_err("syntax"))?,
+    );
+    env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+    env.set_auto_escape_callback(|name| {
+        let stem = name.strip_suffix(".j2").unwrap_or(name);
+        if stem.ends_with(".html") || stem.ends_with(".htm") || stem.ends_with(".svg") {
+            AutoEscape::Html
+        } else {
+            AutoEscape::None
+        }
+    });
+    env.add_filter("num", filter_num);
+    env.add_filter("mean_ci", filter_mean_ci);
+    env.add_filter("stat", filter_stat);
+    env.add_filter("mib", filter_mib);
+    env.add_filter("md", filter_md);
+    env.add_filter("code", filter_code);
+    env.add_filter("shell_join", filter_shell_join);
+
+    let mut loaded = BTreeSet::new();
+    if let Some(dir) = templates {
+        let entries = std::fs::read_dir(dir).map_err(|source| AnalysisError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        for entry in entries {
+            let entry = entry.map_err(|source| AnalysisError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.ends_with(".j2") || !entry.path().is_file() {
+                continue;
+            }
+            let source = std::fs::read_to_string(entry.path()).map_err(|source| {
+                AnalysisError::Io {
+                    path: entry.path(),
+                    source,
+                }
+            })?;
+            env.add_template_owned(name.clone(), source)
+                .map_err(template_err(&name))?;
+            loaded.insert(name);
+        }
+    }
+    for (name, source) in [
+        (MD_TEMPLATE, DEFAULT_MD_TEMPLATE),
+        (HTML_TEMPLATE, DEFAULT_HTML_TEMPLATE),
+    ] {
+        if !loaded.contains(name) {
+            env.add_template(name, source).map_err(template_err(name))?;
+        }
+    }
+    Ok(env)
+}
+
+#[derive(Serialize)]
+struct Protocol {
+    warmup: String,
+    repetitions: String,
+}
+
+fn uniform(values: impl Iterator<Item = u32>) -> String {
+    let set: BTreeSet<u32> = values.collect();
+    match (set.first(), set.last()) {
+        (None, _) | (_, None) => MISSING.to_string(),
+        (Some(a), Some(b)) if a == b => a.to_string(),
+        (Some(a), Some(b)) => format!("{a}–{b} (varies by cell)"),
+    }
+}
+
+#[derive(Serialize)]
+struct CellView<'a> {
+    #[serde(flatten)]
+    cell: &'a CellStats,
+    label: String,
+    ok: bool,
+    has_notes: bool,
+    energy_label: String,
+}
+
+fn energy_label(cell: &CellStats, manifest: &Manifest) -> String {
+    if cell.metric(Metric::EnergyJPerToken).is_none() {
+        return "not measured".into();
+    }
+    let method = cell.energy_method.as_deref().unwrap_or(&manifest.power.method);
+    if manifest.power.basis == "estimated" {
+        format!("{method}, estimated")
+    } else {
+        format!("{method}, {}", manifest.power.basis)
+    }
+}
+
+/// Renders both reports. `plots` are inlined in the HTML and linked (`plots/<name>.svg`) from the
+/// Markdown.
+pub fn render(
+    stats: &RunStats,
+    manifest: &Manifest,
+    plots: &[Plot],
+    templates: Option<&Path>,
+) -> Result<Rendered, AnalysisError> {
+    let env = environment(templates)?;
+    let cells: Vec<CellView<'_>> = stats
+        .cells
+        .iter()
+        .map(|c| CellView {
+            cell: c,
+            label: c.label(),
+            ok: c.status == CellOutcome::Ok,
+            has_notes: c.status == CellOutcome::Ok
+                && !(c.unavailable.is_empty() && c.warnings.is_empty()),
+            energy_label: energy_label(c, manifest),
+        })
+        .collect();
+    let plot_values: Vec<Value> = plots
+        .iter()
+        .map(|p| {
+            context! {
+                name => p.name,
+                title => p.title.clone(),
+                file => format!("{}/{}.svg", crate::schema::files::PLOTS, p.name),
+                // Safe: plotters XML-escapes all text and attribute values (tested).
+                svg => Value::from_safe_string(p.inline_svg()),
+            }
+        })
+        .collect();
+    let protocol = Protocol {
+        warmup: uniform(manifest.cells.iter().map(|c| c.warmup)),
+        repetitions: uniform(manifest.cells.iter().map(|c| c.repetitions)),
+    };
+    let ctx = context! {
+        stats => Value::from(Serde(stats)),
+        manifest => Value::from(Serde(manifest)),
+        cells => Value::from(Serde(&cells)),
+        headline => stats.headline(),
+        counts => Value::from(Serde(stats.counts())),
+        protocol => Value::from(Serde(&protocol)),
+        estimated => manifest.power.basis == "estimated",
+        metrics => Value::from(Serde(&stats.metrics)),
+        plots => plot_values,
+    };
+    let render_one = |name: &str| -> Result<String, AnalysisError> {
+        env.get_template(name)
+            .and_then(|t| t.render(&ctx))
+            .map_err(template_err(name))
+    };
+    Ok(Rendered {
+        markdown: render_one(MD_TEMPLATE)?,
+        html: render_one(HTML_TEMPLATE)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{write_run, NASTY};
+    use crate::{analyze, schema::files, write_report};
+
+    #[test]
+    fn filters() {
+        assert_eq!(filter_num(Value::from(1234.5678), None), "1235");
+        assert_eq!(filter_num(Value::from(0.012345), Some(2)), "0.012");
+        assert_eq!(filter_num(Value::from(()), None), MISSING);
+        assert_eq!(filter_num(Value::UNDEFINED, None), MISSING);
+        assert_eq!(fmt_mean_ci(115.0, Some([99.57, 130.43])), "115 [100, 130]");
+        assert_eq!(fmt_mean_ci(4.86, Some([4.651562, 5.068438])), "4.86 [4.65, 5.07]");
+        assert_eq!(fmt_mean_ci(50.0, Some([50.0, 50.0])), "50.0 [50.0, 50.0]");
+        assert_eq!(fmt_mean_ci(50.0, None), "50.0");
+        assert_eq!(md_escape("a|b\n<c>"), "a\\|b &lt;c&gt;");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("run"), "run");
+        assert_eq!(filter_mib(Value::from(3u64 << 20)), "3.00");
+    }
+
+    fn render_run(scenario: &str, model: &str) -> (tempfile::TempDir, String, String) {
+        let dir = tempfile::tempdir().unwrap();
+        write_run(dir.path(), scenario, model);
+        let stats = analyze(dir.path()).unwrap();
+        write_report(dir.path(), &stats, None).unwrap();
+        let md = std::fs::read_to_string(dir.path().join(files::REPORT_MD)).unwrap();
+        let html = std::fs::read_to_string(dir.path().join(files::REPORT_HTML)).unwrap();
+        (dir, md, html)
+    }
+
+    #[test]
+    fn reports_contain_every_cell_and_no_external_resources() {
+        let (dir, md, html) = render_run("smoke", "tiny-model");
+        for id in ["aaaa", "bbbb", "cccc"] {
+            assert!(md.contains(id), "md lacks {id}");
+            assert!(html.contains(id), "html lacks {id}");
+        }
+        for bad in ["http://", "https://", "<script", "<link", "@import", "src="] {
+            assert!(!html.contains(bad), "html contains {bad}");
+        }
+        assert!(html.contains("<svg"), "plots are inlined");
+        assert!(html.contains("<style>"));
+        assert!(html.contains("estimated"));
+        assert!(md.contains("plots/throughput.svg"));
+        // warm-up excluded: n = 4 for the ok cells.
+        assert!(md.contains("| 4 |"), "{md}");
+        assert!(md.contains("not run") || md.contains("cccc"));
+        for p in ["throughput", "latency", "power"] {
+            let svg = std::fs::read_to_string(dir.path().join("plots").join(format!("{p}.svg")))
+                .unwrap();
+            assert!(svg.starts_with("<svg"));
+        }
+        // Units in the headers.
+        for unit in ["(ms)", "(tokens/s)", "(J/token)", "(MiB)"] {
+            assert!(md.contains(unit) && html.contains(unit), "{unit}");
+        }
+    }
+
+    #[test]
+    fn user_strings_are_escaped_everywhere_in_html() {
+        let (dir, md, html) = render_run(NASTY, &format!("org/{NASTY}"));
+        assert!(!html.contains("<script"), "raw script tag in HTML");
+        assert!(!html.contains("alert(1)</"), "unescaped closing tag");
+        assert!(!html.contains("\"q\""), "unescaped double quotes from user data");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"));
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "SVG text escaped");
+        assert!(!md.contains("<script"), "raw script tag in Markdown");
+        for p in ["throughput", "latency"] {
+            let svg = std::fs::read_to_string(dir.path().join("plots").join(format!("{p}.svg")))
+                .unwrap();
+            assert!(!svg.contains("<script"), "{p}.svg");
+            assert!(svg.contains("&lt;script&gt;"), "{p}.svg keeps the text, escaped");
+        }
+    }
+
+    #[test]
+    fn template_override_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        write_run(dir.path(), "smoke", "m");
+        let stats = analyze(dir.path()).unwrap();
+        let tpl = tempfile::tempdir().unwrap();
+        std::fs::write(
+            tpl.path().join(MD_TEMPLATE),
+            "custom {{ stats.run_id }} {{ cells | length }}\n",
+        )
+        .unwrap();
+        write_report(dir.path(), &stats, Some(tpl.path())).unwrap();
+        let md = std::fs::read_to_string(dir.path().join(files::REPORT_MD)).unwrap();
+        assert_eq!(md, "custom run-1 3\n");
+        // The HTML falls back to the built-in template.
+        let html = std::fs::read_to_string(dir.path().join(files::REPORT_HTML)).unwrap();
+        assert!(html.contains("aaaa"));
+
+        // A broken template is a located template error, not a panic.
+        std::fs::write(tpl.path().join(MD_TEMPLATE), "{{ stats.run_id ").unwrap();
+        let err = write_report(dir.path(), &stats, Some(tpl.path())).unwrap_err();
+        assert!(matches!(err, AnalysisError::Template { .. }), "{err}");
+    }
+
+    #[test]
+    fn html_autoescape_is_explicit() {
+        let env = environment(None).unwrap();
+        let t = env.get_template(HTML_TEMPLATE).unwrap();
+        assert_eq!(t.name(), HTML_TEMPLATE);
+        let out = env
+            .render_named_str("x.html.j2", "{{ v }}", context! { v => "<b>" })
+            .unwrap();
+        assert_eq!(out, "&lt;b&gt;");
+        let out = env
+            .render_named_str("x.md.j2", "{{ v }}", context! { v => "<b>" })
+            .unwrap();
+        assert_eq!(out, "<b>");
+    }
+}
+#[cfg(test)]
+mod tmp_sample {
+    #[test]
+    fn dump_sample() {
+        let out = std::path::Path::new("/tmp/tco_sample");
+        let _ = std::fs::remove_dir_all(out);
+        std::fs::create_dir_all(out).unwrap();
+        crate::testutil::write_run(out, "smoke <b>", "org/tiny-model");
+        let stats = crate::analyze(out).unwrap();
+        crate::write_report(out, &stats, None).unwrap();
+        println!("{}", stats.headline());
+    }
+}
