@@ -3,7 +3,13 @@
 
 use std::path::Path;
 
-const TRACKED: &[&str] = &["candle-core", "candle-transformers", "polars", "nvml-wrapper", "statrs"];
+const TRACKED: &[&str] = &[
+    "candle-core",
+    "candle-transformers",
+    "polars",
+    "nvml-wrapper",
+    "statrs",
+];
 
 fn main() {
     let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock");

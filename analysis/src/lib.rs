@@ -8,6 +8,7 @@
 //! * **loading** ([`load`]): polars reads, column/type validation, exclusion of warm-up and
 //!   failed requests, grouping per cell;
 //! * **statistics** ([`stats`]): mean, sd, type-7 quantiles, Student-t confidence intervals;
+//! * **inference** ([`inference`]): tests and intervals for comparing runs;
 //! * **rendering** ([`plots`], [`report`]): SVG plots and the Markdown / self-contained HTML
 //!   report.
 //!
@@ -48,7 +49,7 @@ pub enum AnalysisError {
         expected: u32,
     },
     /// A report template failed to load or render.
-    #[error("template `{name}`: {source:#}")]
+    #[error("template `{name}`: {source}")]
     Template {
         /// Template name (file name).
         name: String,
@@ -134,7 +135,9 @@ impl Metric {
             Metric::TtftMs => "time to first token",
             Metric::TpotMs => "time per output token after the first",
             Metric::TokensPerS => "generated tokens (batch × new tokens) per second",
-            Metric::EnergyJPerToken => "energy per generated token, energy_j / (batch × new tokens)",
+            Metric::EnergyJPerToken => {
+                "energy per generated token, energy_j / (batch × new tokens)"
+            }
         }
     }
 }
@@ -317,10 +320,7 @@ impl RunStats {
             }
             None => "no completed cell with a throughput".to_string(),
         };
-        format!(
-            "{} ({}): {best}; {cells}",
-            self.run_id, self.scenario_name
-        )
+        format!("{} ({}): {best}; {cells}", self.run_id, self.scenario_name)
     }
 }
 
@@ -545,7 +545,10 @@ pub fn write_report(
     }
 
     let rendered = report::render(stats, &manifest, &plots, templates)?;
-    write_atomic(&run_dir.join(files::REPORT_MD), rendered.markdown.as_bytes())?;
+    write_atomic(
+        &run_dir.join(files::REPORT_MD),
+        rendered.markdown.as_bytes(),
+    )?;
     write_atomic(&run_dir.join(files::REPORT_HTML), rendered.html.as_bytes())?;
     Ok(())
 }
@@ -565,7 +568,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AnalysisError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let unique = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp-{}-{unique}", std::process::id()));
     let result = (|| {
         let mut file = std::fs::File::create(&tmp).map_err(io(&tmp))?;
         file.write_all(bytes).map_err(io(&tmp))?;
@@ -625,7 +630,12 @@ pub(crate) mod testutil {
             scenario_path: "scenarios/smoke.yaml".into(),
             scenario: serde_json::json!({"name": scenario}),
             seed: 42,
-            command: vec!["tcobench".into(), "run".into(), "scenarios/smoke.yaml".into()],
+            model_seed: 0,
+            command: vec![
+                "tcobench".into(),
+                "run".into(),
+                "scenarios/smoke.yaml".into(),
+            ],
             git_revision: Some("v0.1.0-3-gdeadbee".into()),
             versions: BTreeMap::from([("tcobench".into(), "0.1.0".into())]),
             host: HostInfo {
@@ -655,7 +665,12 @@ pub(crate) mod testutil {
     }
 
     /// A successful request of `c` with the given e2e (energy = 2·e2e, tokens/s derived).
-    pub(crate) fn request(c: &CellRecord, rep: u32, warmup: bool, e2e: Option<f64>) -> RequestRecord {
+    pub(crate) fn request(
+        c: &CellRecord,
+        rep: u32,
+        warmup: bool,
+        e2e: Option<f64>,
+    ) -> RequestRecord {
         RequestRecord {
             run_id: "run".into(),
             cell_id: c.cell_id.clone(),
@@ -745,7 +760,10 @@ mod tests {
         assert_eq!(e2e.mean, 115.0);
         assert_eq!(e2e.max, 130.0);
         // energy per token = 2·e2e / (2·8)
-        assert_eq!(a.metric(Metric::EnergyJPerToken).unwrap().mean, 2.0 * 115.0 / 16.0);
+        assert_eq!(
+            a.metric(Metric::EnergyJPerToken).unwrap().mean,
+            2.0 * 115.0 / 16.0
+        );
         assert!(a.unavailable.is_empty());
 
         let c = &stats.cells[2];
@@ -761,12 +779,22 @@ mod tests {
         let back: RunStats = serde_json::from_str(&text).unwrap();
         assert_eq!(back.cells.len(), stats.cells.len());
         for (b, s) in back.cells.iter().zip(&stats.cells) {
-            assert_eq!((&b.cell_id, b.n_requests, &b.unavailable), (&s.cell_id, s.n_requests, &s.unavailable));
-            assert_eq!(b.metrics.keys().collect::<Vec<_>>(), s.metrics.keys().collect::<Vec<_>>());
+            assert_eq!(
+                (&b.cell_id, b.n_requests, &b.unavailable),
+                (&s.cell_id, s.n_requests, &s.unavailable)
+            );
+            assert_eq!(
+                b.metrics.keys().collect::<Vec<_>>(),
+                s.metrics.keys().collect::<Vec<_>>()
+            );
             for (name, d) in &s.metrics {
                 let e = &b.metrics[name];
                 assert_eq!(e.n, d.n);
-                for (x, y) in [(e.mean, d.mean), (e.p99, d.p99), (e.ci95_mean.unwrap()[0], d.ci95_mean.unwrap()[0])] {
+                for (x, y) in [
+                    (e.mean, d.mean),
+                    (e.p99, d.p99),
+                    (e.ci95_mean.unwrap()[0], d.ci95_mean.unwrap()[0]),
+                ] {
                     assert!((x - y).abs() <= 1e-12 * y.abs(), "{name}: {x} vs {y}");
                 }
             }

@@ -220,9 +220,7 @@ pub fn requests_from_frame(
     }
 
     // Timed, successful rows only.
-    let warmup_col = get(df, path, "warmup")?
-        .bool()
-        .map_err(polars_err(path))?;
+    let warmup_col = get(df, path, "warmup")?.bool().map_err(polars_err(path))?;
     let status_col = get(df, path, "status")?.str().map_err(polars_err(path))?;
     let mask = &!warmup_col & &status_col.equal("ok");
     let used = df.filter(&mask).map_err(polars_err(path))?;
@@ -346,7 +344,14 @@ mod tests {
         assert_eq!(loaded.n_rows, rows.len());
         assert_eq!(loaded.unknown_cell_ids, vec!["not-in-manifest".to_string()]);
         let ids: Vec<_> = loaded.cells.iter().map(|c| c.cell_id.as_str()).collect();
-        assert_eq!(ids, [m.cells[0].cell_id.as_str(), &m.cells[1].cell_id, &m.cells[2].cell_id]);
+        assert_eq!(
+            ids,
+            [
+                m.cells[0].cell_id.as_str(),
+                &m.cells[1].cell_id,
+                &m.cells[2].cell_id
+            ]
+        );
         let a = &loaded.cells[0];
         assert_eq!((a.n_used, a.n_warmup, a.n_error), (4, 1, 1));
         assert_eq!(a.metric(Metric::E2eMs), [10.0, 11.0, 12.0, 13.0]);
@@ -383,7 +388,9 @@ mod tests {
         let _ = df.drop_in_place("e2e_ms").unwrap();
         let (_d, path) = tmp_parquet(&mut df);
         match load_requests(&path, &m) {
-            Err(SchemaError::Column { path: p, column, .. }) => {
+            Err(SchemaError::Column {
+                path: p, column, ..
+            }) => {
                 assert_eq!(column, "e2e_ms");
                 assert!(p.ends_with("requests.parquet"));
             }
@@ -391,7 +398,8 @@ mod tests {
         }
 
         let mut df = schema::requests_frame(&rows).unwrap();
-        df.with_column(Column::new("warmup".into(), ["no"])).unwrap();
+        df.with_column(Column::new("warmup".into(), ["no"]))
+            .unwrap();
         let (_d, path) = tmp_parquet(&mut df);
         let err = load_requests(&path, &m).unwrap_err();
         let msg = err.to_string();

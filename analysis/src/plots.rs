@@ -74,10 +74,13 @@ pub struct Plot {
 
 impl Plot {
     /// The SVG for inlining into HTML5: the `xmlns` attribute (whose value is a URL, and which
-    /// HTML parsers do not need) is removed.
+    /// HTML parsers do not need) is removed, and any `//` left (only possible inside user text,
+    /// e.g. a model given as a URL) is written as character references, so that the HTML holds no
+    /// URL-looking string at all. Rendering is unchanged.
     pub fn inline_svg(&self) -> String {
         self.svg
             .replacen(r#" xmlns="http://www.w3.org/2000/svg""#, "", 1)
+            .replace("//", "&#x2f;&#x2f;")
     }
 }
 
@@ -144,7 +147,12 @@ pub fn short_labels(cells: &[&CellStats]) -> Vec<String> {
 fn key_lines(cells: &[&CellStats]) -> Vec<String> {
     cells
         .iter()
-        .map(|c| sanitize_label(&format!("#{}  {}  [{}]", c.index, c.label(), c.cell_id), 130))
+        .map(|c| {
+            sanitize_label(
+                &format!("#{}  {}  [{}]", c.index, c.label(), c.cell_id),
+                130,
+            )
+        })
         .collect()
 }
 
@@ -153,7 +161,10 @@ fn height_for(key: &[String]) -> u32 {
 }
 
 /// Draws the key (one line per cell) into the lower area.
-fn draw_key<DB: DrawingBackend>(area: &DrawingArea<DB, plotters::coord::Shift>, key: &[String]) -> DrawResult
+fn draw_key<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    key: &[String],
+) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
@@ -279,7 +290,11 @@ fn draw_throughput(svg: &mut String, cells: &[&CellStats], key: &[String]) -> Dr
         .filter_map(|d| d.ci95_mean.map(|[lo, _]| lo))
         .fold(0.0f64, f64::min);
     // Headroom for the legend (upper right).
-    let top = if top > bottom { top * 1.3 } else { bottom + 1.0 };
+    let top = if top > bottom {
+        top * 1.3
+    } else {
+        bottom + 1.0
+    };
     let any_ci = d.iter().any(|d| d.ci95_mean.is_some());
 
     let root = SVGBackend::with_string(svg, (WIDTH, height_for(key))).into_drawing_area();
@@ -306,7 +321,10 @@ fn draw_throughput(svg: &mut String, cells: &[&CellStats], key: &[String]) -> Dr
     chart
         .draw_series(d.iter().enumerate().map(|(i, d)| {
             let x = i as f64;
-            Rectangle::new([(x - 0.32, 0.0), (x + 0.32, d.mean)], BLUE.mix(0.85).filled())
+            Rectangle::new(
+                [(x - 0.32, 0.0), (x + 0.32, d.mean)],
+                BLUE.mix(0.85).filled(),
+            )
         }))?
         .label("mean tokens/s")
         .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], BLUE.mix(0.85).filled()));
@@ -318,7 +336,9 @@ fn draw_throughput(svg: &mut String, cells: &[&CellStats], key: &[String]) -> Dr
                 })
             }))?
             .label("95 % CI of the mean (Student t)")
-            .legend(|(x, y)| PathElement::new(vec![(x + 7, y - 6), (x + 7, y + 6)], BLACK.stroke_width(2)));
+            .legend(|(x, y)| {
+                PathElement::new(vec![(x + 7, y - 6), (x + 7, y + 6)], BLACK.stroke_width(2))
+            });
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperRight)
@@ -360,13 +380,18 @@ impl BoxStats {
         let q3 = stats::quantile_sorted(&sorted, 0.75)?;
         let iqr = q3 - q1;
         let (lo_fence, hi_fence) = (q1 - 1.5 * iqr, q3 + 1.5 * iqr);
-        let inside = || sorted.iter().copied().filter(|&x| x >= lo_fence && x <= hi_fence);
+        let inside = || {
+            sorted
+                .iter()
+                .copied()
+                .filter(|&x| x >= lo_fence && x <= hi_fence)
+        };
         Some(Self {
             q1,
             median,
             q3,
             whisker_lo: inside().next().unwrap_or(q1),
-            whisker_hi: inside().last().unwrap_or(q3),
+            whisker_hi: inside().next_back().unwrap_or(q3),
             outliers: sorted
                 .iter()
                 .copied()
@@ -403,18 +428,35 @@ pub fn latency_svg(
     Ok(Some(svg))
 }
 
-fn draw_latency(svg: &mut String, cells: &[&CellStats], boxes: &[BoxStats], key: &[String]) -> DrawResult {
+fn draw_latency(
+    svg: &mut String,
+    cells: &[&CellStats],
+    boxes: &[BoxStats],
+    key: &[String],
+) -> DrawResult {
     let labels = short_labels(cells);
     let lo = boxes
         .iter()
-        .map(|b| b.outliers.first().map_or(b.whisker_lo, |o| o.min(b.whisker_lo)))
+        .map(|b| {
+            b.outliers
+                .first()
+                .map_or(b.whisker_lo, |o| o.min(b.whisker_lo))
+        })
         .fold(f64::INFINITY, f64::min);
     let hi = boxes
         .iter()
-        .map(|b| b.outliers.last().map_or(b.whisker_hi, |o| o.max(b.whisker_hi)))
+        .map(|b| {
+            b.outliers
+                .last()
+                .map_or(b.whisker_hi, |o| o.max(b.whisker_hi))
+        })
         .fold(f64::NEG_INFINITY, f64::max);
     let (lo, hi) = padded(lo, hi, 0.08);
-    let lo = if lo < 0.0 && hi > 0.0 { lo.max(0.0) } else { lo };
+    let lo = if lo < 0.0 && hi > 0.0 {
+        lo.max(0.0)
+    } else {
+        lo
+    };
     // Headroom for the legend (upper right).
     let hi = hi + (hi - lo) * 0.3;
 
@@ -451,21 +493,33 @@ fn draw_latency(svg: &mut String, cells: &[&CellStats], boxes: &[BoxStats], key:
         }))?
         .label("quartiles (Q1–Q3, type 7)")
         .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], SKY.mix(0.45).filled()));
-    chart.draw_series(boxes.iter().enumerate().flat_map(|(i, b)| {
-        let x = i as f64;
-        [
-            PathElement::new(vec![(x, b.q3), (x, b.whisker_hi)], BLUE.stroke_width(1)),
-            PathElement::new(vec![(x, b.q1), (x, b.whisker_lo)], BLUE.stroke_width(1)),
-            PathElement::new(vec![(x - w / 2.0, b.whisker_hi), (x + w / 2.0, b.whisker_hi)], BLUE.stroke_width(1)),
-            PathElement::new(vec![(x - w / 2.0, b.whisker_lo), (x + w / 2.0, b.whisker_lo)], BLUE.stroke_width(1)),
-        ]
-    }))?
-    .label("whiskers (1.5 IQR)")
-    .legend(|(x, y)| PathElement::new(vec![(x + 7, y - 6), (x + 7, y + 6)], BLUE.stroke_width(1)));
+    chart
+        .draw_series(boxes.iter().enumerate().flat_map(|(i, b)| {
+            let x = i as f64;
+            [
+                PathElement::new(vec![(x, b.q3), (x, b.whisker_hi)], BLUE.stroke_width(1)),
+                PathElement::new(vec![(x, b.q1), (x, b.whisker_lo)], BLUE.stroke_width(1)),
+                PathElement::new(
+                    vec![(x - w / 2.0, b.whisker_hi), (x + w / 2.0, b.whisker_hi)],
+                    BLUE.stroke_width(1),
+                ),
+                PathElement::new(
+                    vec![(x - w / 2.0, b.whisker_lo), (x + w / 2.0, b.whisker_lo)],
+                    BLUE.stroke_width(1),
+                ),
+            ]
+        }))?
+        .label("whiskers (1.5 IQR)")
+        .legend(|(x, y)| {
+            PathElement::new(vec![(x + 7, y - 6), (x + 7, y + 6)], BLUE.stroke_width(1))
+        });
     chart
         .draw_series(boxes.iter().enumerate().map(|(i, b)| {
             let x = i as f64;
-            PathElement::new(vec![(x - w, b.median), (x + w, b.median)], VERMILLION.stroke_width(3))
+            PathElement::new(
+                vec![(x - w, b.median), (x + w, b.median)],
+                VERMILLION.stroke_width(3),
+            )
         }))?
         .label("median")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], VERMILLION.stroke_width(3)));
@@ -547,8 +601,14 @@ fn draw_power(
     key: &[String],
 ) -> DrawResult {
     let all = || series.values().flatten();
-    let t_lo = all().map(|p| p.0).chain(windows.iter().map(|w| w.1)).fold(f64::INFINITY, f64::min);
-    let t_hi = all().map(|p| p.0).chain(windows.iter().map(|w| w.2)).fold(f64::NEG_INFINITY, f64::max);
+    let t_lo = all()
+        .map(|p| p.0)
+        .chain(windows.iter().map(|w| w.1))
+        .fold(f64::INFINITY, f64::min);
+    let t_hi = all()
+        .map(|p| p.0)
+        .chain(windows.iter().map(|w| w.2))
+        .fold(f64::NEG_INFINITY, f64::max);
     let (t_lo, t_hi) = padded(t_lo, t_hi, 0.02);
     let w_hi = all().map(|p| p.1).fold(0.0f64, f64::max);
     let w_lo = all().map(|p| p.1).fold(0.0f64, f64::min);
@@ -583,9 +643,15 @@ fn draw_power(
                 Rectangle::new([(*s, w_lo), (*e, w_hi)], shade.mix(alpha).filled())
             }))?
             .label("measured window of a cell (#index)")
-            .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], shade.mix(0.2).filled()));
+            .legend(move |(x, y)| {
+                Rectangle::new([(x, y - 5), (x + 14, y + 5)], shade.mix(0.2).filled())
+            });
         chart.draw_series(windows.iter().map(|(c, s, _)| {
-            Text::new(format!("#{}", c.index), (*s, w_hi), (FONT, 12).into_font().color(&BLACK))
+            Text::new(
+                format!("#{}", c.index),
+                (*s, w_hi),
+                (FONT, 12).into_font().color(&BLACK),
+            )
         }))?;
     }
     for (i, ((source, device), points)) in series.iter().enumerate() {
@@ -593,9 +659,14 @@ fn draw_power(
         let name = sanitize_label(&format!("{device} ({source})"), 60);
         if points.len() >= 2 {
             chart
-                .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))?
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color.stroke_width(2),
+                ))?
                 .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2))
+                });
         } else {
             chart
                 .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))?
@@ -654,7 +725,10 @@ mod tests {
     use crate::{compute_stats, load};
     use std::path::Path;
 
-    fn stats_for(rows: &[crate::schema::RequestRecord], m: &Manifest) -> (RunStats, LoadedRequests) {
+    fn stats_for(
+        rows: &[crate::schema::RequestRecord],
+        m: &Manifest,
+    ) -> (RunStats, LoadedRequests) {
         let df = crate::schema::requests_frame(rows).unwrap();
         let loaded = load::requests_from_frame(&df, Path::new("requests.parquet"), m).unwrap();
         (compute_stats(m, &loaded), loaded)
@@ -673,7 +747,9 @@ mod tests {
         m.cells.truncate(1);
         for rows in [
             vec![request(&m.cells[0], 0, false, Some(50.0))],
-            (0..5).map(|r| request(&m.cells[0], r, false, Some(50.0))).collect(),
+            (0..5)
+                .map(|r| request(&m.cells[0], r, false, Some(50.0)))
+                .collect(),
         ] {
             let (stats, loaded) = stats_for(&rows, &m);
             let t = throughput_svg(&stats).unwrap().unwrap();
@@ -729,10 +805,35 @@ mod tests {
             latency_svg(&stats, &loaded).unwrap().unwrap(),
         ] {
             check_svg(&svg);
-            assert!(svg.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{svg}");
+            assert!(
+                svg.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+                "{svg}"
+            );
             assert!(svg.contains("&quot;q&quot;"));
             assert!(!svg.contains("\"q\""));
         }
+    }
+
+    #[test]
+    fn inline_svg_has_no_url() {
+        let m = manifest("r", "s", "https://huggingface.co/org/model");
+        let rows: Vec<_> = (0..3)
+            .map(|r| request(&m.cells[0], r, false, Some(10.0)))
+            .collect();
+        let (stats, _) = stats_for(&rows, &m);
+        let svg = throughput_svg(&stats).unwrap().unwrap();
+        assert!(
+            svg.contains("xmlns=\"http://www.w3.org/2000/svg\""),
+            "standalone file keeps xmlns"
+        );
+        let plot = Plot {
+            name: "throughput",
+            title: String::new(),
+            svg,
+        };
+        let inline = plot.inline_svg();
+        assert!(!inline.contains("http://") && !inline.contains("https://"));
+        assert!(inline.contains("huggingface.co"));
     }
 
     #[test]
@@ -746,7 +847,10 @@ mod tests {
         assert_eq!((b.whisker_lo, b.whisker_hi), (1.0, 9.0));
         assert_eq!(b.outliers, vec![100.0]);
         let one = BoxStats::compute(&[7.0]).unwrap();
-        assert_eq!((one.q1, one.q3, one.whisker_lo, one.whisker_hi), (7.0, 7.0, 7.0, 7.0));
+        assert_eq!(
+            (one.q1, one.q3, one.whisker_lo, one.whisker_hi),
+            (7.0, 7.0, 7.0, 7.0)
+        );
     }
 
     #[test]

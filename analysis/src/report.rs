@@ -96,7 +96,12 @@ pub fn fmt_mean_ci(mean: f64, ci: Option<[f64; 2]>) -> String {
             if (1e-4..1e6).contains(&mean.abs()) || mean == 0.0 {
                 format!("{mean:.d$} [{lo:.d$}, {hi:.d$}]")
             } else {
-                format!("{} [{}, {}]", fmt_sig(mean, 3), fmt_sig(lo, 3), fmt_sig(hi, 3))
+                format!(
+                    "{} [{}, {}]",
+                    fmt_sig(mean, 3),
+                    fmt_sig(lo, 3),
+                    fmt_sig(hi, 3)
+                )
             }
         }
         _ => fmt_sig(mean, 3),
@@ -205,7 +210,11 @@ pub fn shell_quote(arg: &str) -> String {
 fn filter_shell_join(v: Value) -> Result<String, minijinja::Error> {
     let mut parts = Vec::new();
     for item in v.try_iter()? {
-        parts.push(shell_quote(&item.as_str().map_or_else(|| item.to_string(), str::to_owned)));
+        parts.push(shell_quote(
+            &item
+                .as_str()
+                .map_or_else(|| item.to_string(), str::to_owned),
+        ));
     }
     Ok(parts.join(" "))
 }
@@ -254,12 +263,11 @@ pub fn environment(templates: Option<&Path>) -> Result<Environment<'static>, Ana
             if !name.ends_with(".j2") || !entry.path().is_file() {
                 continue;
             }
-            let source = std::fs::read_to_string(entry.path()).map_err(|source| {
-                AnalysisError::Io {
+            let source =
+                std::fs::read_to_string(entry.path()).map_err(|source| AnalysisError::Io {
                     path: entry.path(),
                     source,
-                }
-            })?;
+                })?;
             env.add_template_owned(name.clone(), source)
                 .map_err(template_err(&name))?;
             loaded.insert(name);
@@ -305,7 +313,10 @@ fn energy_label(cell: &CellStats, manifest: &Manifest) -> String {
     if cell.metric(Metric::EnergyJPerToken).is_none() {
         return "not measured".into();
     }
-    let method = cell.energy_method.as_deref().unwrap_or(&manifest.power.method);
+    let method = cell
+        .energy_method
+        .as_deref()
+        .unwrap_or(&manifest.power.method);
     if manifest.power.basis == "estimated" {
         format!("{method}, estimated")
     } else {
@@ -385,7 +396,10 @@ mod tests {
         assert_eq!(filter_num(Value::from(()), None), MISSING);
         assert_eq!(filter_num(Value::UNDEFINED, None), MISSING);
         assert_eq!(fmt_mean_ci(115.0, Some([99.57, 130.43])), "115 [100, 130]");
-        assert_eq!(fmt_mean_ci(4.86, Some([4.651562, 5.068438])), "4.86 [4.65, 5.07]");
+        assert_eq!(
+            fmt_mean_ci(4.86, Some([4.651562, 5.068438])),
+            "4.86 [4.65, 5.07]"
+        );
         assert_eq!(fmt_mean_ci(50.0, Some([50.0, 50.0])), "50.0 [50.0, 50.0]");
         assert_eq!(fmt_mean_ci(50.0, None), "50.0");
         assert_eq!(md_escape("a|b\n<c>"), "a\\|b &lt;c&gt;");
@@ -422,8 +436,8 @@ mod tests {
         assert!(md.contains("| 4 |"), "{md}");
         assert!(md.contains("not run") || md.contains("cccc"));
         for p in ["throughput", "latency", "power"] {
-            let svg = std::fs::read_to_string(dir.path().join("plots").join(format!("{p}.svg")))
-                .unwrap();
+            let svg =
+                std::fs::read_to_string(dir.path().join("plots").join(format!("{p}.svg"))).unwrap();
             assert!(svg.starts_with("<svg"));
         }
         // Units in the headers.
@@ -437,15 +451,24 @@ mod tests {
         let (dir, md, html) = render_run(NASTY, &format!("org/{NASTY}"));
         assert!(!html.contains("<script"), "raw script tag in HTML");
         assert!(!html.contains("alert(1)</"), "unescaped closing tag");
-        assert!(!html.contains("\"q\""), "unescaped double quotes from user data");
+        assert!(
+            !html.contains("\"q\""),
+            "unescaped double quotes from user data"
+        );
         assert!(html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"));
-        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "SVG text escaped");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "SVG text escaped"
+        );
         assert!(!md.contains("<script"), "raw script tag in Markdown");
         for p in ["throughput", "latency"] {
-            let svg = std::fs::read_to_string(dir.path().join("plots").join(format!("{p}.svg")))
-                .unwrap();
+            let svg =
+                std::fs::read_to_string(dir.path().join("plots").join(format!("{p}.svg"))).unwrap();
             assert!(!svg.contains("<script"), "{p}.svg");
-            assert!(svg.contains("&lt;script&gt;"), "{p}.svg keeps the text, escaped");
+            assert!(
+                svg.contains("&lt;script&gt;"),
+                "{p}.svg keeps the text, escaped"
+            );
         }
     }
 
@@ -486,18 +509,5 @@ mod tests {
             .render_named_str("x.md.j2", "{{ v }}", context! { v => "<b>" })
             .unwrap();
         assert_eq!(out, "<b>");
-    }
-}
-#[cfg(test)]
-mod tmp_sample {
-    #[test]
-    fn dump_sample() {
-        let out = std::path::Path::new("/tmp/tco_sample");
-        let _ = std::fs::remove_dir_all(out);
-        std::fs::create_dir_all(out).unwrap();
-        crate::testutil::write_run(out, "smoke <b>", "org/tiny-model");
-        let stats = crate::analyze(out).unwrap();
-        crate::write_report(out, &stats, None).unwrap();
-        println!("{}", stats.headline());
     }
 }

@@ -207,8 +207,11 @@ pub struct Manifest {
     pub scenario_path: String,
     /// Fully resolved scenario (after `extends:` and command-line overrides).
     pub scenario: serde_json::Value,
-    /// Scenario seed.
+    /// Scenario seed (prompts).
     pub seed: u64,
+    /// Seed of the built-in models' weights (fixed, so every run measures the same network).
+    #[serde(default)]
+    pub model_seed: u64,
     /// The command line that produced the run.
     pub command: Vec<String>,
     /// `git describe`-style revision of the working tree, when known.
@@ -279,29 +282,32 @@ pub fn requests_frame(rows: &[RequestRecord]) -> PolarsResult<DataFrame> {
             Column::new($name.into(), rows.iter().map($f).collect::<Vec<_>>())
         };
     }
-    DataFrame::new(rows.len(), vec![
-        col!("run_id", |r| r.run_id.clone()),
-        col!("cell_id", |r| r.cell_id.clone()),
-        col!("backend", |r| r.backend.clone()),
-        col!("model", |r| r.model.clone()),
-        col!("device", |r| r.device.clone()),
-        col!("dtype", |r| r.dtype.clone()),
-        col!("batch_size", |r| r.batch_size),
-        col!("prompt_tokens", |r| r.prompt_tokens),
-        col!("new_tokens", |r| r.new_tokens),
-        col!("rep", |r| r.rep),
-        col!("warmup", |r| r.warmup),
-        col!("ttft_ms", |r| r.ttft_ms),
-        col!("e2e_ms", |r| r.e2e_ms),
-        col!("tpot_ms", |r| r.tpot_ms),
-        col!("tokens_per_s", |r| r.tokens_per_s),
-        col!("energy_j", |r| r.energy_j),
-        col!("energy_method", |r| r.energy_method.clone()),
-        col!("input_hash", |r| r.input_hash.clone()),
-        col!("output_hash", |r| r.output_hash.clone()),
-        col!("status", |r| r.status.clone()),
-        col!("error", |r| r.error.clone()),
-    ])
+    DataFrame::new(
+        rows.len(),
+        vec![
+            col!("run_id", |r| r.run_id.clone()),
+            col!("cell_id", |r| r.cell_id.clone()),
+            col!("backend", |r| r.backend.clone()),
+            col!("model", |r| r.model.clone()),
+            col!("device", |r| r.device.clone()),
+            col!("dtype", |r| r.dtype.clone()),
+            col!("batch_size", |r| r.batch_size),
+            col!("prompt_tokens", |r| r.prompt_tokens),
+            col!("new_tokens", |r| r.new_tokens),
+            col!("rep", |r| r.rep),
+            col!("warmup", |r| r.warmup),
+            col!("ttft_ms", |r| r.ttft_ms),
+            col!("e2e_ms", |r| r.e2e_ms),
+            col!("tpot_ms", |r| r.tpot_ms),
+            col!("tokens_per_s", |r| r.tokens_per_s),
+            col!("energy_j", |r| r.energy_j),
+            col!("energy_method", |r| r.energy_method.clone()),
+            col!("input_hash", |r| r.input_hash.clone()),
+            col!("output_hash", |r| r.output_hash.clone()),
+            col!("status", |r| r.status.clone()),
+            col!("error", |r| r.error.clone()),
+        ],
+    )
 }
 
 /// Builds the `power.parquet` frame from samples.
@@ -311,17 +317,20 @@ pub fn power_frame(rows: &[PowerSample]) -> PolarsResult<DataFrame> {
             Column::new($name.into(), rows.iter().map($f).collect::<Vec<_>>())
         };
     }
-    DataFrame::new(rows.len(), vec![
-        col!("t_ms", |r| r.t_ms),
-        col!("source", |r| r.source.clone()),
-        col!("device", |r| r.device.clone()),
-        col!("cell_id", |r| r.cell_id.clone()),
-        col!("watts", |r| r.watts),
-        col!("energy_j_cum", |r| r.energy_j_cum),
-        col!("temp_c", |r| r.temp_c),
-        col!("sm_clock_mhz", |r| r.sm_clock_mhz),
-        col!("throttle_reasons", |r| r.throttle_reasons),
-    ])
+    DataFrame::new(
+        rows.len(),
+        vec![
+            col!("t_ms", |r| r.t_ms),
+            col!("source", |r| r.source.clone()),
+            col!("device", |r| r.device.clone()),
+            col!("cell_id", |r| r.cell_id.clone()),
+            col!("watts", |r| r.watts),
+            col!("energy_j_cum", |r| r.energy_j_cum),
+            col!("temp_c", |r| r.temp_c),
+            col!("sm_clock_mhz", |r| r.sm_clock_mhz),
+            col!("throttle_reasons", |r| r.throttle_reasons),
+        ],
+    )
 }
 
 /// Writes a frame as Parquet to `path` (not atomically: callers own atomicity).

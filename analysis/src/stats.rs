@@ -85,7 +85,8 @@ pub fn median(xs: &[f64]) -> Option<f64> {
 /// Two-sided quantile `t(1 − α/2, df)` of Student's t distribution; `None` unless `df > 0` and
 /// `0 < confidence < 1`.
 pub fn t_critical(confidence: f64, df: f64) -> Option<f64> {
-    if !(confidence > 0.0 && confidence < 1.0) || !(df > 0.0) || !df.is_finite() {
+    let valid = confidence > 0.0 && confidence < 1.0 && df > 0.0 && df.is_finite();
+    if !valid {
         return None;
     }
     let dist = StudentsT::new(0.0, 1.0, df).ok()?;

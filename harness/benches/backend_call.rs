@@ -28,7 +28,10 @@ fn bench(c: &mut Criterion) {
         repetitions: 1,
     };
     let dir = model::resolve(
-        &ModelSource::Builtin { model: BuiltinModel::Small, seed: runner::MODEL_SEED },
+        &ModelSource::Builtin {
+            model: BuiltinModel::Small,
+            seed: runner::MODEL_SEED,
+        },
         &runner::default_models_dir(),
     )
     .expect("model");
@@ -50,10 +53,16 @@ fn bench(c: &mut Criterion) {
     let clock = Clock::Wall(Instant::now());
 
     let mut group = c.benchmark_group("small_b1_p32_n16");
-    group.throughput(Throughput::Elements(u64::from(cell.batch_size * cell.new_tokens)));
+    group.throughput(Throughput::Elements(u64::from(
+        cell.batch_size * cell.new_tokens,
+    )));
     group.sample_size(30);
     group.bench_function("bare_backend_call", |b| {
-        b.iter(|| backend.generate(&request, &mut |_step: usize| {}).expect("generate"))
+        b.iter(|| {
+            backend
+                .generate(&request, &mut |_step: usize| {})
+                .expect("generate")
+        })
     });
     group.bench_function("through_run_loop", |b| {
         b.iter(|| {

@@ -11,7 +11,11 @@ pub fn host_info() -> HostInfo {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu_model = cpuinfo
         .lines()
-        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .and_then(|r| r.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
     let memory_bytes = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
         m.lines()
@@ -45,7 +49,10 @@ fn gpus() -> Vec<String> {
 
 /// `git describe --always --dirty` of the folder holding `near`, when it is in a git work tree.
 pub fn git_revision(near: &Path) -> Option<String> {
-    let dir = near.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = near
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let out = Command::new("git")
         .args(["describe", "--always", "--dirty", "--abbrev=12"])
         .current_dir(dir)
@@ -59,16 +66,24 @@ pub fn git_revision(near: &Path) -> Option<String> {
 
 /// tcobench's version and those of the crates that shape the numbers.
 pub fn versions() -> BTreeMap<String, String> {
-    let mut v = BTreeMap::from([("tcobench".to_string(), env!("CARGO_PKG_VERSION").to_string())]);
-    for pair in env!("TCOBENCH_DEP_VERSIONS").split(';').filter(|s| !s.is_empty()) {
+    let mut v = BTreeMap::from([(
+        "tcobench".to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    )]);
+    for pair in env!("TCOBENCH_DEP_VERSIONS")
+        .split(';')
+        .filter(|s| !s.is_empty())
+    {
         if let Some((k, val)) = pair.split_once('=') {
             v.insert(k.to_string(), val.to_string());
         }
     }
-    v.insert(
-        "features".into(),
-        if cfg!(feature = "cuda") { "cuda" } else { "cpu" }.into(),
-    );
+    if cfg!(feature = "cuda") {
+        v.insert(
+            "tcobench".into(),
+            format!("{} (cuda build)", env!("CARGO_PKG_VERSION")),
+        );
+    }
     v
 }
 

@@ -17,7 +17,11 @@ const EXIT_BAD_INPUT: u8 = 2;
 const EXIT_INCOMPLETE: u8 = 3;
 
 #[derive(Parser, Debug)]
-#[command(name = "tcobench", version, about = "What it really costs to serve a model: $, J and gCO2e per 1M tokens, with statistics")]
+#[command(
+    name = "tcobench",
+    version,
+    about = "What it really costs to serve a model: $, J and gCO2e per 1M tokens, with statistics"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -89,7 +93,8 @@ fn load(args: &ScenarioArgs) -> Result<Scenario, ScenarioError> {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TCOBENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_env("TCOBENCH_LOG")
+                .unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -157,7 +162,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 models_dir: models_dir.unwrap_or_else(runner::default_models_dir),
                 progress: !quiet,
                 experiment_log,
-                command: std::env::args().collect(),
+                command: command_line(),
             };
             let outcome = runner::run(&s, &scenario.scenario, &opts)?;
             let failed: Vec<_> = outcome
@@ -167,7 +172,11 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 .filter(|c| c.status != tcobench_analysis::schema::CellOutcome::Ok)
                 .collect();
             for c in &failed {
-                eprintln!("failed cell {}: {}", c.cell_id, c.error.as_deref().unwrap_or("unknown"));
+                eprintln!(
+                    "failed cell {}: {}",
+                    c.cell_id,
+                    c.error.as_deref().unwrap_or("unknown")
+                );
             }
             eprintln!("{}", outcome.stats.headline());
             writeln!(stdout, "{}", outcome.run_dir.path.display())?;
@@ -183,6 +192,15 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The command line as a user would retype it: the program's own name, not its install path.
+fn command_line() -> Vec<String> {
+    let mut args: Vec<String> = std::env::args().collect();
+    if let Some(first) = args.first_mut() {
+        *first = "tcobench".to_string();
+    }
+    args
 }
 
 fn analyze(run_dir: &Path) -> Result<()> {

@@ -98,7 +98,13 @@ pub struct Plan {
 pub fn sanitize(s: &str) -> String {
     let out: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     let out = out.trim_matches(|c| c == '-' || c == '.').to_string();
     if out.is_empty() {

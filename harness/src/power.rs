@@ -51,7 +51,11 @@ pub trait PowerSampler: Send {
 }
 
 /// Describes a sampler for the manifest.
-pub fn power_info(s: &dyn PowerSampler, sample_ms: u32, extra: &BTreeMap<String, String>) -> PowerInfo {
+pub fn power_info(
+    s: &dyn PowerSampler,
+    sample_ms: u32,
+    extra: &BTreeMap<String, String>,
+) -> PowerInfo {
     let mut notes = s.notes();
     notes.extend(extra.clone());
     PowerInfo {
@@ -88,7 +92,10 @@ pub fn open(
         PowerSource::CpuEstimate => Ok((Box::new(CpuEstimate::new(settings)), why)),
         PowerSource::Auto => {
             if let Some(clock) = virtual_clock {
-                return Ok((Box::new(MockPower::new(settings.mock_watts, clock.clone())), why));
+                return Ok((
+                    Box::new(MockPower::new(settings.mock_watts, clock.clone())),
+                    why,
+                ));
             }
             if let Some(i) = gpu {
                 match Nvml::open(i) {
@@ -220,7 +227,11 @@ impl Rapl {
         let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
         names.sort();
         for dir in names {
-            let file = dir.file_name().and_then(|s| s.to_str()).unwrap_or_default().to_string();
+            let file = dir
+                .file_name()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
             // Top-level zones only: `intel-rapl:0`, not `intel-rapl:0:1`.
             if !(file.starts_with("intel-rapl:") || file.starts_with("amd-rapl:"))
                 || file.matches(':').count() != 1
@@ -350,8 +361,14 @@ impl PowerSampler for CpuEstimate {
     }
     fn notes(&self) -> BTreeMap<String, String> {
         BTreeMap::from([
-            ("model".into(), "W = TDP x (idle_fraction + (1 - idle_fraction) x load)".into()),
-            ("load".into(), "process CPU time / (wall time x logical cores)".into()),
+            (
+                "model".into(),
+                "W = TDP x (idle_fraction + (1 - idle_fraction) x load)".into(),
+            ),
+            (
+                "load".into(),
+                "process CPU time / (wall time x logical cores)".into(),
+            ),
             ("tdp_w".into(), self.tdp_w.to_string()),
             (
                 "tdp_source".into(),

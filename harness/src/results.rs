@@ -10,9 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use tcobench_analysis::schema::{
-    self, files, CellRecord, Manifest, PowerSample, RequestRecord,
-};
+use tcobench_analysis::schema::{self, files, CellRecord, Manifest, PowerSample, RequestRecord};
 
 /// Power samples taken outside any cell, merged into `power.parquet`.
 pub const RUN_POWER: &str = "run_power.parquet";
@@ -48,7 +46,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         std::process::id()
     ));
     {
-        let mut f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut f =
+            fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         f.write_all(bytes)
             .and_then(|_| f.sync_all())
             .with_context(|| format!("writing {}", tmp.display()))?;
@@ -85,13 +84,20 @@ impl RunDir {
                 Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
             }
         }
-        bail!("could not find a free run folder name under {}", out.display())
+        bail!(
+            "could not find a free run folder name under {}",
+            out.display()
+        )
     }
 
     /// Opens an existing run folder.
     pub fn open(path: &Path) -> Result<RunDir> {
         if !path.join(files::MANIFEST).is_file() {
-            bail!("{} is not a run folder (no {})", path.display(), files::MANIFEST);
+            bail!(
+                "{} is not a run folder (no {})",
+                path.display(),
+                files::MANIFEST
+            );
         }
         let run_id = path
             .file_name()
@@ -118,10 +124,18 @@ impl RunDir {
     pub fn commit_cell(&self, cell: &CellResult) -> Result<()> {
         let final_dir = self.cell_dir(&cell.record.cell_id);
         if final_dir.exists() {
-            bail!("cell {} is already committed in {}", cell.record.cell_id, self.path.display());
+            bail!(
+                "cell {} is already committed in {}",
+                cell.record.cell_id,
+                self.path.display()
+            );
         }
         let cells = self.path.join(files::CELLS);
-        let tmp = cells.join(format!(".tmp-{}-{}", cell.record.cell_id, std::process::id()));
+        let tmp = cells.join(format!(
+            ".tmp-{}-{}",
+            cell.record.cell_id,
+            std::process::id()
+        ));
         if tmp.exists() {
             fs::remove_dir_all(&tmp)?;
         }
@@ -203,7 +217,9 @@ impl RunDir {
     }
 
     fn write_frame_atomic(&self, df: &mut polars::prelude::DataFrame, name: &str) -> Result<()> {
-        let tmp = self.path.join(format!(".{name}.{}.tmp", std::process::id()));
+        let tmp = self
+            .path
+            .join(format!(".{name}.{}.tmp", std::process::id()));
         schema::write_parquet(df, &tmp)?;
         let dest = self.path.join(name);
         fs::rename(&tmp, &dest).with_context(|| format!("renaming into {}", dest.display()))?;
@@ -214,7 +230,8 @@ impl RunDir {
     /// Reads a committed cell's status.
     pub fn read_cell_status(&self, cell_id: &str) -> Result<CellRecord> {
         let path = self.cell_dir(cell_id).join(files::CELL_STATUS);
-        let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
     }
 }

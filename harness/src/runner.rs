@@ -101,7 +101,10 @@ impl Clock {
 /// repetition, warm-up flag) — not by backend, device or dtype, so cells that differ only in how
 /// they run see identical prompts.
 pub fn prompts(seed: u64, cell: &Cell, rep: u32, warmup: bool, vocab: usize) -> Vec<Vec<u32>> {
-    let material = format!("seed={seed};{};rep={rep};warmup={warmup}", cell.workload_key());
+    let material = format!(
+        "seed={seed};{};rep={rep};warmup={warmup}",
+        cell.workload_key()
+    );
     let digest: [u8; 32] = Sha256::digest(material.as_bytes()).into();
     let mut rng = ChaCha20Rng::from_seed(digest);
     (0..cell.batch_size)
@@ -122,7 +125,11 @@ pub fn token_hash(rows: &[Vec<u32>]) -> String {
             h.update(t.to_le_bytes());
         }
     }
-    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Loaded backends, reused by consecutive cells that share backend, model, device and dtype.
@@ -216,7 +223,11 @@ pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Resu
     };
 
     let started = chrono::Utc::now();
-    let run_id = format!("{}-{}", started.format("%Y%m%dT%H%M%SZ"), sanitize(&scenario.name));
+    let run_id = format!(
+        "{}-{}",
+        started.format("%Y%m%dT%H%M%SZ"),
+        sanitize(&scenario.name)
+    );
     let run_dir = RunDir::create(&opts.out, &run_id)?;
 
     let (sampler, why) = power::open(
@@ -232,6 +243,7 @@ pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Resu
         scenario_path: scenario_path.display().to_string(),
         scenario: plan.scenario.clone(),
         seed: scenario.seed,
+        model_seed: MODEL_SEED,
         command: opts.command.clone(),
         git_revision: host::git_revision(scenario_path),
         versions: host::versions(),
@@ -242,9 +254,6 @@ pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Resu
         status: "running".into(),
         cells: plan.cells.iter().map(pending_record).collect(),
     };
-    manifest
-        .versions
-        .insert("model_seed".into(), MODEL_SEED.to_string());
     run_dir.write_manifest(&manifest)?;
 
     let sampler = Arc::new(Mutex::new(sampler));
@@ -262,7 +271,10 @@ pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Resu
         let (last, e1) = sample(&sampler, &clock, None);
         if let (Some(e0), Some(e1)) = (e0, e1) {
             let w = (e1 - e0) / ((last.t_ms - first.t_ms) / 1e3);
-            manifest.power.notes.insert("idle_watts".into(), format!("{w:.3}"));
+            manifest
+                .power
+                .notes
+                .insert("idle_watts".into(), format!("{w:.3}"));
             manifest.power.notes.insert(
                 "idle_baseline_s".into(),
                 scenario.power.idle_baseline_s.to_string(),
@@ -340,7 +352,12 @@ pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Resu
         .iter()
         .filter(|c| c.status != CellOutcome::Ok)
         .count();
-    manifest.status = if failed == 0 { "complete" } else { "incomplete" }.into();
+    manifest.status = if failed == 0 {
+        "complete"
+    } else {
+        "incomplete"
+    }
+    .into();
     manifest.ended_at = Some(chrono::Utc::now().to_rfc3339());
     run_dir.merge(&manifest)?;
     run_dir.write_manifest(&manifest)?;
@@ -501,9 +518,12 @@ fn run_cell(
     host::reset_peak_rss();
     let mut requests = Vec::new();
     let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<()> {
-        let backend = backends
-            .get(cell)
-            .with_context(|| format!("loading {} on {} as {}", cell.model, cell.device, cell.dtype))?;
+        let backend = backends.get(cell).with_context(|| {
+            format!(
+                "loading {} on {} as {}",
+                cell.model, cell.device, cell.dtype
+            )
+        })?;
         let vocab = backend.config().vocab_size;
         let schedule = (0..cell.warmup)
             .map(|r| (r, true))
@@ -523,7 +543,11 @@ fn run_cell(
             requests.push(row);
             bar.inc(1);
             if let Some(e) = error {
-                anyhow::bail!("request {} ({}): {e}", rep, if warmup { "warm-up" } else { "timed" });
+                anyhow::bail!(
+                    "request {} ({}): {e}",
+                    rep,
+                    if warmup { "warm-up" } else { "timed" }
+                );
             }
         }
         Ok(())
@@ -545,7 +569,10 @@ fn run_cell(
     };
     record.error = error;
     record.peak_rss_bytes = host::peak_rss_bytes();
-    record.gpu_mem_bytes = backends.loaded.as_ref().and_then(|b| b.device_memory_bytes());
+    record.gpu_mem_bytes = backends
+        .loaded
+        .as_ref()
+        .and_then(|b| b.device_memory_bytes());
     record.ended_at = Some(chrono::Utc::now().to_rfc3339());
     CellResult {
         record,
@@ -578,13 +605,21 @@ pub fn append_experiment_log(
     if new {
         writeln!(f, "# Experiment log\n\nOne line per run: date · scenario · git revision · headline · report.\n")?;
     }
-    let report = run_dir.path.join(tcobench_analysis::schema::files::REPORT_MD);
+    let report = run_dir
+        .path
+        .join(tcobench_analysis::schema::files::REPORT_MD);
     writeln!(
         f,
         "- {} · `{}` · {} · {} · [{}]({})",
-        manifest.started_at.get(..19).unwrap_or(&manifest.started_at),
+        manifest
+            .started_at
+            .get(..19)
+            .unwrap_or(&manifest.started_at),
         manifest.scenario_name.replace('`', "'"),
-        manifest.git_revision.as_deref().unwrap_or("no git revision"),
+        manifest
+            .git_revision
+            .as_deref()
+            .unwrap_or("no git revision"),
         stats.headline(),
         manifest.status,
         report.display()

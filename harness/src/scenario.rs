@@ -340,10 +340,9 @@ fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
     let mut wanted: Vec<(String, Option<usize>)> = Vec::new();
     for part in key.split('.') {
         match part.split_once('[') {
-            Some((name, idx)) => wanted.push((
-                name.to_string(),
-                idx.trim_end_matches(']').parse().ok(),
-            )),
+            Some((name, idx)) => {
+                wanted.push((name.to_string(), idx.trim_end_matches(']').parse().ok()))
+            }
             None => wanted.push((part.to_string(), None)),
         }
     }
@@ -436,15 +435,27 @@ fn merge_chain(files: &[SourceFile]) -> Merged {
             take!(matrix.model, m.model, "matrix.model");
             take!(matrix.dtype, m.dtype, "matrix.dtype");
             take!(matrix.batch_size, m.batch_size, "matrix.batch_size");
-            take!(matrix.prompt_tokens, m.prompt_tokens, "matrix.prompt_tokens");
+            take!(
+                matrix.prompt_tokens,
+                m.prompt_tokens,
+                "matrix.prompt_tokens"
+            );
             take!(matrix.new_tokens, m.new_tokens, "matrix.new_tokens");
         }
         if let Some(p) = &r.power {
             take!(power.source, p.source, "power.source");
             take!(power.sample_ms, p.sample_ms, "power.sample_ms");
-            take!(power.idle_baseline_s, p.idle_baseline_s, "power.idle_baseline_s");
+            take!(
+                power.idle_baseline_s,
+                p.idle_baseline_s,
+                "power.idle_baseline_s"
+            );
             take!(power.cpu_tdp_w, p.cpu_tdp_w, "power.cpu_tdp_w");
-            take!(power.cpu_idle_fraction, p.cpu_idle_fraction, "power.cpu_idle_fraction");
+            take!(
+                power.cpu_idle_fraction,
+                p.cpu_idle_fraction,
+                "power.cpu_idle_fraction"
+            );
             take!(power.mock_watts, p.mock_watts, "power.mock_watts");
         }
     }
@@ -473,12 +484,17 @@ impl Scenario {
             if files.len() > MAX_EXTENDS_DEPTH
                 || files.iter().any(|f| same_file(&f.path, &parent_path))
             {
-                return Err(child.error("extends", format!("`{parent}` makes a cycle of `extends:`")));
+                return Err(
+                    child.error("extends", format!("`{parent}` makes a cycle of `extends:`"))
+                );
             }
             if !parent_path.is_file() {
                 return Err(child.error(
                     "extends",
-                    format!("`{}` does not exist (paths are relative to this file)", parent_path.display()),
+                    format!(
+                        "`{}` does not exist (paths are relative to this file)",
+                        parent_path.display()
+                    ),
                 ));
             }
             files.push(read_source(&parent_path)?);
@@ -510,7 +526,10 @@ fn validate(
         message: format!("missing (in this file and every file it extends); {hint}"),
     };
 
-    let name = raw.name.clone().ok_or_else(|| missing("name", "e.g. `name: smoke`"))?;
+    let name = raw
+        .name
+        .clone()
+        .ok_or_else(|| missing("name", "e.g. `name: smoke`"))?;
     if name.trim().is_empty() {
         return Err(at("name").error("name", "must not be empty"));
     }
@@ -531,18 +550,38 @@ fn validate(
         .clone()
         .map(|d| d.0)
         .unwrap_or_else(|| vec![DType::F32]);
-    let batch_size: Vec<u32> = dim!(batch_size, "e.g. `batch_size: [1]`").iter().map(|p| p.0).collect();
-    let prompt_tokens: Vec<u32> =
-        dim!(prompt_tokens, "e.g. `prompt_tokens: [32]`").iter().map(|p| p.0).collect();
-    let new_tokens: Vec<u32> = dim!(new_tokens, "e.g. `new_tokens: [16]`").iter().map(|p| p.0).collect();
+    let batch_size: Vec<u32> = dim!(batch_size, "e.g. `batch_size: [1]`")
+        .iter()
+        .map(|p| p.0)
+        .collect();
+    let prompt_tokens: Vec<u32> = dim!(prompt_tokens, "e.g. `prompt_tokens: [32]`")
+        .iter()
+        .map(|p| p.0)
+        .collect();
+    let new_tokens: Vec<u32> = dim!(new_tokens, "e.g. `new_tokens: [16]`")
+        .iter()
+        .map(|p| p.0)
+        .collect();
 
     for (key, len, distinct) in [
         ("matrix.backend", backend.len(), distinct_count(&backend)),
         ("matrix.model", model.len(), distinct_count(&model)),
         ("matrix.dtype", dtype.len(), distinct_count(&dtype)),
-        ("matrix.batch_size", batch_size.len(), distinct_count(&batch_size)),
-        ("matrix.prompt_tokens", prompt_tokens.len(), distinct_count(&prompt_tokens)),
-        ("matrix.new_tokens", new_tokens.len(), distinct_count(&new_tokens)),
+        (
+            "matrix.batch_size",
+            batch_size.len(),
+            distinct_count(&batch_size),
+        ),
+        (
+            "matrix.prompt_tokens",
+            prompt_tokens.len(),
+            distinct_count(&prompt_tokens),
+        ),
+        (
+            "matrix.new_tokens",
+            new_tokens.len(),
+            distinct_count(&new_tokens),
+        ),
     ] {
         if len != distinct {
             return Err(at(key_static(key)).error(key, "lists a value twice"));
@@ -626,7 +665,13 @@ fn validate(
         idle_baseline_s: check_range("power.idle_baseline_s", p.idle_baseline_s, 0.0, 600.0, 0.0)?,
         cpu_tdp_w: check_range("power.cpu_tdp_w", p.cpu_tdp_w, 1.0, 2000.0, 65.0)?,
         cpu_tdp_from_user: p.cpu_tdp_w.is_some(),
-        cpu_idle_fraction: check_range("power.cpu_idle_fraction", p.cpu_idle_fraction, 0.0, 1.0, 0.3)?,
+        cpu_idle_fraction: check_range(
+            "power.cpu_idle_fraction",
+            p.cpu_idle_fraction,
+            0.0,
+            1.0,
+            0.3,
+        )?,
         mock_watts: check_range("power.mock_watts", p.mock_watts, 0.0, 100_000.0, 100.0)?,
     };
 
@@ -645,7 +690,10 @@ fn validate(
     for (i, rule) in raw.exclude.clone().unwrap_or_default().iter().enumerate() {
         let mut out = BTreeMap::new();
         if rule.is_empty() {
-            return Err(exclude_file.error(&format!("exclude[{i}]"), "an empty rule would exclude every cell"));
+            return Err(exclude_file.error(
+                &format!("exclude[{i}]"),
+                "an empty rule would exclude every cell",
+            ));
         }
         for (k, v) in rule {
             let key = format!("exclude[{i}].{k}");
@@ -655,26 +703,28 @@ fn validate(
                 serde_yaml::Value::Bool(b) => b.to_string(),
                 _ => return Err(exclude_file.error(&key, "must be a single value")),
             };
-            let known: Vec<String> = match k.as_str() {
-                "backend" => matrix.backend.iter().map(|v| v.to_string()).collect(),
-                "model" => model.clone(),
-                "dtype" => matrix.dtype.iter().map(|v| v.to_string()).collect(),
-                "device" => device.iter().map(|v| v.to_string()).collect(),
-                "batch_size" => matrix.batch_size.iter().map(|v| v.to_string()).collect(),
-                "prompt_tokens" => matrix.prompt_tokens.iter().map(|v| v.to_string()).collect(),
-                "new_tokens" => matrix.new_tokens.iter().map(|v| v.to_string()).collect(),
-                _ => {
-                    return Err(exclude_file.error(
+            let known: Vec<String> =
+                match k.as_str() {
+                    "backend" => matrix.backend.iter().map(|v| v.to_string()).collect(),
+                    "model" => model.clone(),
+                    "dtype" => matrix.dtype.iter().map(|v| v.to_string()).collect(),
+                    "device" => device.iter().map(|v| v.to_string()).collect(),
+                    "batch_size" => matrix.batch_size.iter().map(|v| v.to_string()).collect(),
+                    "prompt_tokens" => matrix.prompt_tokens.iter().map(|v| v.to_string()).collect(),
+                    "new_tokens" => matrix.new_tokens.iter().map(|v| v.to_string()).collect(),
+                    _ => return Err(exclude_file.error(
                         &key,
                         "unknown dimension (expected backend, model, dtype, device, batch_size, \
                          prompt_tokens or new_tokens)",
-                    ))
-                }
-            };
+                    )),
+                };
             if !known.contains(&value) {
                 return Err(exclude_file.error(
                     &key,
-                    format!("`{value}` is not a value of this dimension (values: {})", known.join(", ")),
+                    format!(
+                        "`{value}` is not a value of this dimension (values: {})",
+                        known.join(", ")
+                    ),
                 ));
             }
             let value = if k == "model" {
@@ -755,7 +805,8 @@ mod tests {
     fn unknown_key_is_located() {
         let dir = tempfile::tempdir().unwrap();
         let text = OK.replace("  new_tokens: [4]\n", "  new_tokens: [4]\n  bach: 3\n");
-        let e = Scenario::load(&write(dir.path(), "s.yaml", &text), &Overrides::default()).unwrap_err();
+        let e =
+            Scenario::load(&write(dir.path(), "s.yaml", &text), &Overrides::default()).unwrap_err();
         assert_eq!(e.line, Some(9), "{e}");
         assert_eq!(e.column, Some(3), "{e}");
         assert_eq!(e.key.as_deref(), Some("matrix.bach"), "{e}");

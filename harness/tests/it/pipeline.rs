@@ -38,7 +38,14 @@ fn mock_run_writes_the_whole_contract_and_a_stable_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     let outcome = run(dir.path(), MOCK, None);
     let run_dir = &outcome.run_dir.path;
-    for f in [files::MANIFEST, files::REQUESTS, files::POWER, files::STATS, files::REPORT_MD, files::REPORT_HTML] {
+    for f in [
+        files::MANIFEST,
+        files::REQUESTS,
+        files::POWER,
+        files::STATS,
+        files::REPORT_MD,
+        files::REPORT_HTML,
+    ] {
         assert!(run_dir.join(f).is_file(), "{f} missing");
     }
     assert!(outcome.complete());
@@ -50,12 +57,20 @@ fn mock_run_writes_the_whole_contract_and_a_stable_snapshot() {
     // 4 cells × (1 warm-up + 4 timed) rows, warm-ups flagged.
     let req = schema::read_parquet(&run_dir.join(files::REQUESTS)).unwrap();
     assert_eq!(req.height(), 20);
-    let warm = req.column("warmup").unwrap().bool().unwrap().iter().filter(|v| *v == Some(true)).count();
+    let warm = req
+        .column("warmup")
+        .unwrap()
+        .bool()
+        .unwrap()
+        .iter()
+        .filter(|v| *v == Some(true))
+        .count();
     assert_eq!(warm, 4);
 
     // Statistics exclude warm-ups and are deterministic under the virtual clock.
     let mut stats: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run_dir.join(files::STATS)).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join(files::STATS)).unwrap())
+            .unwrap();
     stats["run_id"] = "[run-id]".into();
     // Resident memory depends on the allocator and the test harness, not on the run.
     for cell in stats["cells"].as_array_mut().unwrap() {
@@ -71,10 +86,17 @@ fn mock_run_writes_the_whole_contract_and_a_stable_snapshot() {
         assert!(md.contains(&c.cell_id), "report.md lacks {}", c.cell_id);
         assert!(html.contains(&c.cell_id), "report.html lacks {}", c.cell_id);
     }
-    assert!(!html.contains("http://") && !html.contains("https://"), "self-contained");
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "self-contained"
+    );
 
     let log = std::fs::read_to_string(dir.path().join("EXPERIMENT_LOG.md")).unwrap();
-    assert_eq!(log.lines().filter(|l| l.starts_with("- ")).count(), 1, "{log}");
+    assert_eq!(
+        log.lines().filter(|l| l.starts_with("- ")).count(),
+        1,
+        "{log}"
+    );
     assert!(log.contains("mock-run"), "{log}");
 }
 
@@ -98,17 +120,42 @@ power:
     let a = run(dir.path(), text, Some(1));
     let b = run(dir.path(), text, Some(1));
     let c = run(dir.path(), text, Some(2));
-    let read = |o: &runner::RunOutcome| schema::read_parquet(&o.run_dir.path.join(files::REQUESTS)).unwrap();
+    let read = |o: &runner::RunOutcome| {
+        schema::read_parquet(&o.run_dir.path.join(files::REQUESTS)).unwrap()
+    };
     let (ra, rb, rc) = (read(&a), read(&b), read(&c));
-    assert_eq!(column_strings(&ra, "input_hash"), column_strings(&rb, "input_hash"));
-    assert_eq!(column_strings(&ra, "output_hash"), column_strings(&rb, "output_hash"), "bit-identical on CPU");
+    assert_eq!(
+        column_strings(&ra, "input_hash"),
+        column_strings(&rb, "input_hash")
+    );
+    assert_eq!(
+        column_strings(&ra, "output_hash"),
+        column_strings(&rb, "output_hash"),
+        "bit-identical on CPU"
+    );
     assert!(!column_strings(&ra, "output_hash").contains(&"<null>".to_string()));
-    let (ia, ic) = (column_strings(&ra, "input_hash"), column_strings(&rc, "input_hash"));
-    assert!(ia.iter().zip(&ic).all(|(x, y)| x != y), "another seed draws other prompts");
+    let (ia, ic) = (
+        column_strings(&ra, "input_hash"),
+        column_strings(&rc, "input_hash"),
+    );
+    assert!(
+        ia.iter().zip(&ic).all(|(x, y)| x != y),
+        "another seed draws other prompts"
+    );
     // Cells that differ only in dtype see identical prompts.
     let dtype = column_strings(&ra, "dtype");
-    let f32_inputs: Vec<_> = ia.iter().zip(&dtype).filter(|(_, d)| *d == "f32").map(|(h, _)| h).collect();
-    let bf16_inputs: Vec<_> = ia.iter().zip(&dtype).filter(|(_, d)| *d == "bf16").map(|(h, _)| h).collect();
+    let f32_inputs: Vec<_> = ia
+        .iter()
+        .zip(&dtype)
+        .filter(|(_, d)| *d == "f32")
+        .map(|(h, _)| h)
+        .collect();
+    let bf16_inputs: Vec<_> = ia
+        .iter()
+        .zip(&dtype)
+        .filter(|(_, d)| *d == "bf16")
+        .map(|(h, _)| h)
+        .collect();
     assert_eq!(f32_inputs, bf16_inputs);
     // Energy was not measured: null, never zero.
     assert_eq!(ra.column("energy_j").unwrap().null_count(), ra.height());
@@ -139,13 +186,19 @@ power:
     let cells = &outcome.manifest.cells;
     assert_eq!(cells[0].status, CellOutcome::Ok);
     assert_eq!(cells[1].status, CellOutcome::Failed);
-    assert!(cells[1].error.as_deref().unwrap().contains("broken-model"), "{:?}", cells[1].error);
+    assert!(
+        cells[1].error.as_deref().unwrap().contains("broken-model"),
+        "{:?}",
+        cells[1].error
+    );
     let md = std::fs::read_to_string(outcome.run_dir.path.join(files::REPORT_MD)).unwrap();
     assert!(md.contains(&cells[1].cell_id));
     // The estimate is labelled as such.
     assert_eq!(outcome.manifest.power.basis, "estimated");
     let req = schema::read_parquet(&outcome.run_dir.path.join(files::REQUESTS)).unwrap();
-    assert!(column_strings(&req, "energy_method").iter().all(|m| m == "cpu_estimate"));
+    assert!(column_strings(&req, "energy_method")
+        .iter()
+        .all(|m| m == "cpu_estimate"));
 }
 
 #[test]
@@ -160,7 +213,13 @@ fn committed_cells_are_complete_even_when_the_run_is_killed() {
     for (trial, delay_ms) in [40u64, 90, 150, 220].into_iter().enumerate() {
         let out = dir.path().join(format!("out{trial}"));
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tcobench"))
-            .args(["run", scenario.to_str().unwrap(), "--out", out.to_str().unwrap(), "--no-log"])
+            .args([
+                "run",
+                scenario.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--no-log",
+            ])
             .env("TCOBENCH_MODELS_DIR", models_dir())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -169,10 +228,17 @@ fn committed_cells_are_complete_even_when_the_run_is_killed() {
         std::thread::sleep(std::time::Duration::from_millis(delay_ms));
         let _ = child.kill();
         let _ = child.wait();
-        let Some(run) = std::fs::read_dir(&out).ok().and_then(|mut d| d.next()).map(|e| e.unwrap().path()) else {
+        let Some(run) = std::fs::read_dir(&out)
+            .ok()
+            .and_then(|mut d| d.next())
+            .map(|e| e.unwrap().path())
+        else {
             continue;
         };
-        let rd = RunDir { path: run.clone(), run_id: String::new() };
+        let rd = RunDir {
+            path: run.clone(),
+            run_id: String::new(),
+        };
         let cells: Vec<PathBuf> = std::fs::read_dir(run.join(files::CELLS))
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -199,11 +265,18 @@ fn cli_run_prints_the_run_folder_last() {
     let dir = tempfile::tempdir().unwrap();
     let s = write(dir.path(), "s.yaml", MOCK);
     let out = tcobench(&["run", s.to_str().unwrap(), "--out", "res"], dir.path());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().last().unwrap();
     let run_dir = dir.path().join(last);
     assert!(run_dir.join(files::REPORT_HTML).is_file(), "{last}");
     assert!(last.starts_with("res/"), "{last}");
-    assert!(out.stderr.is_empty() || !String::from_utf8_lossy(&out.stderr).contains('\u{1b}'), "no progress bar off a terminal");
+    assert!(
+        out.stderr.is_empty() || !String::from_utf8_lossy(&out.stderr).contains('\u{1b}'),
+        "no progress bar off a terminal"
+    );
 }

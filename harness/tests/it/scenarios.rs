@@ -68,7 +68,9 @@ fn missing_required_key() {
 
 #[test]
 fn exclude_rules_are_checked() {
-    let e = load_err(&format!("{MOCK}exclude:\n  - model: tiny\n  - modle: small\n"));
+    let e = load_err(&format!(
+        "{MOCK}exclude:\n  - model: tiny\n  - modle: small\n"
+    ));
     assert_eq!(e.key.as_deref(), Some("exclude[1].modle"), "{e}");
     assert_eq!((e.line, e.column), (Some(17), Some(5)), "{e}");
     let e = load_err(&format!("{MOCK}exclude:\n  - batch_size: 3\n"));
@@ -102,7 +104,11 @@ fn extends_merges_per_key_and_errors_point_at_the_right_file() {
     assert!(e.message.contains("cycle"), "{e}");
 
     // A bad value in the parent is reported in the parent file.
-    write(dir.path(), "base2.yaml", &MOCK.replace("repetitions: 4", "repetitions: 0"));
+    write(
+        dir.path(),
+        "base2.yaml",
+        &MOCK.replace("repetitions: 4", "repetitions: 0"),
+    );
     let child2 = write(dir.path(), "child2.yaml", "extends: base2.yaml\nname: c\n");
     let e = Scenario::load(&child2, &Overrides::default()).unwrap_err();
     assert!(e.path.ends_with("base2.yaml"), "{e}");
@@ -116,13 +122,30 @@ fn matrix_expansion_excludes_and_stable_ids() {
     let path = write(dir.path(), "s.yaml", &text);
     let s = Scenario::load(&path, &Overrides::default()).unwrap();
     let plan = Plan::from_scenario(&s, "s.yaml");
-    let labels: Vec<_> = plan.cells.iter().map(|c| (c.model.as_str(), c.batch_size)).collect();
+    let labels: Vec<_> = plan
+        .cells
+        .iter()
+        .map(|c| (c.model.as_str(), c.batch_size))
+        .collect();
     assert_eq!(labels, vec![("tiny", 1), ("tiny", 2), ("small", 1)]);
-    assert_eq!(plan.cells.iter().map(|c| c.index).collect::<Vec<_>>(), vec![0, 1, 2]);
-    let again = Plan::from_scenario(&Scenario::load(&path, &Overrides::default()).unwrap(), "s.yaml");
+    assert_eq!(
+        plan.cells.iter().map(|c| c.index).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    let again = Plan::from_scenario(
+        &Scenario::load(&path, &Overrides::default()).unwrap(),
+        "s.yaml",
+    );
     assert_eq!(plan.cells, again.cells, "ids are stable");
     let other_seed = Plan::from_scenario(
-        &Scenario::load(&path, &Overrides { seed: Some(8), device: None }).unwrap(),
+        &Scenario::load(
+            &path,
+            &Overrides {
+                seed: Some(8),
+                device: None,
+            },
+        )
+        .unwrap(),
         "s.yaml",
     );
     assert_ne!(plan.cells[0].cell_id, other_seed.cells[0].cell_id);
@@ -144,14 +167,26 @@ fn shipped_scenarios_are_valid() {
 #[test]
 fn cli_rejects_bad_scenarios_with_exit_code_2_before_any_work() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = write(dir.path(), "bad.yaml", &MOCK.replace("new_tokens: [8]", "new_tokens: [8]\n  colour: red"));
+    let bad = write(
+        dir.path(),
+        "bad.yaml",
+        &MOCK.replace("new_tokens: [8]", "new_tokens: [8]\n  colour: red"),
+    );
     let out = tcobench(
-        &["run", bad.to_str().unwrap(), "--out", dir.path().join("res").to_str().unwrap()],
+        &[
+            "run",
+            bad.to_str().unwrap(),
+            "--out",
+            dir.path().join("res").to_str().unwrap(),
+        ],
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("bad.yaml:12:3: key `matrix.colour`"), "{stderr}");
+    assert!(
+        stderr.contains("bad.yaml:12:3: key `matrix.colour`"),
+        "{stderr}"
+    );
     assert!(!dir.path().join("res").exists(), "no work started");
 }
 
@@ -163,7 +198,10 @@ fn cli_plan_prints_cells_and_json() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("4 cells"), "{text}");
-    let out = tcobench(&["plan", s.to_str().unwrap(), "--json", "--seed", "9"], dir.path());
+    let out = tcobench(
+        &["plan", s.to_str().unwrap(), "--json", "--seed", "9"],
+        dir.path(),
+    );
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["cells"].as_array().unwrap().len(), 4);
     assert_eq!(plan["seed"], 9);
