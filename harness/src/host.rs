@@ -101,3 +101,21 @@ pub fn peak_rss_bytes() -> Option<u64> {
 pub fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
+
+/// Device memory this process holds on CUDA device `index`, bytes, as NVML reports it; `None`
+/// when NVML, the device or a per-process figure is unavailable.
+pub fn gpu_memory_bytes(index: usize) -> Option<u64> {
+    use nvml_wrapper::enums::device::UsedGpuMemory;
+    let nvml = nvml_wrapper::Nvml::init().ok()?;
+    let device = nvml.device_by_index(u32::try_from(index).ok()?).ok()?;
+    let pid = std::process::id();
+    device
+        .running_compute_processes()
+        .ok()?
+        .into_iter()
+        .find(|p| p.pid == pid)
+        .and_then(|p| match p.used_gpu_memory {
+            UsedGpuMemory::Used(bytes) => Some(bytes),
+            UsedGpuMemory::Unavailable => None,
+        })
+}

@@ -67,13 +67,16 @@ pub fn power_info(
     }
 }
 
+/// An opened sampler and notes on why other sources were not used.
+pub type Opened = (Box<dyn PowerSampler>, BTreeMap<String, String>);
+
 /// Chooses and opens the sampler a scenario asks for; the notes say why other sources were not
 /// used.
 pub fn open(
     settings: &PowerSettings,
     devices: &[Device],
     virtual_clock: Option<&VirtualClock>,
-) -> Result<(Box<dyn PowerSampler>, BTreeMap<String, String>), String> {
+) -> Result<Opened, String> {
     let mut why = BTreeMap::new();
     let gpu = devices.iter().find_map(|d| match d {
         Device::Cuda(i) => Some(*i),

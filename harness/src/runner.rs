@@ -569,10 +569,16 @@ fn run_cell(
     };
     record.error = error;
     record.peak_rss_bytes = host::peak_rss_bytes();
+    // The backend's own figure when it has one, else the driver's per-process figure (taken at
+    // the end of the cell, where caching allocators hold their high-water mark).
     record.gpu_mem_bytes = backends
         .loaded
         .as_ref()
-        .and_then(|b| b.device_memory_bytes());
+        .and_then(|b| b.device_memory_bytes())
+        .or_else(|| match cell.device {
+            Device::Cuda(i) => host::gpu_memory_bytes(i),
+            Device::Cpu => None,
+        });
     record.ended_at = Some(chrono::Utc::now().to_rfc3339());
     CellResult {
         record,

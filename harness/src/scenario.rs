@@ -638,6 +638,20 @@ fn validate(
             .map(|d| d.0)
             .unwrap_or_else(|| vec![Device::Cpu]),
     };
+    if !cfg!(feature = "cuda") && device.iter().any(|d| matches!(d, Device::Cuda(_))) {
+        let message = "this build has no CUDA support; rebuild with `--features cuda` \
+                       (or run on `cpu`)";
+        return Err(match overrides.device {
+            Some(_) => ScenarioError {
+                path: files[0].path.clone(),
+                line: None,
+                column: None,
+                key: Some("--device".into()),
+                message: message.into(),
+            },
+            None => at("device").error("device", message),
+        });
+    }
     if device.len() != distinct_count(&device) {
         return Err(at("device").error("device", "lists a device twice"));
     }

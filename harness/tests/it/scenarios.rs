@@ -206,3 +206,12 @@ fn cli_plan_prints_cells_and_json() {
     assert_eq!(plan["cells"].as_array().unwrap().len(), 4);
     assert_eq!(plan["seed"], 9);
 }
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn cuda_devices_are_rejected_early_by_a_cpu_build() {
+    let e = load_err(&MOCK.replace("seed: 7", "seed: 7\ndevice: [cpu, cuda:0]"));
+    assert_eq!(e.key.as_deref(), Some("device"), "{e}");
+    assert_eq!(e.line, Some(4), "{e}");
+    assert!(e.message.contains("--features cuda"), "{e}");
+}
