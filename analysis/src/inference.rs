@@ -277,6 +277,8 @@ fn quantile7(sorted: &[f64], p: f64) -> Result<f64, InferenceError> {
 
 /// Median of a non-empty, NaN-free slice by quickselect (reorders `v`); bit-identical to the
 /// type-7 quantile at 0.5 of [`crate::stats::quantile_sorted`], but O(n) instead of a sort.
+/// (The bootstrap counts ranks instead, see [`RankCounter`]; this is its reference.)
+#[cfg(test)]
 fn median_select(v: &mut [f64]) -> f64 {
     let n = v.len();
     let m = n / 2;
@@ -834,11 +836,135 @@ fn percentile_ci(values: &mut [f64]) -> Result<[f64; 2], InferenceError> {
     Ok([quantile7(values, 0.025)?, quantile7(values, 0.975)?])
 }
 
+/// Ranks of a sample, for medians of resamples by counting (no sorting, no selection).
+///
+/// A resample is a multiset of positions of `x`; its median depends only on how many draws land
+/// on each *rank* (position in the ascending order of `x`, by `f64::total_cmp`). Counting the
+/// draws per rank and walking the counts to the middle order statistics gives exactly the values
+/// quickselect would find, so the medians are bit-identical to those of the resampled values
+/// themselves, at the cost of one table lookup and one increment per draw.
+///
+/// `T` is the narrowest unsigned type that holds `n` (ranks and counts both fit), so the two
+/// tables of a 10 000-value sample (20 KB each) stay in the L1 cache.
+struct RankCounter<'a, T> {
+    /// `x` in ascending order.
+    sorted: &'a [f64],
+    /// Rank (index into `sorted`) of every position of `x`.
+    rank: &'a [T],
+}
+
+/// Counter types of [`RankCounter`].
+trait Count: Copy + Default + Send + Sync {
+    fn from_usize(v: usize) -> Self;
+    fn to_usize(self) -> usize;
+    fn incr(&mut self);
+}
+
+macro_rules! count_impl {
+    ($($t:ty),*) => {$(
+        impl Count for $t {
+            #[inline(always)]
+            fn from_usize(v: usize) -> Self {
+                v as $t
+            }
+            #[inline(always)]
+            fn to_usize(self) -> usize {
+                self as usize
+            }
+            #[inline(always)]
+            fn incr(&mut self) {
+                *self += 1;
+            }
+        }
+    )*};
+}
+count_impl!(u16, u32, u64);
+
+/// Values per block when summing counts to find the middle of a resample.
+const COUNT_BLOCK: usize = 64;
+
+impl<T: Count> RankCounter<'_, T> {
+    /// Median of one resample of `n = rank.len()` draws, `counts` being the scratch (zeroed
+    /// here). Same result as [`median_select`] on the drawn values.
+    #[inline]
+    fn resample_median(&self, rng: &mut Xoshiro256StarStar, counts: &mut [T]) -> f64 {
+        let n = self.rank.len();
+        let counts = &mut counts[..n];
+        counts.fill(T::default());
+        for _ in 0..n {
+            counts[self.rank[rng.below(n)].to_usize()].incr();
+        }
+        let m = n / 2;
+        // Order statistics m − 1 and m (0-based) of the resample.
+        let (lo, hi) = order_statistic_ranks(counts, m - 1);
+        if n % 2 == 1 {
+            self.sorted[hi]
+        } else {
+            let (x_below, x_m) = (self.sorted[lo], self.sorted[hi]);
+            x_below + 0.5 * (x_m - x_below)
+        }
+    }
+}
+
+/// Ranks holding the order statistics `k` and `k + 1` (0-based) of the multiset with `counts[r]`
+/// copies of rank `r`; needs `k + 1 < sum(counts)`.
+#[inline]
+fn order_statistic_ranks<T: Count>(counts: &[T], k: usize) -> (usize, usize) {
+    // Whole blocks first (their sums vectorise), then value by value inside the block.
+    let mut before = 0_usize;
+    let mut r = 0;
+    for block in counts.chunks(COUNT_BLOCK) {
+        let s: usize = block.iter().map(|c| c.to_usize()).sum();
+        if before + s > k {
+            break;
+        }
+        before += s;
+        r += block.len();
+    }
+    loop {
+        before += counts[r].to_usize();
+        if before > k {
+            break;
+        }
+        r += 1;
+    }
+    if before > k + 1 {
+        return (r, r);
+    }
+    let mut next = r + 1;
+    while counts[next].to_usize() == 0 {
+        next += 1;
+    }
+    (r, next)
+}
+
+fn bootstrap_medians<T: Count>(x: &[f64], cfg: &Bootstrap) -> Vec<f64> {
+    let n = x.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_unstable_by(|&a, &b| x[a].total_cmp(&x[b]));
+    let sorted: Vec<f64> = order.iter().map(|&i| x[i]).collect();
+    let mut rank = vec![T::default(); n];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i] = T::from_usize(r);
+    }
+    let counter = RankCounter {
+        sorted: &sorted,
+        rank: &rank,
+    };
+    run_bootstrap(
+        cfg,
+        n,
+        || vec![T::default(); n],
+        |rng, counts: &mut Vec<T>| counter.resample_median(rng, counts),
+    )
+}
+
 /// 95 % percentile-bootstrap confidence interval for the median of `x`.
 ///
 /// Each of `cfg.resamples` resamples draws `x.len()` values from `x` with replacement; the
-/// interval is the type-7 2.5 % and 97.5 % quantiles of the resampled medians. Medians are found
-/// by quickselect in a reused buffer.
+/// interval is the type-7 2.5 % and 97.5 % quantiles of the resampled medians. A resample's
+/// median is found by counting the draws per rank of `x` (O(n) per resample, no sorting); it is
+/// bit-identical to the type-7 median of the drawn values.
 ///
 /// Reproducibility: resample `r` belongs to chunk `r / 256`; chunk `c` draws indices from a
 /// xoshiro256** generator whose state is four SplitMix64 outputs seeded with the `(c + 1)`-th
@@ -851,18 +977,13 @@ fn percentile_ci(values: &mut [f64]) -> Result<[f64; 2], InferenceError> {
 pub fn bootstrap_ci_median(x: &[f64], cfg: &Bootstrap) -> Result<[f64; 2], InferenceError> {
     check_group(x, 0, 2)?;
     check_bootstrap(cfg)?;
-    let n = x.len();
-    let mut medians = run_bootstrap(
-        cfg,
-        n,
-        || vec![0.0_f64; n],
-        |rng, buf: &mut Vec<f64>| {
-            for v in buf.iter_mut() {
-                *v = x[rng.below(n)];
-            }
-            median_select(buf)
-        },
-    );
+    let mut medians = if x.len() <= usize::from(u16::MAX) {
+        bootstrap_medians::<u16>(x, cfg)
+    } else if u32::try_from(x.len()).is_ok() {
+        bootstrap_medians::<u32>(x, cfg)
+    } else {
+        bootstrap_medians::<u64>(x, cfg)
+    };
     percentile_ci(&mut medians)
 }
 
@@ -1473,6 +1594,66 @@ mod tests {
             .unwrap();
             assert!(ci[0] <= med && med <= ci[1], "n={n}: {ci:?} vs {med}");
         }
+    }
+
+    #[test]
+    fn counted_medians_equal_selected_medians() {
+        // Ties, signed zeros, odd and even sizes, and every counter width: the medians found by
+        // counting ranks are bit-identical to quickselect on the drawn values.
+        let mut rng = Xoshiro256StarStar::from_splitmix(3);
+        let mut samples: Vec<Vec<f64>> = vec![
+            vec![1.0, 2.0],
+            vec![5.0, -1.0, 5.0],
+            vec![0.0, -0.0, 0.0, -0.0, 1.0, -1.0],
+            vec![2.5; 7],
+        ];
+        for n in [2, 3, 10, 11, 64, 65, 129, 1000] {
+            samples.push(random_sample(&mut rng, n, 10.0, 3.0));
+            // Heavy ties.
+            samples.push((0..n).map(|i| f64::from((i % 4) as u8)).collect());
+        }
+        for (case, x) in samples.iter().enumerate() {
+            let cfg = Bootstrap {
+                resamples: 600,
+                seed: case as u64,
+            };
+            let want = run_bootstrap(
+                &cfg,
+                x.len(),
+                || vec![0.0; x.len()],
+                |rng, buf: &mut Vec<f64>| {
+                    for v in buf.iter_mut() {
+                        *v = x[rng.below(x.len())];
+                    }
+                    median_select(buf)
+                },
+            );
+            let bits = |v: &[f64]| v.iter().map(|m| m.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&bootstrap_medians::<u16>(x, &cfg)), bits(&want), "case {case}");
+            assert_eq!(bits(&bootstrap_medians::<u32>(x, &cfg)), bits(&want), "case {case}");
+            assert_eq!(bits(&bootstrap_medians::<u64>(x, &cfg)), bits(&want), "case {case}");
+        }
+        // Beyond u16: the u32 path, through the public function.
+        let x = random_sample(&mut rng, 70_000, 0.0, 1.0);
+        let cfg = Bootstrap {
+            resamples: 5,
+            seed: 1,
+        };
+        let mut want = run_bootstrap(
+            &cfg,
+            x.len(),
+            || vec![0.0; x.len()],
+            |rng, buf: &mut Vec<f64>| {
+                for v in buf.iter_mut() {
+                    *v = x[rng.below(x.len())];
+                }
+                median_select(buf)
+            },
+        );
+        assert_eq!(
+            bootstrap_ci_median(&x, &cfg).unwrap(),
+            percentile_ci(&mut want).unwrap()
+        );
     }
 
     #[test]

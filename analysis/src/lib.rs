@@ -22,12 +22,17 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub mod compare;
+pub mod comparisons;
+pub mod export;
+pub mod groups;
 pub mod inference;
 pub mod load;
 pub mod plots;
 pub mod report;
 pub mod schema;
 pub mod stats;
+pub mod table;
 
 use schema::{files, CellOutcome, CellRecord, Manifest, SchemaError, SCHEMA_VERSION};
 use stats::{Descriptives, StatsError};
@@ -215,10 +220,24 @@ pub struct CellStats {
     pub gpu_mem_bytes: Option<u64>,
     /// Statistics per metric name; a metric without values is absent and listed in `unavailable`.
     pub metrics: BTreeMap<String, Descriptives>,
+    /// Robust statistics per metric name: MAD, bootstrap CI of the median, outliers (counted
+    /// and listed, never dropped).
+    pub robust: BTreeMap<String, RobustStats>,
     /// Metrics without statistics, with the reason.
     pub unavailable: Vec<Unavailable>,
     /// Data-quality notes (partial nulls, non-finite values excluded).
     pub warnings: Vec<String>,
+}
+
+/// Robust companions of a metric's [`Descriptives`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RobustStats {
+    /// Median absolute deviation × 1.4826.
+    pub mad: f64,
+    /// Seeded percentile-bootstrap 95 % CI of the median (`None` for n = 1).
+    pub ci95_median: Option<[f64; 2]>,
+    /// Tukey-fence outliers and the largest robust z-score.
+    pub outliers: groups::OutlierCounts,
 }
 
 impl CellStats {
@@ -257,6 +276,10 @@ pub struct RunStats {
     pub cells: Vec<CellStats>,
     /// Run-level data-quality notes (rows of unknown cells…).
     pub warnings: Vec<String>,
+    /// Bootstrap settings of every bootstrap CI in this file (seed = the scenario seed).
+    pub bootstrap: inference::Bootstrap,
+    /// Sets of cells that differ only in backend, dtype or device, with their tests.
+    pub comparisons: Vec<comparisons::ComparisonSet>,
 }
 
 /// Counts of cells by outcome.
@@ -382,7 +405,11 @@ fn unavailable_reason(
     }
 }
 
-fn cell_stats(record: &CellRecord, samples: &load::CellSamples) -> CellStats {
+fn cell_stats(
+    record: &CellRecord,
+    samples: &load::CellSamples,
+    bootstrap: &inference::Bootstrap,
+) -> CellStats {
     let energy_method = record.energy_method.clone().or_else(|| {
         let methods: Vec<&str> = samples.energy_methods.iter().map(String::as_str).collect();
         match methods.as_slice() {
@@ -392,6 +419,7 @@ fn cell_stats(record: &CellRecord, samples: &load::CellSamples) -> CellStats {
         }
     });
     let mut metrics = BTreeMap::new();
+    let mut robust = BTreeMap::new();
     let mut unavailable = Vec::new();
     let mut warnings = Vec::new();
     for metric in Metric::ALL {
@@ -415,6 +443,16 @@ fn cell_stats(record: &CellRecord, samples: &load::CellSamples) -> CellStats {
                     ));
                 }
                 metrics.insert(metric.name().to_string(), d);
+                if let Ok(g) = groups::summarize(metric.name(), samples.metric(metric), bootstrap) {
+                    robust.insert(
+                        metric.name().to_string(),
+                        RobustStats {
+                            mad: g.mad,
+                            ci95_median: g.ci95_median,
+                            outliers: g.outliers,
+                        },
+                    );
+                }
             }
             Err(StatsError::Empty) => unavailable.push(Unavailable {
                 metric: metric.name().into(),
@@ -453,6 +491,7 @@ fn cell_stats(record: &CellRecord, samples: &load::CellSamples) -> CellStats {
         peak_rss_bytes: record.peak_rss_bytes,
         gpu_mem_bytes: record.gpu_mem_bytes,
         metrics,
+        robust,
         unavailable,
         warnings,
     }
@@ -460,12 +499,24 @@ fn cell_stats(record: &CellRecord, samples: &load::CellSamples) -> CellStats {
 
 /// Computes statistics from a manifest and loaded requests (no I/O).
 pub fn compute_stats(manifest: &Manifest, requests: &load::LoadedRequests) -> RunStats {
-    let cells = manifest
+    let bootstrap = inference::Bootstrap {
+        resamples: 10_000,
+        seed: manifest.seed,
+    };
+    let cells: Vec<CellStats> = manifest
         .cells
         .iter()
         .zip(&requests.cells)
-        .map(|(record, samples)| cell_stats(record, samples))
+        .map(|(record, samples)| cell_stats(record, samples, &bootstrap))
         .collect();
+    let comparisons = comparisons::comparison_sets(
+        &cells,
+        &requests.cells,
+        &groups::GroupOptions {
+            bootstrap,
+            adjust: inference::Adjust::Holm,
+        },
+    );
     let warnings = requests
         .unknown_cell_ids
         .iter()
@@ -478,6 +529,8 @@ pub fn compute_stats(manifest: &Manifest, requests: &load::LoadedRequests) -> Ru
         metrics: Metric::ALL.into_iter().map(MetricInfo::from).collect(),
         cells,
         warnings,
+        bootstrap,
+        comparisons,
     }
 }
 

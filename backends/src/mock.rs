@@ -46,6 +46,10 @@ pub struct MockCost {
     pub decode_ns_per_token: u64,
     /// Once per request, before the first token.
     pub fixed_ns: u64,
+    /// Deterministic per-request spread added to the first token, as a fraction of `fixed_ns`
+    /// in thousandths (100 = up to +10 %), derived from the prompt so the same prompts always
+    /// take the same virtual time. 0 (the default) makes every request identical.
+    pub jitter_permille: u64,
 }
 
 impl Default for MockCost {
@@ -54,6 +58,7 @@ impl Default for MockCost {
             prefill_ns_per_token: 20_000,
             decode_ns_per_token: 150_000,
             fixed_ns: 500_000,
+            jitter_permille: 0,
         }
     }
 }
@@ -66,6 +71,26 @@ impl MockCost {
                 .saturating_mul(batch as u64)
                 .saturating_mul(prompt_len as u64),
         )
+    }
+
+    /// The deterministic extra time of a request whose prompts have these token sums.
+    pub fn jitter_ns(&self, prompt_sums: &[u64]) -> u64 {
+        if self.jitter_permille == 0 {
+            return 0;
+        }
+        // SplitMix64 finaliser over the sums: a well-mixed, platform-independent draw.
+        let mut z = prompt_sums
+            .iter()
+            .fold(0x9E37_79B9_7F4A_7C15_u64, |h, &s| h.rotate_left(5) ^ s);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let max = self.fixed_ns.saturating_mul(self.jitter_permille) / 1000;
+        if max == 0 {
+            0
+        } else {
+            z % (max + 1)
+        }
     }
 
     /// Virtual time of each later step: `decode_ns_per_token · batch`.
@@ -163,10 +188,11 @@ impl Backend for MockBackend {
             .iter()
             .map(|row| row.iter().map(|&t| u64::from(t)).sum())
             .collect();
+        let jitter = self.cost.jitter_ns(&sums);
         let mut tokens = vec![Vec::with_capacity(request.new_tokens); batch];
         for step in 0..request.new_tokens {
             self.clock.advance_ns(if step == 0 {
-                self.cost.first_token_ns(batch, prompt_len)
+                self.cost.first_token_ns(batch, prompt_len) + jitter
             } else {
                 self.cost.step_ns(batch)
             });
@@ -208,11 +234,26 @@ mod tests {
     }
 
     #[test]
+    fn jitter_is_deterministic_bounded_and_varies_with_the_prompt() {
+        let cost = MockCost {
+            jitter_permille: 100,
+            ..MockCost::default()
+        };
+        let draws: Vec<u64> = (0..200).map(|s| cost.jitter_ns(&[s, 7])).collect();
+        assert!(draws.iter().all(|&j| j <= 50_000), "at most 10 % of fixed_ns");
+        assert_eq!(draws, (0..200).map(|s| cost.jitter_ns(&[s, 7])).collect::<Vec<_>>());
+        let distinct: std::collections::BTreeSet<_> = draws.iter().collect();
+        assert!(distinct.len() > 150, "{}", distinct.len());
+        assert_eq!(MockCost::default().jitter_ns(&[1, 2, 3]), 0);
+    }
+
+    #[test]
     fn timings_are_exact() {
         let cost = MockCost {
             prefill_ns_per_token: 10,
             decode_ns_per_token: 1000,
             fixed_ns: 100_000,
+            jitter_permille: 0,
         };
         let (mut backend, clock) = mock(cost);
         clock.advance_ns(1);

@@ -5,6 +5,8 @@
 //! safe results writer and the environment manifest. Inference lives in `tcobench-backends`;
 //! statistics and reports live in `tcobench-analysis`.
 
+pub mod cmd_compare;
+pub mod cmd_stats;
 pub mod host;
 pub mod plan;
 pub mod power;

@@ -74,6 +74,12 @@ enum Command {
         /// Run folder.
         run_dir: PathBuf,
     },
+    /// Descriptives, pairwise tests, effect sizes and ANOVA for any CSV or Parquet file.
+    Stats(tcobench::cmd_stats::StatsArgs),
+    /// Compare two runs cell by cell: relative change with bootstrap CI, Welch p, verdict.
+    Compare(tcobench::cmd_compare::CompareArgs),
+    /// Export a run's figures for continuous-benchmarking services.
+    Export(tcobench::cmd_compare::ExportArgs),
 }
 
 fn parse_device(s: &str) -> Result<Device, String> {
@@ -186,6 +192,9 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 ExitCode::from(EXIT_INCOMPLETE)
             })
         }
+        Command::Stats(args) => tcobench::cmd_stats::run(&args, &mut stdout),
+        Command::Compare(args) => tcobench::cmd_compare::compare(&args, &mut stdout),
+        Command::Export(args) => tcobench::cmd_compare::export(&args, &mut stdout),
         Command::Analyze { run_dir } => {
             analyze(&run_dir)?;
             writeln!(stdout, "{}", run_dir.display())?;

@@ -88,13 +88,24 @@ pub enum Clock {
 }
 
 impl Clock {
-    /// Milliseconds since the clock's origin.
-    pub fn now_ms(&self) -> f64 {
+    /// Nanoseconds since the clock's origin. Durations are differences of these integers, so
+    /// they carry no rounding noise.
+    pub fn now_ns(&self) -> u64 {
         match self {
-            Clock::Wall(origin) => origin.elapsed().as_secs_f64() * 1e3,
-            Clock::Virtual(v) => v.now_ns() as f64 / 1e6,
+            Clock::Wall(origin) => u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            Clock::Virtual(v) => v.now_ns(),
         }
     }
+
+    /// Milliseconds since the clock's origin.
+    pub fn now_ms(&self) -> f64 {
+        ns_to_ms(self.now_ns())
+    }
+}
+
+/// Nanoseconds to milliseconds.
+fn ns_to_ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
 }
 
 /// Prompt token ids for one request: ChaCha seeded by (scenario seed, the cell's workload,
@@ -140,6 +151,10 @@ struct Backends {
     virtual_clock: VirtualClock,
 }
 
+/// Spread of the mock backend's request times (deterministic, from the prompts), so mock runs
+/// exercise the statistics with non-degenerate data.
+pub const MOCK_JITTER_PERMILLE: u64 = 200;
+
 /// The seed of the built-in models' weights. Fixed (not the scenario seed) so every run of
 /// `small` measures the same network, whatever the prompt seed.
 pub const MODEL_SEED: u64 = 0;
@@ -169,7 +184,10 @@ impl Backends {
                     };
                     Box::new(MockBackend::new(
                         config,
-                        MockCost::default(),
+                        MockCost {
+                            jitter_permille: MOCK_JITTER_PERMILLE,
+                            ..MockCost::default()
+                        },
                         self.virtual_clock.clone(),
                     ))
                 }
@@ -424,19 +442,19 @@ pub fn measure_request(
     sampler: &Mutex<Box<dyn PowerSampler>>,
 ) -> Measured {
     let e0 = sampler.lock().expect("sampler lock").read().energy_j_cum;
-    let mut first_ms = None;
-    let t0 = clock.now_ms();
+    let mut first_ns = None;
+    let t0 = clock.now_ns();
     let result = backend.generate(request, &mut |step: usize| {
         if step == 0 {
-            first_ms = Some(clock.now_ms());
+            first_ns = Some(clock.now_ns());
         }
     });
-    let t1 = clock.now_ms();
+    let t1 = clock.now_ns();
     let e1 = sampler.lock().expect("sampler lock").read().energy_j_cum;
     Measured {
-        t0_ms: t0,
-        first_ms,
-        t1_ms: t1,
+        t0_ns: t0,
+        first_ns,
+        t1_ns: t1,
         energy_j: e0.zip(e1).map(|(a, b)| b - a),
         result: result.map(|g| g.tokens).map_err(|e| e.to_string()),
     }
@@ -445,12 +463,12 @@ pub fn measure_request(
 /// The raw outcome of one request.
 #[derive(Debug)]
 pub struct Measured {
-    /// Clock at the start, ms.
-    pub t0_ms: f64,
-    /// Clock when the first token was on the host, ms.
-    pub first_ms: Option<f64>,
-    /// Clock at the end, ms.
-    pub t1_ms: f64,
+    /// Clock at the start, ns.
+    pub t0_ns: u64,
+    /// Clock when the first token was on the host, ns.
+    pub first_ns: Option<u64>,
+    /// Clock at the end, ns.
+    pub t1_ns: u64,
     /// Energy of the window, joules.
     pub energy_j: Option<f64>,
     /// Generated tokens, or the error.
@@ -467,8 +485,8 @@ pub fn request_record(
     m: &Measured,
     energy_method: &str,
 ) -> RequestRecord {
-    let e2e = m.t1_ms - m.t0_ms;
-    let ttft = m.first_ms.map(|f| f - m.t0_ms);
+    let e2e = ns_to_ms(m.t1_ns - m.t0_ns);
+    let ttft = m.first_ns.map(|f| ns_to_ms(f - m.t0_ns));
     let generated = f64::from(cell.batch_size) * f64::from(cell.new_tokens);
     let ok = m.result.is_ok();
     let (output_hash, error) = match &m.result {
@@ -535,8 +553,8 @@ fn run_cell(
             };
             let m = measure_request(backend.as_mut(), &request, clock, sampler);
             if !warmup {
-                record.window_start_ms.get_or_insert(m.t0_ms);
-                record.window_end_ms = Some(m.t1_ms);
+                record.window_start_ms.get_or_insert(ns_to_ms(m.t0_ns));
+                record.window_end_ms = Some(ns_to_ms(m.t1_ns));
             }
             let row = request_record(cell, run_id, rep, warmup, &request, &m, &energy_method);
             let error = row.error.clone();

@@ -1,5 +1,7 @@
 //! Integration tests of the harness: one binary, one module per concern.
 
 mod common;
+mod compare_cli;
 mod pipeline;
 mod scenarios;
+mod stats_cli;

@@ -36,7 +36,9 @@ fn column_strings(df: &DataFrame, name: &str) -> Vec<String> {
 #[test]
 fn mock_run_writes_the_whole_contract_and_a_stable_snapshot() {
     let dir = tempfile::tempdir().unwrap();
-    let outcome = run(dir.path(), MOCK, None);
+    // Two dtypes make every cell part of a comparison set ("only the dtype differs").
+    let text = MOCK.replace("  model: [tiny, small]\n", "  model: [tiny, small]\n  dtype: [f32, bf16]\n");
+    let outcome = run(dir.path(), &text, None);
     let run_dir = &outcome.run_dir.path;
     for f in [
         files::MANIFEST,
@@ -50,13 +52,13 @@ fn mock_run_writes_the_whole_contract_and_a_stable_snapshot() {
     }
     assert!(outcome.complete());
     let manifest = schema::read_manifest(&run_dir.join(files::MANIFEST)).unwrap();
-    assert_eq!(manifest.cells.len(), 4);
+    assert_eq!(manifest.cells.len(), 8);
     assert!(manifest.cells.iter().all(|c| c.status == CellOutcome::Ok));
     assert_eq!(manifest.power.method, "mock");
 
-    // 4 cells × (1 warm-up + 4 timed) rows, warm-ups flagged.
+    // 8 cells × (1 warm-up + 4 timed) rows, warm-ups flagged.
     let req = schema::read_parquet(&run_dir.join(files::REQUESTS)).unwrap();
-    assert_eq!(req.height(), 20);
+    assert_eq!(req.height(), 40);
     let warm = req
         .column("warmup")
         .unwrap()
@@ -65,7 +67,7 @@ fn mock_run_writes_the_whole_contract_and_a_stable_snapshot() {
         .iter()
         .filter(|v| *v == Some(true))
         .count();
-    assert_eq!(warm, 4);
+    assert_eq!(warm, 8);
 
     // Statistics exclude warm-ups and are deterministic under the virtual clock.
     let mut stats: serde_json::Value =
@@ -77,6 +79,8 @@ fn mock_run_writes_the_whole_contract_and_a_stable_snapshot() {
         assert!(cell["peak_rss_bytes"].as_u64().unwrap() > 0);
         cell["peak_rss_bytes"] = "[bytes]".into();
     }
+    assert_eq!(stats["comparisons"].as_array().unwrap().len(), 4, "one set per model × batch");
+    assert!(stats["comparisons"].as_array().unwrap().iter().all(|c| c["varies"] == "dtype"));
     insta::assert_json_snapshot!("mock_run_stats", stats);
 
     // The report names every cell.
@@ -90,6 +94,7 @@ fn mock_run_writes_the_whole_contract_and_a_stable_snapshot() {
         !html.contains("http://") && !html.contains("https://"),
         "self-contained"
     );
+    assert!(md.contains("## Statistical comparisons") && md.contains("Only the dtype differs"));
 
     let log = std::fs::read_to_string(dir.path().join("EXPERIMENT_LOG.md")).unwrap();
     assert_eq!(

@@ -1,0 +1,139 @@
+//! "Regression comparison inside one run": for every set of cells that differ in exactly one
+//! way of running — only the backend, only the dtype, or only the device — the pairwise tests,
+//! effect sizes and ANOVA of each metric, through [`crate::groups::analyze_groups`].
+//!
+//! Cells that did not complete, or have fewer than two usable values of a metric, are left out
+//! of that metric's comparison and listed with the reason.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::groups::{analyze_groups, GroupAnalysis, GroupOptions};
+use crate::schema::CellOutcome;
+use crate::{load, CellStats, Metric};
+
+/// The dimensions a comparison set may vary in.
+pub const DIMENSIONS: [&str; 3] = ["backend", "dtype", "device"];
+
+/// One set of cells equal in everything but `varies`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComparisonSet {
+    /// The dimension that differs between the cells (`backend`, `dtype` or `device`).
+    pub varies: String,
+    /// What the cells share, as `key=value` pairs (model, device or dtype, batch, lengths).
+    pub fixed: BTreeMap<String, String>,
+    /// Cell ids in the set, in manifest order.
+    pub cell_ids: Vec<String>,
+    /// Group name (the varying value, `#index value`) per cell id.
+    pub group_names: BTreeMap<String, String>,
+    /// The analysis per metric name.
+    pub metrics: BTreeMap<String, GroupAnalysis>,
+    /// Cells or metrics left out, with the reason.
+    pub excluded: Vec<String>,
+}
+
+fn dimension_value(cell: &CellStats, dim: &str) -> String {
+    match dim {
+        "backend" => cell.backend.clone(),
+        "dtype" => cell.dtype.clone(),
+        _ => cell.device.clone(),
+    }
+}
+
+/// Everything that identifies a cell's configuration except `dim`.
+fn fixed_part(cell: &CellStats, dim: &str) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::from([
+        ("backend".to_string(), cell.backend.clone()),
+        ("model".to_string(), cell.model.clone()),
+        ("dtype".to_string(), cell.dtype.clone()),
+        ("device".to_string(), cell.device.clone()),
+        ("batch_size".to_string(), cell.batch_size.to_string()),
+        ("prompt_tokens".to_string(), cell.prompt_tokens.to_string()),
+        ("new_tokens".to_string(), cell.new_tokens.to_string()),
+    ]);
+    m.remove(dim);
+    m
+}
+
+/// Builds every comparison set of a run. `samples` is parallel to `cells` (manifest order).
+pub fn comparison_sets(
+    cells: &[CellStats],
+    samples: &[load::CellSamples],
+    opts: &GroupOptions,
+) -> Vec<ComparisonSet> {
+    let mut sets = Vec::new();
+    for dim in DIMENSIONS {
+        // Group cell indices by their fixed part, keeping first-appearance order.
+        let mut buckets: Vec<(BTreeMap<String, String>, Vec<usize>)> = Vec::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let key = fixed_part(cell, dim);
+            match buckets.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, v)) => v.push(i),
+                None => buckets.push((key, vec![i])),
+            }
+        }
+        for (fixed, members) in buckets {
+            if members.len() < 2 {
+                continue;
+            }
+            let mut set = ComparisonSet {
+                varies: dim.to_string(),
+                fixed,
+                cell_ids: members.iter().map(|&i| cells[i].cell_id.clone()).collect(),
+                group_names: members
+                    .iter()
+                    .map(|&i| {
+                        let c = &cells[i];
+                        (c.cell_id.clone(), format!("#{} {}", c.index, dimension_value(c, dim)))
+                    })
+                    .collect(),
+                metrics: BTreeMap::new(),
+                excluded: Vec::new(),
+            };
+            let usable: Vec<usize> = members
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    let ok = cells[i].status == CellOutcome::Ok;
+                    if !ok {
+                        set.excluded.push(format!(
+                            "{}: cell did not complete",
+                            set.group_names[&cells[i].cell_id]
+                        ));
+                    }
+                    ok
+                })
+                .collect();
+            for metric in Metric::ALL {
+                let mut groups = Vec::new();
+                for &i in &usable {
+                    let values = samples[i].metric(metric);
+                    let name = set.group_names[&cells[i].cell_id].clone();
+                    if values.len() < 2 {
+                        set.excluded.push(format!(
+                            "{name}: {} has {} usable value(s)",
+                            metric.name(),
+                            values.len()
+                        ));
+                    } else {
+                        groups.push((name, values.to_vec()));
+                    }
+                }
+                if groups.len() < 2 {
+                    continue;
+                }
+                match analyze_groups(&groups, opts) {
+                    Ok(a) => {
+                        set.metrics.insert(metric.name().to_string(), a);
+                    }
+                    Err(e) => set.excluded.push(format!("{}: {e}", metric.name())),
+                }
+            }
+            if !set.metrics.is_empty() || !set.excluded.is_empty() {
+                sets.push(set);
+            }
+        }
+    }
+    sets
+}

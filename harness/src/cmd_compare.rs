@@ -1,0 +1,348 @@
+//! `tcobench compare BASE NEW` and `tcobench export RUN`.
+//!
+//! Both commands only read run folders. The logic lives in `tcobench_analysis::compare` and
+//! `tcobench_analysis::export`; this module parses options, renders text and picks exit codes:
+//!
+//! * `0`: done (for `compare`, also when cells regressed unless `--fail-on-regression`);
+//! * `2`: bad input — a path that is not a readable run folder (the message names it), an unknown
+//!   metric, an option out of range;
+//! * `3`: `compare --fail-on-regression` and at least one cell regressed.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use tcobench_analysis::compare::{self, CompareOptions, Comparison};
+use tcobench_analysis::export::{self, GabDirection};
+use tcobench_analysis::fmt_sig;
+use tcobench_analysis::inference::{Bootstrap, Verdict};
+
+/// Exit code for bad input (run folders, metric names, options).
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code of `compare --fail-on-regression` when a cell regressed.
+pub const EXIT_REGRESSED: u8 = 3;
+
+/// Arguments of `tcobench compare`.
+#[derive(clap::Args, Debug)]
+pub struct CompareArgs {
+    /// Baseline run folder.
+    pub base: PathBuf,
+    /// New run folder.
+    pub new: PathBuf,
+    /// Metric compared (a column of requests.parquet, or energy_j_per_token).
+    #[arg(long, default_value = "tokens_per_s")]
+    pub metric: String,
+    /// Noise threshold on the relative change (0.02 = ±2 %).
+    #[arg(long, default_value_t = 0.02)]
+    pub threshold: f64,
+    /// Significance level of the Welch test.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit with code 3 when any cell regressed.
+    #[arg(long)]
+    pub fail_on_regression: bool,
+    /// Bootstrap seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Bootstrap resamples.
+    #[arg(long, default_value_t = 10_000)]
+    pub resamples: usize,
+}
+
+/// Export formats.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One row per cell and metric.
+    Csv,
+    /// Bencher Metric Format (JSON).
+    Bmf,
+    /// github-action-benchmark custom JSON.
+    GithubActionBenchmark,
+}
+
+/// Which github-action-benchmark custom tool the exported file is for.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// `tool: customBiggerIsBetter`: tokens_per_s.
+    BiggerIsBetter,
+    /// `tool: customSmallerIsBetter`: e2e_ms, ttft_ms, tpot_ms, energy_j_per_token.
+    SmallerIsBetter,
+}
+
+impl From<Direction> for GabDirection {
+    fn from(d: Direction) -> Self {
+        match d {
+            Direction::BiggerIsBetter => GabDirection::BiggerIsBetter,
+            Direction::SmallerIsBetter => GabDirection::SmallerIsBetter,
+        }
+    }
+}
+
+/// Arguments of `tcobench export`.
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    /// Run folder.
+    pub run: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// For `--format github-action-benchmark` only: which metrics the file holds. One file feeds
+    /// one action step, whose `tool` input fixes the direction for the whole file; export twice
+    /// (and use two steps) to track both throughput and latency/energy. Default: bigger-is-better.
+    #[arg(long, value_enum)]
+    pub direction: Option<Direction>,
+}
+
+fn bad_input(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_BAD_INPUT)
+}
+
+/// Runs `tcobench compare`.
+pub fn compare(args: &CompareArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let metric = match compare::parse_metric(&args.metric) {
+        Ok(m) => m,
+        Err(e) => return Ok(bad_input(e)),
+    };
+    let opts = CompareOptions {
+        metric,
+        threshold: args.threshold,
+        alpha: args.alpha,
+        bootstrap: Bootstrap {
+            resamples: args.resamples,
+            seed: args.seed,
+        },
+    };
+    let comparison = match compare::compare_runs(&args.base, &args.new, &opts) {
+        Ok(c) => c,
+        Err(e) => return Ok(bad_input(e)),
+    };
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&comparison)?)?;
+    } else {
+        write_text(&comparison, out)?;
+    }
+    for w in &comparison.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(if args.fail_on_regression && comparison.any_regressed() {
+        ExitCode::from(EXIT_REGRESSED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The word printed for a verdict.
+pub fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Improved => "improved",
+        Verdict::Regressed => "regressed",
+        Verdict::NoChange => "no change",
+        Verdict::WithinNoise => "within noise",
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:+.2}%", 100.0 * x)
+}
+
+fn fmt_p(p: f64) -> String {
+    if p < 1e-4 {
+        "<0.0001".to_string()
+    } else {
+        format!("{p:.4}")
+    }
+}
+
+fn fmt_opt(x: Option<f64>) -> String {
+    x.map_or_else(|| "–".to_string(), |v| fmt_sig(v, 4))
+}
+
+/// Writes rows as columns padded to their widest cell; `right[i]` right-aligns column `i`.
+fn write_table(out: &mut dyn Write, rows: &[Vec<String>], right: &[bool]) -> std::io::Result<()> {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            if right.get(i).copied().unwrap_or(false) {
+                line.push_str(&" ".repeat(pad));
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                line.push_str(&" ".repeat(pad));
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+/// Renders a comparison as the text report of `tcobench compare`.
+pub fn write_text(c: &Comparison, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "compare {} ({}, {} is better): base {} → new {}",
+        c.metric.name(),
+        c.unit,
+        if c.higher_is_better {
+            "higher"
+        } else {
+            "lower"
+        },
+        c.base_run_id,
+        c.new_run_id
+    )?;
+    writeln!(
+        out,
+        "threshold ±{}%, alpha {}, Welch t-test new vs base, bootstrap 95% CI of the change \
+         ({} resamples, seed {})",
+        fmt_sig(100.0 * c.threshold, 3),
+        c.alpha,
+        c.bootstrap.resamples,
+        c.bootstrap.seed
+    )?;
+    writeln!(out)?;
+    if c.cells.is_empty() {
+        writeln!(out, "no cell could be compared")?;
+    } else {
+        let mut rows = vec![[
+            "cell",
+            "n base/new",
+            "base mean",
+            "new mean",
+            "change [95% CI]",
+            "Welch p",
+            "verdict",
+        ]
+        .map(String::from)
+        .to_vec()];
+        for x in &c.cells {
+            rows.push(vec![
+                x.label.clone(),
+                format!("{}/{}", x.base.n, x.new.n),
+                fmt_opt(x.base.mean),
+                fmt_opt(x.new.mean),
+                format!(
+                    "{} [{}, {}]",
+                    pct(x.rel_change),
+                    pct(x.rel_change_ci95[0]),
+                    pct(x.rel_change_ci95[1])
+                ),
+                fmt_p(x.p),
+                verdict_word(x.verdict).to_string(),
+            ]);
+        }
+        write_table(out, &rows, &[false, true, true, true, true, true, false])?;
+    }
+    if !c.not_compared.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "not compared ({}):", c.not_compared.len())?;
+        let rows: Vec<Vec<String>> = c
+            .not_compared
+            .iter()
+            .map(|x| vec![format!("  {}", x.label), x.reason.clone()])
+            .collect();
+        write_table(out, &rows, &[])?;
+    }
+    for (title, list) in [
+        ("only in base run", &c.only_in_base),
+        ("only in new run", &c.only_in_new),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        writeln!(out)?;
+        writeln!(out, "{title} ({}):", list.len())?;
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|x| {
+                let status = serde_json::to_value(x.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                vec![
+                    format!("  {}", x.label),
+                    format!("cell {}, {status}", x.cell_id),
+                ]
+            })
+            .collect();
+        write_table(out, &rows, &[])?;
+    }
+    writeln!(out)?;
+    writeln!(out, "{}", summary(c))
+}
+
+/// The one-line summary: counts per verdict, then cells not compared and unmatched.
+pub fn summary(c: &Comparison) -> String {
+    let k = &c.counts;
+    format!(
+        "summary: {} regressed, {} improved, {} within noise, {} no change; {} not compared; \
+         {} only in base, {} only in new",
+        k.regressed,
+        k.improved,
+        k.within_noise,
+        k.no_change,
+        k.not_compared,
+        k.only_in_base,
+        k.only_in_new
+    )
+}
+
+/// Runs `tcobench export`.
+pub fn export(args: &ExportArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    if args.direction.is_some() && args.format != ExportFormat::GithubActionBenchmark {
+        return Ok(bad_input(
+            "--direction applies to --format github-action-benchmark only",
+        ));
+    }
+    let run = &args.run;
+    if !run.is_dir() {
+        return Ok(bad_input(format!(
+            "{}: not a tcobench run folder (no such directory)",
+            run.display()
+        )));
+    }
+    if !run
+        .join(tcobench_analysis::schema::files::MANIFEST)
+        .is_file()
+    {
+        return Ok(bad_input(format!(
+            "{}: not a tcobench run folder (no manifest.json)",
+            run.display()
+        )));
+    }
+    let stats = match export::load_run_stats(run) {
+        Ok(s) => s,
+        Err(e) => return Ok(bad_input(format!("{}: {e}", run.display()))),
+    };
+    match args.format {
+        ExportFormat::Csv => write!(out, "{}", export::to_csv(&stats))?,
+        ExportFormat::Bmf => writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&export::to_bmf(&stats))?
+        )?,
+        ExportFormat::GithubActionBenchmark => {
+            let direction = args.direction.unwrap_or(Direction::BiggerIsBetter).into();
+            let entries = export::to_github_action_benchmark(&stats, direction);
+            writeln!(out, "{}", serde_json::to_string_pretty(&entries)?)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,403 @@
+//! `tcobench stats` end to end: R's PlantGrowth through the binary (CSV and Parquet), the JSON
+//! shape, seeding, the text report and bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use polars::prelude::*;
+use serde_json::Value;
+
+use crate::common::{tcobench, write};
+
+const CTRL: [f64; 10] = [4.17, 5.58, 5.18, 6.11, 4.50, 4.61, 5.17, 4.53, 5.33, 5.14];
+const TRT1: [f64; 10] = [4.81, 4.17, 4.41, 3.59, 5.87, 3.83, 6.03, 4.89, 4.32, 4.69];
+const TRT2: [f64; 10] = [6.31, 5.12, 5.54, 5.50, 5.37, 5.29, 4.92, 6.15, 5.80, 5.26];
+
+/// PlantGrowth interleaved row by row (ctrl, trt1, trt2, ctrl, …). Reversed, the rows put trt2
+/// first, which no sorting of the names would.
+fn plant_rows() -> Vec<(&'static str, f64)> {
+    (0..10)
+        .flat_map(|i| [("ctrl", CTRL[i]), ("trt1", TRT1[i]), ("trt2", TRT2[i])])
+        .collect()
+}
+
+fn plant_csv(dir: &Path, name: &str, rows: &[(&str, f64)]) -> PathBuf {
+    let mut text = String::from("weight,group\n");
+    for (g, w) in rows {
+        text.push_str(&format!("{w},{g}\n"));
+    }
+    write(dir, name, &text)
+}
+
+fn plant_parquet(dir: &Path, name: &str, rows: &[(&str, f64)]) -> PathBuf {
+    let p = dir.join(name);
+    let mut df = DataFrame::new(
+        rows.len(),
+        vec![
+            Column::new(
+                "weight".into(),
+                rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            ),
+            Column::new("group".into(), rows.iter().map(|r| r.0).collect::<Vec<_>>()),
+        ],
+    )
+    .unwrap();
+    let file = std::fs::File::create(&p).unwrap();
+    ParquetWriter::new(file).finish(&mut df).unwrap();
+    p
+}
+
+fn stats(dir: &Path, file: &Path, extra: &[&str]) -> Output {
+    let file = file.to_str().unwrap();
+    let mut args = vec!["stats", file, "--by", "group", "--metric", "weight"];
+    args.extend_from_slice(extra);
+    tcobench(&args, dir)
+}
+
+fn json(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "status {:?}, stderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("stdout is JSON")
+}
+
+fn num(v: &Value, pointer: &str) -> f64 {
+    v.pointer(pointer)
+        .and_then(Value::as_f64)
+        .unwrap_or_else(|| panic!("{pointer} missing or not a number in {v:#}"))
+}
+
+fn assert_rel(v: &Value, pointer: &str, want: f64) {
+    let got = num(v, pointer);
+    assert!(
+        (got - want).abs() <= 1e-6 * want.abs(),
+        "{pointer}: {got} vs R {want}"
+    );
+}
+
+fn assert_interval(v: &Value, pointer: &str) {
+    let lo = num(v, &format!("{pointer}/0"));
+    let hi = num(v, &format!("{pointer}/1"));
+    assert!(lo <= hi, "{pointer}: [{lo}, {hi}]");
+    assert_eq!(v.pointer(pointer).unwrap().as_array().unwrap().len(), 2);
+}
+
+/// Every key of the documented `tcobench stats --json` shape.
+fn assert_shape(v: &Value) {
+    let groups = v["groups"].as_array().expect("groups");
+    assert!(!groups.is_empty());
+    for (i, _) in groups.iter().enumerate() {
+        let g = format!("/groups/{i}");
+        assert!(v.pointer(&format!("{g}/name")).unwrap().is_string());
+        for key in [
+            "n", "mean", "sd", "median", "mad", "min", "max", "p50", "p90", "p95", "p99",
+        ] {
+            num(v, &format!("{g}/{key}"));
+        }
+        assert_interval(v, &format!("{g}/ci95_mean"));
+        assert_interval(v, &format!("{g}/ci95_median"));
+        num(v, &format!("{g}/outliers/mild"));
+        num(v, &format!("{g}/outliers/severe"));
+    }
+    let pairs = v["pairwise"].as_array().expect("pairwise");
+    assert_eq!(pairs.len(), groups.len() * (groups.len() - 1) / 2);
+    for (i, _) in pairs.iter().enumerate() {
+        let p = format!("/pairwise/{i}");
+        assert!(v.pointer(&format!("{p}/a")).unwrap().is_string());
+        assert!(v.pointer(&format!("{p}/b")).unwrap().is_string());
+        for key in ["t", "df", "p", "p_holm"] {
+            num(v, &format!("{p}/welch/{key}"));
+        }
+        assert_interval(v, &format!("{p}/welch/ci95_diff"));
+        for key in ["t", "df", "p"] {
+            num(v, &format!("{p}/student/{key}"));
+        }
+        num(v, &format!("{p}/cohens_d"));
+        num(v, &format!("{p}/hedges_g"));
+    }
+    for key in ["f", "df_between", "df_within", "p"] {
+        num(v, &format!("/anova/{key}"));
+    }
+    for key in ["f", "df1", "df2", "p"] {
+        num(v, &format!("/welch_anova/{key}"));
+    }
+    for key in ["h", "df", "p"] {
+        num(v, &format!("/kruskal_wallis/{key}"));
+    }
+}
+
+fn group_names(v: &Value) -> Vec<&str> {
+    v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect()
+}
+
+/// The JSON without what the bootstrap seed may change.
+fn without_bootstrap(v: &Value) -> Value {
+    let mut v = v.clone();
+    for g in v["groups"].as_array_mut().unwrap() {
+        g.as_object_mut().unwrap().remove("ci95_median");
+    }
+    v.as_object_mut().unwrap().remove("bootstrap");
+    v
+}
+
+#[test]
+fn plant_growth_matches_r() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = plant_csv(dir.path(), "plant.csv", &plant_rows());
+    let v = json(&stats(dir.path(), &csv, &["--json"]));
+    assert_shape(&v);
+    assert_eq!(group_names(&v), vec!["ctrl", "trt1", "trt2"]);
+    // R: summary(aov(weight ~ group, PlantGrowth)); oneway.test(…); kruskal.test(…).
+    assert_rel(&v, "/anova/f", 4.846087862380136);
+    assert_eq!(num(&v, "/anova/df_between"), 2.0);
+    assert_eq!(num(&v, "/anova/df_within"), 27.0);
+    assert_rel(&v, "/anova/p", 0.015909958325622912);
+    assert_rel(&v, "/welch_anova/f", 5.180972408113194);
+    assert_eq!(num(&v, "/welch_anova/df1"), 2.0);
+    assert_rel(&v, "/welch_anova/df2", 17.128418616644137);
+    assert_rel(&v, "/kruskal_wallis/h", 7.988228749443715);
+    assert_eq!(num(&v, "/kruskal_wallis/df"), 2.0);
+    assert_rel(&v, "/kruskal_wallis/p", 0.018423755731471966);
+    // R: mean and sd per group; t.test(ctrl, trt1).
+    assert_rel(&v, "/groups/0/mean", 5.032);
+    assert_rel(&v, "/groups/0/sd", 0.5830913783924056);
+    assert_eq!(num(&v, "/groups/0/n"), 10.0);
+    assert_eq!(v["pairwise"][0]["a"], "ctrl");
+    assert_eq!(v["pairwise"][0]["b"], "trt1");
+    assert_eq!(v["pairwise"][2]["a"], "trt1");
+    assert_eq!(v["pairwise"][2]["b"], "trt2");
+    assert_rel(&v, "/pairwise/0/welch/t", 1.1912603818487033);
+    assert_rel(&v, "/pairwise/0/welch/df", 16.52358505685930);
+
+    // Another first-appearance order gives the same groups in that order.
+    let mut rev = plant_rows();
+    rev.reverse();
+    let csv_rev = plant_csv(dir.path(), "plant-rev.csv", &rev);
+    let w = json(&stats(dir.path(), &csv_rev, &["--json"]));
+    assert_eq!(group_names(&w), vec!["trt2", "trt1", "ctrl"]);
+    assert_rel(&w, "/anova/f", 4.846087862380136);
+}
+
+#[test]
+fn parquet_gives_the_same_json_as_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = plant_rows();
+    let csv = plant_csv(dir.path(), "plant.csv", &rows);
+    // No .parquet extension: the format is sniffed from the magic bytes.
+    let pq = plant_parquet(dir.path(), "plant.bin", &rows);
+    let a = stats(dir.path(), &csv, &["--json", "--seed", "3"]);
+    let b = stats(dir.path(), &pq, &["--json", "--seed", "3"]);
+    json(&a);
+    assert_eq!(
+        String::from_utf8_lossy(&a.stdout),
+        String::from_utf8_lossy(&b.stdout)
+    );
+}
+
+#[test]
+fn the_seed_only_moves_the_bootstrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = plant_csv(dir.path(), "plant.csv", &plant_rows());
+    let run = |seed: &str| {
+        stats(
+            dir.path(),
+            &csv,
+            &["--json", "--seed", seed, "--resamples", "2000"],
+        )
+    };
+    let a1 = run("1");
+    let a2 = run("1");
+    assert_eq!(a1.stdout, a2.stdout, "same seed, same bytes");
+    let a = json(&a1);
+    assert_eq!(num(&a, "/bootstrap/resamples"), 2000.0);
+    let seeds: Vec<Value> = (2..8).map(|s| json(&run(&s.to_string()))).collect();
+    for b in &seeds {
+        assert_eq!(without_bootstrap(&a), without_bootstrap(b));
+    }
+    // Resampled medians of 10 values take few distinct values, so compare across several seeds.
+    let medians = |v: &Value| {
+        v["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["ci95_median"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        seeds.iter().any(|b| medians(b) != medians(&a)),
+        "the seed changes some bootstrap CI"
+    );
+}
+
+#[test]
+fn text_report_has_every_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = plant_csv(dir.path(), "plant.csv", &plant_rows());
+    let out = stats(dir.path(), &csv, &["--seed", "9", "--resamples", "500"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "Descriptives",
+        "ctrl",
+        "5.032",
+        "[4.615, 5.449]",
+        "Pairwise comparisons",
+        "p_holm",
+        "Hedges' g",
+        "not significant",
+        "  significant",
+        "one-way ANOVA",
+        "F = 4.846",
+        "(2, 27)",
+        "Welch ANOVA",
+        "Kruskal–Wallis",
+        "H = 7.988",
+        "500 resamples, seed 9",
+        "trt1 (2 mild, 0 severe)",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+    // trt1 vs trt2 is the one pair significant after Holm (p_holm = 0.0279).
+    let line = text
+        .lines()
+        .find(|l| l.contains("trt1") && l.contains("trt2"))
+        .unwrap();
+    assert!(
+        line.trim_end().ends_with(" significant") && !line.contains("not"),
+        "{line}"
+    );
+}
+
+fn bad(dir: &Path, args: &[&str], needles: &[&str]) {
+    let out = tcobench(args, dir);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+    assert!(out.stdout.is_empty(), "{args:?}: no report on bad input");
+    assert!(err.starts_with("error: "), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: {n:?} not in {err}");
+    }
+}
+
+#[test]
+fn bad_input_exits_2_and_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let csv = plant_csv(d, "plant.csv", &plant_rows());
+    let p = csv.to_str().unwrap();
+    bad(
+        d,
+        &["stats", p, "--by", "group", "--metric", "height"],
+        &["plant.csv", "`height`", "`weight`, `group`"],
+    );
+    bad(
+        d,
+        &["stats", p, "--by", "grp", "--metric", "weight"],
+        &["plant.csv", "`grp`"],
+    );
+    let text = "weight,group\n1,a\n2,a\n3,b\nheavy,b\n";
+    let nn = write(d, "non-numeric.csv", text);
+    bad(
+        d,
+        &[
+            "stats",
+            nn.to_str().unwrap(),
+            "--by",
+            "group",
+            "--metric",
+            "weight",
+        ],
+        &["non-numeric.csv", "`weight`", "str", "row 4", "`heavy`"],
+    );
+    let one = write(d, "lonely.csv", "weight,group\n1,a\n2,a\n3,b\n4,c\n5,c\n");
+    bad(
+        d,
+        &[
+            "stats",
+            one.to_str().unwrap(),
+            "--by",
+            "group",
+            "--metric",
+            "weight",
+        ],
+        &["lonely.csv", "`b`", "1 observation"],
+    );
+    for (name, text) in [("empty.csv", ""), ("header-only.csv", "weight,group\n")] {
+        let e = write(d, name, text);
+        bad(
+            d,
+            &[
+                "stats",
+                e.to_str().unwrap(),
+                "--by",
+                "group",
+                "--metric",
+                "weight",
+            ],
+            &[name, "no data rows"],
+        );
+    }
+    bad(
+        d,
+        &[
+            "stats",
+            "missing.parquet",
+            "--by",
+            "group",
+            "--metric",
+            "weight",
+        ],
+        &["missing.parquet", "cannot read"],
+    );
+    bad(
+        d,
+        &[
+            "stats",
+            p,
+            "--by",
+            "group",
+            "--metric",
+            "weight",
+            "--resamples",
+            "0",
+        ],
+        &["--resamples"],
+    );
+    // A non-numeric Parquet column says its type.
+    let pq = d.join("typed.parquet");
+    let mut df = DataFrame::new(
+        4,
+        vec![
+            Column::new("weight".into(), ["1", "2", "3", "4"]),
+            Column::new("group".into(), ["a", "a", "b", "b"]),
+        ],
+    )
+    .unwrap();
+    ParquetWriter::new(std::fs::File::create(&pq).unwrap())
+        .finish(&mut df)
+        .unwrap();
+    bad(
+        d,
+        &[
+            "stats",
+            pq.to_str().unwrap(),
+            "--by",
+            "group",
+            "--metric",
+            "weight",
+        ],
+        &["typed.parquet", "`weight`", "dtype str"],
+    );
+}
