@@ -4,7 +4,9 @@
 //!
 //! The data are seeded and synthetic: lognormal-ish latencies `exp(μ_g + σ_g·z)` with `z` from
 //! Box–Muller over an inline SplitMix64 stream (the crate has no `rand` dependency).
-//! `benches/scipy_groups.py` in the repository root times the same computation in SciPy.
+//! `benches/scipy_groups.py` in the repository root generates the same values (the same stream,
+//! vectorised in NumPy) and times the same computation in SciPy; `--write FILE.parquet` there
+//! gives the file for timing `tcobench stats FILE.parquet --by group --metric value` end to end.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -68,7 +70,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("groups");
     g.sample_size(10)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(30))
+        .measurement_time(Duration::from_secs(60))
         .throughput(Throughput::Elements(ROWS as u64));
     g.bench_function("analyze_groups/1M rows, 100 groups, 10k resamples", |b| {
         b.iter(|| analyze_groups(black_box(&groups), black_box(&opts)).unwrap())

@@ -137,3 +137,67 @@ pub fn comparison_sets(
     }
     sets
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compute_stats;
+    use crate::load::{CellSamples, LoadedRequests};
+    use crate::testutil::manifest;
+
+    fn samples(id: &str, tokens_per_s: &[f64]) -> CellSamples {
+        CellSamples {
+            cell_id: id.into(),
+            n_used: tokens_per_s.len(),
+            values: BTreeMap::from([(Metric::TokensPerS, tokens_per_s.to_vec())]),
+            ..CellSamples::default()
+        }
+    }
+
+    #[test]
+    fn cells_differing_only_in_backend_are_tested_and_failed_ones_listed() {
+        let mut m = manifest("r", "s", "tiny");
+        // aaaa and bbbb differ only in backend; cccc (failed) would join them.
+        m.cells[1].batch_size = m.cells[0].batch_size;
+        m.cells[1].backend = "candle".into();
+        m.cells[2].batch_size = m.cells[0].batch_size;
+        m.cells[2].backend = "onnxruntime".into();
+        let loaded = LoadedRequests {
+            cells: vec![
+                samples("aaaa", &[100.0, 101.0, 99.0, 100.5]),
+                samples("bbbb", &[120.0, 121.0, 119.0, 120.5]),
+                samples("cccc", &[]),
+            ],
+            ..LoadedRequests::default()
+        };
+        let stats = compute_stats(&m, &loaded);
+        assert_eq!(stats.comparisons.len(), 1, "{:#?}", stats.comparisons);
+        let set = &stats.comparisons[0];
+        assert_eq!(set.varies, "backend");
+        assert_eq!(set.cell_ids.len(), 3);
+        assert!(set.excluded.iter().any(|e| e.contains("did not complete")), "{:?}", set.excluded);
+        let a = &set.metrics["tokens_per_s"];
+        assert_eq!(a.groups.len(), 2);
+        let w = a.pairwise[0].welch.unwrap();
+        // mean(a) − mean(b) = 100.125 − 120.125 = −20.
+        assert!(((w.ci95_diff[0] + w.ci95_diff[1]) / 2.0 + 20.0).abs() < 1e-9);
+        assert!(w.p < 1e-6, "{}", w.p);
+        assert!(!set.metrics.contains_key("e2e_ms"), "no values, no test");
+        assert_eq!(stats.bootstrap.seed, 42, "the scenario seed");
+    }
+
+    #[test]
+    fn cells_differing_in_two_dimensions_are_not_compared() {
+        let mut m = manifest("r", "s", "tiny");
+        m.cells[1].backend = "candle".into(); // also differs in batch size
+        let loaded = LoadedRequests {
+            cells: vec![
+                samples("aaaa", &[1.0, 2.0]),
+                samples("bbbb", &[3.0, 4.0]),
+                samples("cccc", &[]),
+            ],
+            ..LoadedRequests::default()
+        };
+        assert!(compute_stats(&m, &loaded).comparisons.is_empty());
+    }
+}

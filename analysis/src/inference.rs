@@ -277,7 +277,7 @@ fn quantile7(sorted: &[f64], p: f64) -> Result<f64, InferenceError> {
 
 /// Median of a non-empty, NaN-free slice by quickselect (reorders `v`); bit-identical to the
 /// type-7 quantile at 0.5 of [`crate::stats::quantile_sorted`], but O(n) instead of a sort.
-/// (The bootstrap counts ranks instead, see [`RankCounter`]; this is its reference.)
+/// (The bootstrap counts ranks instead, see `RankCounter`; this is its test reference.)
 #[cfg(test)]
 fn median_select(v: &mut [f64]) -> f64 {
     let n = v.len();
@@ -885,7 +885,7 @@ const COUNT_BLOCK: usize = 64;
 
 impl<T: Count> RankCounter<'_, T> {
     /// Median of one resample of `n = rank.len()` draws, `counts` being the scratch (zeroed
-    /// here). Same result as [`median_select`] on the drawn values.
+    /// here). Same result as quickselect (`median_select`) on the drawn values.
     #[inline]
     fn resample_median(&self, rng: &mut Xoshiro256StarStar, counts: &mut [T]) -> f64 {
         let n = self.rank.len();
@@ -1629,9 +1629,21 @@ mod tests {
                 },
             );
             let bits = |v: &[f64]| v.iter().map(|m| m.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&bootstrap_medians::<u16>(x, &cfg)), bits(&want), "case {case}");
-            assert_eq!(bits(&bootstrap_medians::<u32>(x, &cfg)), bits(&want), "case {case}");
-            assert_eq!(bits(&bootstrap_medians::<u64>(x, &cfg)), bits(&want), "case {case}");
+            assert_eq!(
+                bits(&bootstrap_medians::<u16>(x, &cfg)),
+                bits(&want),
+                "case {case}"
+            );
+            assert_eq!(
+                bits(&bootstrap_medians::<u32>(x, &cfg)),
+                bits(&want),
+                "case {case}"
+            );
+            assert_eq!(
+                bits(&bootstrap_medians::<u64>(x, &cfg)),
+                bits(&want),
+                "case {case}"
+            );
         }
         // Beyond u16: the u32 path, through the public function.
         let x = random_sample(&mut rng, 70_000, 0.0, 1.0);

@@ -29,6 +29,7 @@ pub mod groups;
 pub mod inference;
 pub mod load;
 pub mod plots;
+pub mod pricing;
 pub mod report;
 pub mod schema;
 pub mod stats;

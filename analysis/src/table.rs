@@ -202,7 +202,7 @@ pub fn read_groups(
     };
     let key_col = df.column(by).map_err(parse)?;
     let metric_col = df.column(metric).map_err(parse)?;
-    let (index, names) = group_index(path, key_col)?;
+    let (index, names) = group_index(path, format, key_col)?;
     let values = metric_values(path, format, metric_col)?;
 
     let mut groups: Vec<(String, Vec<f64>)> = names.into_iter().map(|n| (n, Vec::new())).collect();
@@ -389,7 +389,11 @@ where
     Ok((index, names))
 }
 
-fn group_index(path: &Path, col: &Column) -> Result<(Vec<u32>, Vec<String>), TableError> {
+fn group_index(
+    path: &Path,
+    format: Format,
+    col: &Column,
+) -> Result<(Vec<u32>, Vec<String>), TableError> {
     let column = col.name().to_string();
     let null = |row| TableError::Null {
         path: path.to_path_buf(),
@@ -398,7 +402,7 @@ fn group_index(path: &Path, col: &Column) -> Result<(Vec<u32>, Vec<String>), Tab
     };
     let parse = |source| TableError::Parse {
         path: path.to_path_buf(),
-        format: "Parquet",
+        format: format.name(),
         source,
     };
     let dtype = col.dtype();

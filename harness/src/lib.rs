@@ -5,8 +5,10 @@
 //! safe results writer and the environment manifest. Inference lives in `tcobench-backends`;
 //! statistics and reports live in `tcobench-analysis`.
 
+pub mod cmd_catalog;
 pub mod cmd_compare;
 pub mod cmd_stats;
+pub mod cmd_tco;
 pub mod host;
 pub mod plan;
 pub mod power;

@@ -80,6 +80,10 @@ enum Command {
     Compare(tcobench::cmd_compare::CompareArgs),
     /// Export a run's figures for continuous-benchmarking services.
     Export(tcobench::cmd_compare::ExportArgs),
+    /// The pricing catalog: list, show, import (SkyPilot CSV), diff.
+    Catalog(tcobench::cmd_catalog::CatalogArgs),
+    /// Cost, energy and carbon per 1M tokens, workload sizing, on-prem and API comparisons.
+    Tco(tcobench::cmd_tco::TcoArgs),
 }
 
 fn parse_device(s: &str) -> Result<Device, String> {
@@ -195,6 +199,8 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Stats(args) => tcobench::cmd_stats::run(&args, &mut stdout),
         Command::Compare(args) => tcobench::cmd_compare::compare(&args, &mut stdout),
         Command::Export(args) => tcobench::cmd_compare::export(&args, &mut stdout),
+        Command::Catalog(args) => tcobench::cmd_catalog::run(&args, &mut stdout),
+        Command::Tco(args) => tcobench::cmd_tco::run(&args, &mut stdout),
         Command::Analyze { run_dir } => {
             analyze(&run_dir)?;
             writeln!(stdout, "{}", run_dir.display())?;

@@ -3,5 +3,6 @@
 mod common;
 mod compare_cli;
 mod pipeline;
+mod pricing_cli;
 mod scenarios;
 mod stats_cli;
