@@ -85,7 +85,10 @@ pub fn comparison_sets(
                     .iter()
                     .map(|&i| {
                         let c = &cells[i];
-                        (c.cell_id.clone(), format!("#{} {}", c.index, dimension_value(c, dim)))
+                        (
+                            c.cell_id.clone(),
+                            format!("#{} {}", c.index, dimension_value(c, dim)),
+                        )
                     })
                     .collect(),
                 metrics: BTreeMap::new(),
@@ -175,7 +178,11 @@ mod tests {
         let set = &stats.comparisons[0];
         assert_eq!(set.varies, "backend");
         assert_eq!(set.cell_ids.len(), 3);
-        assert!(set.excluded.iter().any(|e| e.contains("did not complete")), "{:?}", set.excluded);
+        assert!(
+            set.excluded.iter().any(|e| e.contains("did not complete")),
+            "{:?}",
+            set.excluded
+        );
         let a = &set.metrics["tokens_per_s"];
         assert_eq!(a.groups.len(), 2);
         let w = a.pairwise[0].welch.unwrap();

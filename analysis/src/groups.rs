@@ -179,7 +179,11 @@ pub enum GroupError {
 }
 
 /// Summarises one group.
-pub fn summarize(name: &str, xs: &[f64], bootstrap: &Bootstrap) -> Result<GroupSummary, GroupError> {
+pub fn summarize(
+    name: &str,
+    xs: &[f64],
+    bootstrap: &Bootstrap,
+) -> Result<GroupSummary, GroupError> {
     if xs.is_empty() {
         return Err(GroupError::EmptyGroup(name.to_string()));
     }
@@ -226,7 +230,8 @@ fn note(e: &InferenceError) -> String {
 
 /// Keeps a statistic, or records why it is missing.
 fn keep<T>(notes: &mut Vec<String>, name: &str, r: Result<T, InferenceError>) -> Option<T> {
-    r.map_err(|e| notes.push(format!("{name}: {}", note(&e)))).ok()
+    r.map_err(|e| notes.push(format!("{name}: {}", note(&e))))
+        .ok()
 }
 
 /// Analyses named groups (in the given order). Every group needs at least `min_n` = 2
@@ -262,9 +267,12 @@ pub fn analyze_groups(
         for j in i + 1..groups.len() {
             let (a, b) = (&groups[i].1, &groups[j].1);
             let mut notes = Vec::new();
-            let welch = inference::welch_t_test(a, b).map_err(|e| notes.push(format!("Welch: {}", note(&e))));
-            let student = inference::student_t_test(a, b).map_err(|e| notes.push(format!("Student: {}", note(&e))));
-            let d = inference::cohens_d(a, b).map_err(|e| notes.push(format!("effect size: {}", note(&e))));
+            let welch = inference::welch_t_test(a, b)
+                .map_err(|e| notes.push(format!("Welch: {}", note(&e))));
+            let student = inference::student_t_test(a, b)
+                .map_err(|e| notes.push(format!("Student: {}", note(&e))));
+            let d = inference::cohens_d(a, b)
+                .map_err(|e| notes.push(format!("effect size: {}", note(&e))));
             let g = inference::hedges_g(a, b).ok();
             welch_p.push(welch.as_ref().map(|w| w.p).unwrap_or(f64::NAN));
             pairwise.push(PairwiseComparison {
@@ -307,7 +315,11 @@ pub fn analyze_groups(
         (
             keep(&mut notes, "ANOVA", inference::one_way_anova(&slices)),
             keep(&mut notes, "Welch ANOVA", inference::welch_anova(&slices)),
-            keep(&mut notes, "Kruskal–Wallis", inference::kruskal_wallis(&slices)),
+            keep(
+                &mut notes,
+                "Kruskal–Wallis",
+                inference::kruskal_wallis(&slices),
+            ),
         )
     } else {
         notes.push("one group: no between-group tests".into());
@@ -337,8 +349,14 @@ mod tests {
     #[test]
     fn assembles_the_published_references() {
         let sleep = vec![
-            ("1".to_string(), vec![0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]),
-            ("2".to_string(), vec![1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4]),
+            (
+                "1".to_string(),
+                vec![0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0],
+            ),
+            (
+                "2".to_string(),
+                vec![1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4],
+            ),
         ];
         let a = analyze_groups(&sleep, &GroupOptions::default()).unwrap();
         let p = &a.pairwise[0];
@@ -351,9 +369,18 @@ mod tests {
         assert!(close(p.student.unwrap().df, 18.0, 1e-12));
 
         let plant = vec![
-            ("ctrl".to_string(), vec![4.17, 5.58, 5.18, 6.11, 4.50, 4.61, 5.17, 4.53, 5.33, 5.14]),
-            ("trt1".to_string(), vec![4.81, 4.17, 4.41, 3.59, 5.87, 3.83, 6.03, 4.89, 4.32, 4.69]),
-            ("trt2".to_string(), vec![6.31, 5.12, 5.54, 5.50, 5.37, 5.29, 4.92, 6.15, 5.80, 5.26]),
+            (
+                "ctrl".to_string(),
+                vec![4.17, 5.58, 5.18, 6.11, 4.50, 4.61, 5.17, 4.53, 5.33, 5.14],
+            ),
+            (
+                "trt1".to_string(),
+                vec![4.81, 4.17, 4.41, 3.59, 5.87, 3.83, 6.03, 4.89, 4.32, 4.69],
+            ),
+            (
+                "trt2".to_string(),
+                vec![6.31, 5.12, 5.54, 5.50, 5.37, 5.29, 4.92, 6.15, 5.80, 5.26],
+            ),
         ];
         let a = analyze_groups(&plant, &GroupOptions::default()).unwrap();
         let anova = a.anova.unwrap();
@@ -361,8 +388,15 @@ mod tests {
         assert_eq!((anova.df_between, anova.df_within), (2.0, 27.0));
         assert!(close(a.kruskal_wallis.unwrap().h, 7.988229, 1e-6));
         assert!(close(a.welch_anova.unwrap().f, 5.180972, 1e-5));
-        let names: Vec<_> = a.pairwise.iter().map(|p| (p.a.as_str(), p.b.as_str())).collect();
-        assert_eq!(names, vec![("ctrl", "trt1"), ("ctrl", "trt2"), ("trt1", "trt2")]);
+        let names: Vec<_> = a
+            .pairwise
+            .iter()
+            .map(|p| (p.a.as_str(), p.b.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("ctrl", "trt1"), ("ctrl", "trt2"), ("trt1", "trt2")]
+        );
         // Holm never lowers a p-value and keeps the order of the raw ones.
         for p in &a.pairwise {
             let w = p.welch.unwrap();
@@ -375,7 +409,15 @@ mod tests {
     #[test]
     fn mad_is_scaled_and_outliers_are_counted_not_dropped() {
         let xs = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 1000.0];
-        let s = summarize("g", &xs, &Bootstrap { resamples: 500, seed: 1 }).unwrap();
+        let s = summarize(
+            "g",
+            &xs,
+            &Bootstrap {
+                resamples: 500,
+                seed: 1,
+            },
+        )
+        .unwrap();
         assert_eq!(s.n, 10, "nothing dropped");
         assert_eq!(s.outliers.severe, 1);
         assert_eq!(s.outliers.severe_indices, vec![9]);
@@ -387,22 +429,34 @@ mod tests {
 
     #[test]
     fn zero_variance_is_a_note_not_a_failure() {
-        let g = vec![("a".to_string(), vec![1.0, 1.0, 1.0]), ("b".to_string(), vec![1.0, 1.0, 1.0])];
+        let g = vec![
+            ("a".to_string(), vec![1.0, 1.0, 1.0]),
+            ("b".to_string(), vec![1.0, 1.0, 1.0]),
+        ];
         let a = analyze_groups(&g, &GroupOptions::default()).unwrap();
         assert!(a.pairwise[0].welch.is_none());
         assert!(a.pairwise[0].note.is_some());
-        assert!(a.groups[0].outliers.max_robust_z.is_none(), "MAD = 0 is guarded");
+        assert!(
+            a.groups[0].outliers.max_robust_z.is_none(),
+            "MAD = 0 is guarded"
+        );
     }
 
     #[test]
     fn bad_input_is_an_error() {
-        assert_eq!(analyze_groups(&[], &GroupOptions::default()), Err(GroupError::Empty));
+        assert_eq!(
+            analyze_groups(&[], &GroupOptions::default()),
+            Err(GroupError::Empty)
+        );
         let one = vec![("a".to_string(), vec![1.0])];
         assert!(matches!(
             analyze_groups(&one, &GroupOptions::default()),
             Err(GroupError::TooSmall { n: 1, .. })
         ));
         let nan = vec![("a".to_string(), vec![1.0, f64::NAN])];
-        assert!(matches!(analyze_groups(&nan, &GroupOptions::default()), Err(GroupError::NonFinite(_))));
+        assert!(matches!(
+            analyze_groups(&nan, &GroupOptions::default()),
+            Err(GroupError::NonFinite(_))
+        ));
     }
 }

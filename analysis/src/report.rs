@@ -378,7 +378,10 @@ fn pair_view(p: &crate::groups::PairwiseComparison, a: &crate::groups::GroupAnal
         b: p.b.clone(),
         // The CI is of a − b; the table shows b − a, which reads as "change from a to b".
         diff_ci: w.map_or(MISSING.into(), |w| {
-            ci(-(w.ci95_diff[0] + w.ci95_diff[1]) / 2.0, [-w.ci95_diff[1], -w.ci95_diff[0]])
+            ci(
+                -(w.ci95_diff[0] + w.ci95_diff[1]) / 2.0,
+                [-w.ci95_diff[1], -w.ci95_diff[0]],
+            )
         }),
         welch_p: w.map_or(MISSING.into(), |w| fmt_sig(w.p, 3)),
         p_holm: w.map_or(MISSING.into(), |w| fmt_sig(w.p_holm, 3)),

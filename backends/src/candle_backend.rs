@@ -476,39 +476,4 @@ mod tests {
             "{err}"
         );
     }
-
-    /// Not a check: prints how long `small` takes for batch 1, prompt 32, 16 new tokens.
-    /// `cargo test -p tcobench-backends --release --lib -- --ignored --nocapture small_timing`
-    #[test]
-    #[ignore]
-    fn small_timing() {
-        let tmp = tempfile::tempdir().unwrap();
-        let t0 = std::time::Instant::now();
-        let dir = materialize(BuiltinModel::Small, 0, &tmp.path().join("small")).unwrap();
-        let materialize_s = t0.elapsed().as_secs_f64();
-        let t0 = std::time::Instant::now();
-        let mut backend = CandleBackend::load(&dir, Device::Cpu, DType::F32).unwrap();
-        let load_s = t0.elapsed().as_secs_f64();
-        let request = Request {
-            prompts: vec![(0..32).map(|i| (i * 251 + 17) % 8192).collect()],
-            new_tokens: 16,
-        };
-        for round in 0..3 {
-            let start = std::time::Instant::now();
-            let mut marks = Vec::new();
-            backend
-                .generate(&request, &mut |_s: usize| marks.push(start.elapsed()))
-                .unwrap();
-            let total = start.elapsed().as_secs_f64();
-            let ttft = marks[0].as_secs_f64();
-            let decode = (total - ttft) / 15.0;
-            println!(
-                "small b1 p32 n16 round {round}: total {:.1} ms, first token {:.1} ms, \
-                 decode {:.2} ms/token (materialize {materialize_s:.2} s, load {load_s:.2} s)",
-                total * 1e3,
-                ttft * 1e3,
-                decode * 1e3
-            );
-        }
-    }
 }

@@ -240,8 +240,16 @@ mod tests {
             ..MockCost::default()
         };
         let draws: Vec<u64> = (0..200).map(|s| cost.jitter_ns(&[s, 7])).collect();
-        assert!(draws.iter().all(|&j| j <= 50_000), "at most 10 % of fixed_ns");
-        assert_eq!(draws, (0..200).map(|s| cost.jitter_ns(&[s, 7])).collect::<Vec<_>>());
+        assert!(
+            draws.iter().all(|&j| j <= 50_000),
+            "at most 10 % of fixed_ns"
+        );
+        assert_eq!(
+            draws,
+            (0..200)
+                .map(|s| cost.jitter_ns(&[s, 7]))
+                .collect::<Vec<_>>()
+        );
         let distinct: std::collections::BTreeSet<_> = draws.iter().collect();
         assert!(distinct.len() > 150, "{}", distinct.len());
         assert_eq!(MockCost::default().jitter_ns(&[1, 2, 3]), 0);

@@ -37,7 +37,10 @@ fn column_strings(df: &DataFrame, name: &str) -> Vec<String> {
 fn mock_run_writes_the_whole_contract_and_a_stable_snapshot() {
     let dir = tempfile::tempdir().unwrap();
     // Two dtypes make every cell part of a comparison set ("only the dtype differs").
-    let text = MOCK.replace("  model: [tiny, small]\n", "  model: [tiny, small]\n  dtype: [f32, bf16]\n");
+    let text = MOCK.replace(
+        "  model: [tiny, small]\n",
+        "  model: [tiny, small]\n  dtype: [f32, bf16]\n",
+    );
     let outcome = run(dir.path(), &text, None);
     let run_dir = &outcome.run_dir.path;
     for f in [
@@ -79,8 +82,16 @@ fn mock_run_writes_the_whole_contract_and_a_stable_snapshot() {
         assert!(cell["peak_rss_bytes"].as_u64().unwrap() > 0);
         cell["peak_rss_bytes"] = "[bytes]".into();
     }
-    assert_eq!(stats["comparisons"].as_array().unwrap().len(), 4, "one set per model × batch");
-    assert!(stats["comparisons"].as_array().unwrap().iter().all(|c| c["varies"] == "dtype"));
+    assert_eq!(
+        stats["comparisons"].as_array().unwrap().len(),
+        4,
+        "one set per model × batch"
+    );
+    assert!(stats["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["varies"] == "dtype"));
     insta::assert_json_snapshot!("mock_run_stats", stats);
 
     // The report names every cell.
