@@ -125,6 +125,10 @@ pub struct PairwiseComparison {
     pub cohens_d: Option<f64>,
     /// 95 % CI of Cohen's d (normal approximation).
     pub cohens_d_ci95: Option<[f64; 2]>,
+    /// Relative change of means, (mean(b) − mean(a)) / mean(a).
+    pub rel_change: Option<f64>,
+    /// Seeded percentile-bootstrap 95 % CI of `rel_change` (each group resampled independently).
+    pub rel_change_ci95: Option<[f64; 2]>,
     /// Hedges' g (small-sample corrected d).
     pub hedges_g: Option<f64>,
     /// 95 % CI of Hedges' g.
@@ -178,23 +182,49 @@ pub enum GroupError {
     NonFinite(String),
 }
 
-/// Summarises one group.
+/// The bootstrap settings of group `index`: the same resample count, and a seed derived from the
+/// analysis seed and the group's position (SplitMix64-style mixing), so groups are resampled
+/// from independent streams and one group's CI does not depend on the others.
+pub fn group_bootstrap(bootstrap: &Bootstrap, index: usize) -> Bootstrap {
+    let mut z = bootstrap
+        .seed
+        .wrapping_add(0x9E37_79B9_7F4A_7C15_u64.wrapping_mul(index as u64 + 1));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    Bootstrap {
+        resamples: bootstrap.resamples,
+        seed: z ^ (z >> 31),
+    }
+}
+
+/// Summarises one group (bootstrap with exactly the given settings).
 pub fn summarize(
     name: &str,
     xs: &[f64],
     bootstrap: &Bootstrap,
 ) -> Result<GroupSummary, GroupError> {
+    summarize_with_means(name, xs, bootstrap).map(|(s, _)| s)
+}
+
+/// Summarises one group and returns its resampled means too (empty for n = 1).
+fn summarize_with_means(
+    name: &str,
+    xs: &[f64],
+    bootstrap: &Bootstrap,
+) -> Result<(GroupSummary, Vec<f64>), GroupError> {
     if xs.is_empty() {
         return Err(GroupError::EmptyGroup(name.to_string()));
     }
     let d = Descriptives::compute(xs).ok_or_else(|| GroupError::NonFinite(name.to_string()))?;
     let out = inference::outliers(xs).map_err(|_| GroupError::NonFinite(name.to_string()))?;
-    let ci95_median = if xs.len() >= 2 {
-        inference::bootstrap_ci_median(xs, bootstrap).ok()
+    let boot = if xs.len() >= 2 {
+        inference::bootstrap_group(xs, bootstrap).ok()
     } else {
         None
     };
-    Ok(GroupSummary {
+    let ci95_median = boot.as_ref().map(|b| b.ci95_median);
+    let means = boot.map(|b| b.means).unwrap_or_default();
+    let summary = GroupSummary {
         name: name.to_string(),
         n: d.n,
         mean: d.mean,
@@ -221,7 +251,8 @@ pub fn summarize(
             mild_indices: out.mild,
             severe_indices: out.severe,
         },
-    })
+    };
+    Ok((summary, means))
 }
 
 fn note(e: &InferenceError) -> String {
@@ -256,10 +287,13 @@ pub fn analyze_groups(
             return Err(GroupError::NonFinite(name.clone()));
         }
     }
-    let summaries = groups
+    let (summaries, means): (Vec<GroupSummary>, Vec<Vec<f64>>) = groups
         .iter()
-        .map(|(name, xs)| summarize(name, xs, &opts.bootstrap))
-        .collect::<Result<Vec<_>, _>>()?;
+        .enumerate()
+        .map(|(i, (name, xs))| summarize_with_means(name, xs, &group_bootstrap(&opts.bootstrap, i)))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .unzip();
 
     let mut pairwise = Vec::new();
     let mut welch_p = Vec::new();
@@ -275,6 +309,13 @@ pub fn analyze_groups(
                 .map_err(|e| notes.push(format!("effect size: {}", note(&e))));
             let g = inference::hedges_g(a, b).ok();
             welch_p.push(welch.as_ref().map(|w| w.p).unwrap_or(f64::NAN));
+            let (mean_a, mean_b) = (summaries[i].mean, summaries[j].mean);
+            let rel_change = (mean_a != 0.0).then(|| (mean_b - mean_a) / mean_a);
+            let rel_change_ci95 = rel_change.and_then(|_| {
+                inference::relative_change_ci(&means[i], &means[j])
+                    .map_err(|e| notes.push(format!("relative change: {}", note(&e))))
+                    .ok()
+            });
             pairwise.push(PairwiseComparison {
                 a: groups[i].0.clone(),
                 b: groups[j].0.clone(),
@@ -291,6 +332,8 @@ pub fn analyze_groups(
                     df: s.df,
                     p: s.p,
                 }),
+                rel_change,
+                rel_change_ci95,
                 cohens_d: d.as_ref().ok().map(|d| d.estimate),
                 cohens_d_ci95: d.as_ref().ok().map(|d| d.ci95),
                 hedges_g: g.map(|g| g.estimate),
@@ -367,6 +410,20 @@ mod tests {
         assert!(close(p.cohens_d.unwrap(), -0.8321811, 1e-6));
         assert!(close(p.hedges_g.unwrap(), -0.7970185, 1e-6));
         assert!(close(p.student.unwrap().df, 18.0, 1e-12));
+        // Relative change (mean2 − mean1) / mean1 = (2.33 − 0.75) / 0.75, CI around it.
+        let rel = p.rel_change.unwrap();
+        assert!(close(rel, (2.33 - 0.75) / 0.75, 1e-12), "{rel}");
+        // Group 1 mixes signs: some resampled baseline means are exactly 0, so the bootstrap of a
+        // ratio is undefined; it is reported missing with the reason, not as a number.
+        assert!(p.rel_change_ci95.is_none());
+        assert!(p.note.as_deref().unwrap().contains("relative change"));
+        // Seeded: the same analysis twice is identical; groups use independent streams.
+        let again = analyze_groups(&sleep, &GroupOptions::default()).unwrap();
+        assert_eq!(a, again);
+        assert_ne!(
+            group_bootstrap(&Bootstrap::default(), 0).seed,
+            group_bootstrap(&Bootstrap::default(), 1).seed
+        );
 
         let plant = vec![
             (
@@ -403,6 +460,12 @@ mod tests {
             assert!(w.p_holm >= w.p && w.p_holm <= 1.0);
         }
         assert_eq!(a.groups[0].name, "ctrl");
+        // ctrl → trt2: (5.526 − 5.032) / 5.032, with a bootstrap CI around it.
+        let p = &a.pairwise[1];
+        let rel = p.rel_change.unwrap();
+        assert!(close(rel, (5.526 - 5.032) / 5.032, 1e-9), "{rel}");
+        let [lo, hi] = p.rel_change_ci95.unwrap();
+        assert!(lo < rel && rel < hi && lo > 0.0, "[{lo}, {hi}]");
         assert!(close(a.groups[0].mean, 5.032, 1e-9));
     }
 

@@ -251,6 +251,8 @@ fn write_text(
             ("p_holm", Right),
             ("Cohen's d", Right),
             ("Hedges' g", Right),
+            ("b vs a %", Right),
+            ("95% CI (bootstrap)", Left),
             ("verdict", Left),
         ]);
         let mean_of = |name: &str| a.groups.iter().find(|g| g.name == name).map(|g| g.mean);
@@ -285,6 +287,8 @@ fn write_text(
                 ph,
                 opt(p.cohens_d),
                 opt(p.hedges_g),
+                opt(p.rel_change.map(|r| r * 100.0)),
+                interval(p.rel_change_ci95.map(|[lo, hi]| [lo * 100.0, hi * 100.0])),
                 verdict.to_string(),
             ]);
         }
@@ -330,7 +334,7 @@ fn write_text(
 
     writeln!(
         out,
-        "\nBootstrap: percentile CI of the median, {} resamples, seed {}",
+        "\nBootstrap: percentile CIs of the median and of the relative change, {} resamples, seed {}",
         a.bootstrap.resamples, a.bootstrap.seed
     )?;
 

@@ -5,7 +5,6 @@
 //! run loses at most the cell in flight. Run-level files are merged from the committed cells.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -37,23 +36,10 @@ pub struct RunDir {
     pub run_id: String,
 }
 
-/// Writes `bytes` to `path` atomically: temp sibling, fsync, rename, fsync of the folder.
+/// Writes `bytes` to `path` atomically (temp sibling, fsync, rename): the one implementation,
+/// shared with the analysis stage.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|s| s.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    {
-        let mut f =
-            fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(bytes)
-            .and_then(|_| f.sync_all())
-            .with_context(|| format!("writing {}", tmp.display()))?;
-    }
-    fs::rename(&tmp, path).with_context(|| format!("renaming into {}", path.display()))?;
-    sync_dir(dir);
+    tcobench_analysis::write_atomic(path, bytes)?;
     Ok(())
 }
 

@@ -144,6 +144,9 @@ fn without_bootstrap(v: &Value) -> Value {
     for g in v["groups"].as_array_mut().unwrap() {
         g.as_object_mut().unwrap().remove("ci95_median");
     }
+    for p in v["pairwise"].as_array_mut().unwrap() {
+        p.as_object_mut().unwrap().remove("rel_change_ci95");
+    }
     v.as_object_mut().unwrap().remove("bootstrap");
     v
 }
