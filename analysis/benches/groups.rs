@@ -66,6 +66,7 @@ fn bench(c: &mut Criterion) {
             seed: 0,
         },
         adjust: Adjust::Holm,
+        pooled_pairwise: false,
     };
     let mut g = c.benchmark_group("groups");
     g.sample_size(10)

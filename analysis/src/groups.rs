@@ -21,6 +21,9 @@ pub struct GroupOptions {
     /// Multiple-comparison adjustment of the pairwise Welch p-values reported as `p_adj`;
     /// `p_holm` is always Holm.
     pub adjust: Adjust,
+    /// Also report R's `pairwise.t.test` default: t-tests with the sd pooled over all groups
+    /// (df = N − k), adjusted with `adjust`.
+    pub pooled_pairwise: bool,
 }
 
 impl Default for GroupOptions {
@@ -28,6 +31,7 @@ impl Default for GroupOptions {
         GroupOptions {
             bootstrap: Bootstrap::default(),
             adjust: Adjust::Holm,
+            pooled_pairwise: false,
         }
     }
 }
@@ -137,6 +141,17 @@ pub struct PairwiseComparison {
     pub note: Option<String>,
 }
 
+/// One pair of R's `pairwise.t.test` (pooled sd over all groups).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PooledPair {
+    /// First group.
+    pub a: String,
+    /// Second group.
+    pub b: String,
+    /// p adjusted with the analysis' method.
+    pub p_adj: f64,
+}
+
 /// The whole analysis of k groups.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupAnalysis {
@@ -154,6 +169,9 @@ pub struct GroupAnalysis {
     pub bootstrap: Bootstrap,
     /// The adjustment behind `p_adj`.
     pub adjust: Adjust,
+    /// Pairwise t-tests with the sd pooled over all groups (R's `pairwise.t.test`), when asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pairwise_pooled: Option<Vec<PooledPair>>,
     /// Why an omnibus test is missing, when one is.
     pub notes: Vec<String>,
 }
@@ -353,8 +371,27 @@ pub fn analyze_groups(
     }
 
     let mut notes = Vec::new();
+    let slices: Vec<&[f64]> = groups.iter().map(|(_, xs)| xs.as_slice()).collect();
+    let pairwise_pooled = if opts.pooled_pairwise && groups.len() >= 2 {
+        keep(
+            &mut notes,
+            "pooled pairwise t-tests",
+            inference::pairwise_t_pooled_with(&slices, opts.adjust),
+        )
+        .map(|pairs| {
+            pairs
+                .into_iter()
+                .map(|(i, j, p)| PooledPair {
+                    a: groups[i].0.clone(),
+                    b: groups[j].0.clone(),
+                    p_adj: p,
+                })
+                .collect()
+        })
+    } else {
+        None
+    };
     let (anova, welch_anova, kruskal_wallis) = if groups.len() >= 2 {
-        let slices: Vec<&[f64]> = groups.iter().map(|(_, xs)| xs.as_slice()).collect();
         (
             keep(&mut notes, "ANOVA", inference::one_way_anova(&slices)),
             keep(&mut notes, "Welch ANOVA", inference::welch_anova(&slices)),
@@ -376,6 +413,7 @@ pub fn analyze_groups(
         kruskal_wallis,
         bootstrap: opts.bootstrap,
         adjust: opts.adjust,
+        pairwise_pooled,
         notes,
     })
 }
@@ -460,6 +498,26 @@ mod tests {
             assert!(w.p_holm >= w.p && w.p_holm <= 1.0);
         }
         assert_eq!(a.groups[0].name, "ctrl");
+        // R: pairwise.t.test(weight, group) (pooled sd, Holm): 0.194 / 0.175 / 0.013.
+        assert!(a.pairwise_pooled.is_none(), "only on request");
+        let pooled = analyze_groups(
+            &plant,
+            &GroupOptions {
+                pooled_pairwise: true,
+                ..GroupOptions::default()
+            },
+        )
+        .unwrap()
+        .pairwise_pooled
+        .unwrap();
+        let ps: Vec<f64> = pooled.iter().map(|p| p.p_adj).collect();
+        for (got, r) in ps.iter().zip([0.194, 0.175, 0.013]) {
+            assert!((got - r).abs() < 0.0005, "{ps:?}");
+        }
+        assert_eq!(
+            (pooled[2].a.as_str(), pooled[2].b.as_str()),
+            ("trt1", "trt2")
+        );
         // ctrl → trt2: (5.526 − 5.032) / 5.032, with a bootstrap CI around it.
         let p = &a.pairwise[1];
         let rel = p.rel_change.unwrap();

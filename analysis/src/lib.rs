@@ -516,6 +516,7 @@ pub fn compute_stats(manifest: &Manifest, requests: &load::LoadedRequests) -> Ru
         &groups::GroupOptions {
             bootstrap,
             adjust: inference::Adjust::Holm,
+            pooled_pairwise: false,
         },
     );
     let warnings = requests

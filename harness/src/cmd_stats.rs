@@ -51,6 +51,23 @@ pub struct StatsArgs {
     /// Bootstrap resamples.
     #[arg(long, default_value_t = 10_000)]
     pub resamples: usize,
+    /// Adjustment of the pairwise p-values reported as `p_adj` (`p_holm` is always given).
+    #[arg(long, value_enum, default_value_t = AdjustArg::Holm)]
+    pub adjust: AdjustArg,
+    /// Also run R's `pairwise.t.test` variant: t-tests with the sd pooled over all groups.
+    #[arg(long)]
+    pub pooled: bool,
+}
+
+/// `--adjust` choices.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdjustArg {
+    /// Holm's step-down (family-wise error rate).
+    Holm,
+    /// Benjamini–Hochberg (false discovery rate).
+    Bh,
+    /// No adjustment.
+    None,
 }
 
 /// Runs `tcobench stats`: writes the report (or JSON) to `out`; bad input is reported on stderr
@@ -72,7 +89,12 @@ pub fn run(args: &StatsArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             resamples: args.resamples,
             seed: args.seed,
         },
-        adjust: Adjust::Holm,
+        adjust: match args.adjust {
+            AdjustArg::Holm => Adjust::Holm,
+            AdjustArg::Bh => Adjust::BenjaminiHochberg,
+            AdjustArg::None => Adjust::None,
+        },
+        pooled_pairwise: args.pooled,
     };
     let analysis = analyze_groups(&groups, &opts).with_context(|| {
         format!(
@@ -291,6 +313,19 @@ fn write_text(
                 interval(p.rel_change_ci95.map(|[lo, hi]| [lo * 100.0, hi * 100.0])),
                 verdict.to_string(),
             ]);
+        }
+        t.write(out)?;
+    }
+
+    if let Some(pooled) = &a.pairwise_pooled {
+        writeln!(
+            out,
+            "\nPairwise t-tests with the sd pooled over all groups (R's pairwise.t.test), {:?}-adjusted p",
+            a.adjust
+        )?;
+        let mut t = Table::new(&[("a", Left), ("b", Left), ("p_adj", Right)]);
+        for p in pooled {
+            t.push(vec![p.a.clone(), p.b.clone(), num(p.p_adj)]);
         }
         t.write(out)?;
     }

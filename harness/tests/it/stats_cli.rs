@@ -404,3 +404,30 @@ fn bad_input_exits_2_and_names_the_file() {
         &["typed.parquet", "`weight`", "dtype str"],
     );
 }
+
+#[test]
+fn pooled_pairwise_and_adjustment_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = plant_csv(dir.path(), "plant.csv", &plant_rows());
+    // R: pairwise.t.test(PlantGrowth$weight, PlantGrowth$group) → 0.194 / 0.175 / 0.013 (Holm).
+    let v = json(&stats(dir.path(), &csv, &["--json", "--pooled"]));
+    let ps: Vec<f64> = v["pairwise_pooled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["p_adj"].as_f64().unwrap())
+        .collect();
+    for (got, r) in ps.iter().zip([0.194, 0.175, 0.013]) {
+        assert!((got - r).abs() < 0.0005, "{ps:?}");
+    }
+    // BH never exceeds Holm; p_holm is reported whatever the choice.
+    let bh = json(&stats(dir.path(), &csv, &["--json", "--adjust", "bh"]));
+    for p in bh["pairwise"].as_array().unwrap() {
+        let w = &p["welch"];
+        assert!(w["p_adj"].as_f64().unwrap() <= w["p_holm"].as_f64().unwrap() + 1e-15);
+    }
+    assert_eq!(bh["adjust"], "BenjaminiHochberg");
+    let none = json(&stats(dir.path(), &csv, &["--json", "--adjust", "none"]));
+    let w = &none["pairwise"][0]["welch"];
+    assert_eq!(w["p_adj"], w["p"]);
+}
