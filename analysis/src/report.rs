@@ -385,8 +385,9 @@ fn pair_view(p: &crate::groups::PairwiseComparison, a: &crate::groups::GroupAnal
         }),
         welch_p: w.map_or(MISSING.into(), |w| fmt_sig(w.p, 3)),
         p_holm: w.map_or(MISSING.into(), |w| fmt_sig(w.p_holm, 3)),
+        // Effect sizes are computed as a − b; shown as b − a like the difference.
         hedges_g: match (p.hedges_g, p.hedges_g_ci95) {
-            (Some(g), Some(c)) => ci(g, c),
+            (Some(g), Some([lo, hi])) => ci(-g, [-hi, -lo]),
             _ => MISSING.into(),
         },
         sentence,

@@ -517,7 +517,7 @@ fn validate(
     overrides: &Overrides,
 ) -> Result<Scenario, ScenarioError> {
     let Merged { raw, origin } = merged;
-    let at = |key: &'static str| &files[origin.get(key).copied().unwrap_or(0)];
+    let at = |key: &str| &files[origin.get(key).copied().unwrap_or(0)];
     let missing = |key: &str, hint: &str| ScenarioError {
         path: files[0].path.clone(),
         line: None,
@@ -584,7 +584,7 @@ fn validate(
         ),
     ] {
         if len != distinct {
-            return Err(at(key_static(key)).error(key, "lists a value twice"));
+            return Err(at(key).error(key, "lists a value twice"));
         }
     }
 
@@ -763,17 +763,6 @@ fn validate(
         power,
         sources: files.iter().map(|f| f.path.clone()).collect(),
     })
-}
-
-fn key_static(key: &str) -> &'static str {
-    match key {
-        "matrix.backend" => "matrix.backend",
-        "matrix.model" => "matrix.model",
-        "matrix.dtype" => "matrix.dtype",
-        "matrix.batch_size" => "matrix.batch_size",
-        "matrix.prompt_tokens" => "matrix.prompt_tokens",
-        _ => "matrix.new_tokens",
-    }
 }
 
 fn distinct_count<T: PartialEq>(v: &[T]) -> usize {
