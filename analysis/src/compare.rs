@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::inference::{self, Bootstrap, InferenceError, Verdict};
-use crate::schema::{files, CellOutcome, CellRecord};
+use crate::schema::{files, CellOutcome};
 use crate::{load, AnalysisError, CellStats, Metric, RunStats};
 
 /// Errors of [`compare_runs`] and [`parse_metric`]. Every variant is a problem with the input
@@ -170,20 +170,6 @@ impl CellConfig {
             self.prompt_tokens,
             self.new_tokens
         )
-    }
-}
-
-impl From<&CellRecord> for CellConfig {
-    fn from(c: &CellRecord) -> Self {
-        Self {
-            backend: c.backend.clone(),
-            model: c.model.clone(),
-            device: c.device.clone(),
-            dtype: c.dtype.clone(),
-            batch_size: c.batch_size,
-            prompt_tokens: c.prompt_tokens,
-            new_tokens: c.new_tokens,
-        }
     }
 }
 
@@ -606,7 +592,7 @@ pub fn compare_runs(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::schema::{self, Manifest, RequestRecord};
+    use crate::schema::{self, CellRecord, Manifest, RequestRecord};
 
     /// Deterministic normal draws (SplitMix64 + Box–Muller), for synthetic runs.
     pub(crate) struct Normal(u64);

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::compare::CellConfig;
 use crate::groups::{analyze_groups, GroupAnalysis, GroupOptions};
 use crate::schema::CellOutcome;
 use crate::{load, CellStats, Metric};
@@ -41,19 +42,21 @@ fn dimension_value(cell: &CellStats, dim: &str) -> String {
     }
 }
 
-/// Everything that identifies a cell's configuration except `dim`.
+/// Everything that identifies a cell's configuration (the same [`CellConfig`] `compare` matches
+/// runs by) except `dim`, as `key → value`.
 fn fixed_part(cell: &CellStats, dim: &str) -> BTreeMap<String, String> {
-    let mut m = BTreeMap::from([
-        ("backend".to_string(), cell.backend.clone()),
-        ("model".to_string(), cell.model.clone()),
-        ("dtype".to_string(), cell.dtype.clone()),
-        ("device".to_string(), cell.device.clone()),
-        ("batch_size".to_string(), cell.batch_size.to_string()),
-        ("prompt_tokens".to_string(), cell.prompt_tokens.to_string()),
-        ("new_tokens".to_string(), cell.new_tokens.to_string()),
-    ]);
-    m.remove(dim);
-    m
+    let config = serde_json::to_value(CellConfig::from(cell)).expect("a config serialises");
+    let serde_json::Value::Object(fields) = config else {
+        unreachable!("a struct serialises to an object")
+    };
+    fields
+        .into_iter()
+        .filter(|(k, _)| k != dim)
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect()
 }
 
 /// Builds every comparison set of a run. `samples` is parallel to `cells` (manifest order).

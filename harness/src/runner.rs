@@ -210,23 +210,20 @@ fn sample(
     sampler: &Mutex<Box<dyn PowerSampler>>,
     clock: &Clock,
     cell: Option<String>,
-) -> (PowerSample, Option<f64>) {
+) -> PowerSample {
     let mut s = sampler.lock().expect("sampler lock");
     let r = s.read();
-    (
-        PowerSample {
-            t_ms: clock.now_ms(),
-            source: s.method().to_string(),
-            device: s.device(),
-            cell_id: cell,
-            watts: r.watts,
-            energy_j_cum: r.energy_j_cum,
-            temp_c: r.temp_c,
-            sm_clock_mhz: r.sm_clock_mhz,
-            throttle_reasons: r.throttle_reasons,
-        },
-        r.energy_j_cum,
-    )
+    PowerSample {
+        t_ms: clock.now_ms(),
+        source: s.method().to_string(),
+        device: s.device(),
+        cell_id: cell,
+        watts: r.watts,
+        energy_j_cum: r.energy_j_cum,
+        temp_c: r.temp_c,
+        sm_clock_mhz: r.sm_clock_mhz,
+        throttle_reasons: r.throttle_reasons,
+    }
 }
 
 /// Runs a scenario end to end and returns where its results are.
@@ -284,10 +281,10 @@ pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Resu
 
     // Idle baseline, measured with the same method before any model is loaded.
     if scenario.power.idle_baseline_s > 0.0 && wants_timeline {
-        let (first, e0) = sample(&sampler, &clock, None);
+        let first = sample(&sampler, &clock, None);
         std::thread::sleep(Duration::from_secs_f64(scenario.power.idle_baseline_s));
-        let (last, e1) = sample(&sampler, &clock, None);
-        if let (Some(e0), Some(e1)) = (e0, e1) {
+        let last = sample(&sampler, &clock, None);
+        if let (Some(e0), Some(e1)) = (first.energy_j_cum, last.energy_j_cum) {
             let w = (e1 - e0) / ((last.t_ms - first.t_ms) / 1e3);
             manifest
                 .power
@@ -307,7 +304,7 @@ pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Resu
         std::thread::spawn(move || {
             while !timeline.stop.load(Ordering::Relaxed) {
                 let cell = timeline.current_cell.lock().expect("lock").clone();
-                let (s, _) = sample(&sampler, &clock, cell);
+                let s = sample(&sampler, &clock, cell);
                 timeline.samples.lock().expect("lock").push(s);
                 std::thread::sleep(period);
             }
