@@ -281,6 +281,9 @@ pub struct RunStats {
     pub bootstrap: inference::Bootstrap,
     /// Sets of cells that differ only in backend, dtype or device, with their tests.
     pub comparisons: Vec<comparisons::ComparisonSet>,
+    /// Cost, energy and carbon per cell under the scenario's selection, with recommendations
+    /// (`None` when the scenario selects nothing to price).
+    pub costing: Option<pricing::costing::RunCosts>,
 }
 
 /// Counts of cells by outcome.
@@ -533,7 +536,34 @@ pub fn compute_stats(manifest: &Manifest, requests: &load::LoadedRequests) -> Ru
         warnings,
         bootstrap,
         comparisons,
+        costing: None,
     }
+}
+
+/// Loads the catalog a costing spec names (the built-in one, plus `pricing.catalog` as an
+/// overlay), resolves the spec and prices every cell of `stats`. `label` names a sweep variant.
+pub fn price_run(
+    stats: &RunStats,
+    manifest: &Manifest,
+    spec: &pricing::costing::CostingSpec,
+    label: Option<String>,
+) -> Result<pricing::costing::RunCosts, String> {
+    let overlay = spec.pricing.as_ref().and_then(|p| p.catalog.clone());
+    let catalog = pricing::Catalog::load(
+        None,
+        overlay.as_deref().map(Path::new),
+        &pricing::LoadOptions::default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let selection = spec
+        .resolve(&catalog, label, overlay)
+        .map_err(|e| e.to_string())?;
+    Ok(pricing::costing::cost_run(
+        stats,
+        &selection,
+        &catalog,
+        &manifest.host,
+    ))
 }
 
 /// Reads and version-checks `manifest.json` of `run_dir`.
@@ -555,7 +585,13 @@ pub fn read_run_manifest(run_dir: &Path) -> Result<Manifest, AnalysisError> {
 pub fn analyze(run_dir: &Path) -> Result<RunStats, AnalysisError> {
     let manifest = read_run_manifest(run_dir)?;
     let requests = load::load_requests(&run_dir.join(files::REQUESTS), &manifest)?;
-    let stats = compute_stats(&manifest, &requests);
+    let mut stats = compute_stats(&manifest, &requests);
+    if let Some(spec) = &manifest.costing {
+        match price_run(&stats, &manifest, spec, None) {
+            Ok(costs) => stats.costing = Some(costs),
+            Err(e) => stats.warnings.push(format!("costing skipped: {e}")),
+        }
+    }
     let path = run_dir.join(files::STATS);
     let mut json = serde_json::to_vec_pretty(&stats).map_err(|source| AnalysisError::Json {
         path: path.clone(),

@@ -230,6 +230,10 @@ pub struct Manifest {
     pub status: String,
     /// Every cell with its outcome.
     pub cells: Vec<CellRecord>,
+    /// The scenario's `pricing`/`energy`/`slo`/`workload` sections (overlay path made absolute),
+    /// from which `analyze` prices the cells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub costing: Option<crate::pricing::costing::CostingSpec>,
 }
 
 /// Errors reading or writing results files.

@@ -268,6 +268,7 @@ pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Resu
         ended_at: None,
         status: "running".into(),
         cells: plan.cells.iter().map(pending_record).collect(),
+        costing: scenario.costing.clone(),
     };
     run_dir.write_manifest(&manifest)?;
 

@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 
 use serde::de::{self, Deserializer, IntoDeserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
+use tcobench_analysis::pricing::costing::{
+    CostingSpec, RawEnergy, RawPricing, RawSlo, RawWorkload,
+};
+use tcobench_analysis::pricing::{Catalog, LoadOptions, Tier};
 use tcobench_backends::{BuiltinModel, DType, Device};
 
 /// Longest `extends:` chain accepted (guards against accidental deep nesting).
@@ -185,6 +189,11 @@ struct RawScenario {
     matrix: Option<RawMatrix>,
     exclude: Option<Vec<BTreeMap<String, serde_yaml::Value>>>,
     power: Option<RawPower>,
+    pricing: Option<RawPricing>,
+    energy: Option<RawEnergy>,
+    slo: Option<RawSlo>,
+    workload: Option<RawWorkload>,
+    budget_usd: Option<f64>,
 }
 
 /// The matrix after validation: every dimension has at least one value.
@@ -248,9 +257,25 @@ pub struct Scenario {
     pub exclude: Vec<Exclude>,
     /// Power settings.
     pub power: PowerSettings,
+    /// What the cells are priced on (`pricing`, `energy`, `slo`, `workload`; `None` when the
+    /// scenario selects none of them). `pricing.catalog` is made absolute.
+    pub costing: Option<CostingSpec>,
+    /// Spending limit of the run itself.
+    pub budget: Option<Budget>,
     /// The files read, the given one first, then its `extends:` chain.
     #[serde(skip)]
     pub sources: Vec<PathBuf>,
+}
+
+/// `budget_usd` with the hourly rate it is charged at.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Budget {
+    /// The limit, $.
+    pub usd: f64,
+    /// What one hour of this run costs, $/h.
+    pub usd_per_hour: f64,
+    /// Where the rate comes from (a catalog row, or `pricing.host_usd_per_hour`).
+    pub rate_source: String,
 }
 
 /// A loaded file: its path, text and parsed content.
@@ -413,6 +438,7 @@ fn merge_chain(files: &[SourceFile]) -> Merged {
     let mut origin = BTreeMap::new();
     let mut matrix = RawMatrix::default();
     let mut power = RawPower::default();
+    let mut costing = CostingSpec::default();
     for (i, f) in files.iter().enumerate().rev() {
         let r = &f.raw;
         macro_rules! take {
@@ -458,9 +484,32 @@ fn merge_chain(files: &[SourceFile]) -> Merged {
             );
             take!(power.mock_watts, p.mock_watts, "power.mock_watts");
         }
+        take!(raw.budget_usd, r.budget_usd, "budget_usd");
+        // Costing sections merge key by key; the origin of each key is kept for errors.
+        let mut layer = CostingSpec {
+            pricing: r.pricing.clone(),
+            energy: r.energy.clone(),
+            slo: r.slo.clone(),
+            workload: r.workload.clone(),
+        };
+        if let Some(p) = layer.pricing.as_mut() {
+            // An overlay path is relative to the file that names it.
+            if let Some(dir) = &p.catalog {
+                let base = f.path.parent().unwrap_or(Path::new("."));
+                p.catalog = Some(base.join(dir).display().to_string());
+            }
+        }
+        for key in costing_keys(&layer) {
+            origin.insert(key, i);
+        }
+        costing.overlay(&layer);
     }
     raw.matrix = Some(matrix);
     raw.power = Some(power);
+    raw.pricing = costing.pricing;
+    raw.energy = costing.energy;
+    raw.slo = costing.slo;
+    raw.workload = costing.workload;
     Merged { raw, origin }
 }
 
@@ -502,6 +551,159 @@ impl Scenario {
         let merged = merge_chain(&files);
         validate(&files, merged, overrides)
     }
+}
+
+/// The dotted keys a costing layer sets.
+fn costing_keys(c: &CostingSpec) -> Vec<&'static str> {
+    macro_rules! keys {
+        ($opt:expr, $section:literal, $($field:ident),+) => {{
+            let mut k = Vec::new();
+            if let Some(v) = &$opt {
+                $( if v.$field.is_some() { k.push(concat!($section, ".", stringify!($field))); } )+
+            }
+            k
+        }};
+    }
+    [
+        keys!(
+            c.pricing,
+            "pricing",
+            instances,
+            tiers,
+            utilization,
+            catalog,
+            host,
+            host_usd_per_hour
+        ),
+        keys!(
+            c.energy,
+            "energy",
+            pue,
+            grid,
+            idle_watts,
+            embodied_kg,
+            lifetime_years
+        ),
+        keys!(c.slo, "slo", metric, percentile, max_ms),
+        keys!(
+            c.workload,
+            "workload",
+            requests_per_day,
+            tokens_per_request,
+            peak_factor
+        ),
+    ]
+    .concat()
+}
+
+/// Resolves the costing sections against the catalog (built-in plus `pricing.catalog`), so a
+/// bad instance, tier or zone stops the run before any work; returns the spec to store and the
+/// budget with its rate.
+fn validate_costing<'a>(
+    raw: &RawScenario,
+    at: &dyn Fn(&str) -> &'a SourceFile,
+    devices: &[Device],
+) -> Result<(Option<CostingSpec>, Option<Budget>), ScenarioError> {
+    let spec = CostingSpec {
+        pricing: raw.pricing.clone(),
+        energy: raw.energy.clone(),
+        slo: raw.slo.clone(),
+        workload: raw.workload.clone(),
+    };
+    if spec.is_empty() && raw.budget_usd.is_none() {
+        return Ok((None, None));
+    }
+    // `pricing.instances[2]` was set where `pricing.instances` was.
+    let err = |key: &str, message: String| {
+        let base = key.split('[').next().unwrap_or(key);
+        at(base).error(key, message)
+    };
+    let overlay = spec.pricing.as_ref().and_then(|p| p.catalog.clone());
+    if let Some(dir) = &overlay {
+        if !Path::new(dir).is_dir() {
+            return Err(err(
+                "pricing.catalog",
+                format!(
+                    "`{dir}` is not a directory (paths are relative to the file that names them)"
+                ),
+            ));
+        }
+    }
+    let catalog = Catalog::load(
+        None,
+        overlay.as_deref().map(Path::new),
+        &LoadOptions::default(),
+    )
+    .map_err(|e| err("pricing.catalog", format!("the catalog does not load: {e}")))?;
+    let selection = spec
+        .resolve(&catalog, None, overlay)
+        .map_err(|e| err(&e.key, e.message))?;
+    let budget = match raw.budget_usd {
+        None => None,
+        Some(usd) if !(usd.is_finite() && usd > 0.0) => {
+            return Err(at("budget_usd").error(
+                "budget_usd",
+                format!("must be a positive amount of dollars, got {usd}"),
+            ))
+        }
+        Some(usd) => {
+            let pricing = spec.pricing.clone().unwrap_or_default();
+            let (usd_per_hour, rate_source) = if let Some(rate) = pricing.host_usd_per_hour {
+                if !(rate.is_finite() && rate > 0.0) {
+                    return Err(err(
+                        "pricing.host_usd_per_hour",
+                        format!("must be positive, got {rate}"),
+                    ));
+                }
+                (rate, "pricing.host_usd_per_hour".to_string())
+            } else {
+                let host = pricing.host.clone().or_else(|| {
+                    // The first instance that fits the run's devices.
+                    let cpu_only = devices.iter().all(|d| matches!(d, Device::Cpu));
+                    selection
+                        .instances
+                        .iter()
+                        .find(|si| si.instance.accelerator.is_none() == cpu_only)
+                        .map(|si| si.spec.clone())
+                });
+                let Some(host) = host else {
+                    return Err(at("budget_usd").error(
+                        "budget_usd",
+                        "needs the price of the machine running the benchmark: set `pricing.host` (an instance) or `pricing.host_usd_per_hour`",
+                    ));
+                };
+                let key = if pricing.host.is_some() {
+                    "pricing.host"
+                } else {
+                    "pricing.instances"
+                };
+                let quote = catalog
+                    .price(
+                        host.provider.as_deref(),
+                        &host.instance_type,
+                        Tier::OnDemand,
+                        host.region.as_deref(),
+                    )
+                    .map_err(|e| err(key, format!("budget rate: {e}")))?;
+                (
+                    quote.usd_per_hour,
+                    format!(
+                        "{} on_demand ({} row `{}`, catalog {})",
+                        quote.instance.key(),
+                        quote.reference.file,
+                        quote.reference.key,
+                        quote.reference.catalog_version
+                    ),
+                )
+            };
+            Some(Budget {
+                usd,
+                usd_per_hour,
+                rate_source,
+            })
+        }
+    };
+    Ok(((!spec.is_empty()).then_some(spec), budget))
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -751,7 +953,11 @@ fn validate(
         exclude.push(Exclude(out));
     }
 
+    let (costing, budget) = validate_costing(&raw, &at, &device)?;
+
     Ok(Scenario {
+        costing,
+        budget,
         name,
         description: raw.description.clone().unwrap_or_default(),
         seed,

@@ -5,10 +5,13 @@
 //!   version and content hash) so that a computed cost can name the row it came from.
 //! * [`formulas`]: the pure formulas ($/1M tokens, kWh and gCO2e per 1M tokens, on-prem $/h,
 //!   workload sizing, break-even, ROI, self-host vs API), each documented with its units.
+//! * [`costing`]: a run's measured cells priced under a scenario's or variant's selection,
+//!   with recommendations per tier.
 //! * [`skypilot`]: import of SkyPilot catalog CSVs into the catalog layout.
 //! * [`diff`]: differences between two catalogs (price history).
 
 pub mod catalog;
+pub mod costing;
 pub mod diff;
 pub mod formulas;
 pub mod skypilot;

@@ -134,6 +134,7 @@ fn write_run(dir: &Path, run_id: &str, cells: &[Synth], energy: bool) -> PathBuf
         ended_at: Some("2025-01-01T00:01:00Z".into()),
         status: "complete".into(),
         cells: records,
+        costing: None,
     };
     std::fs::write(
         run_dir.join(files::MANIFEST),

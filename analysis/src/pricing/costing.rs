@@ -1,0 +1,1277 @@
+//! Cost, energy and carbon of a run's measured cells under a pricing and energy selection.
+//!
+//! A scenario's `pricing:`, `energy:`, `slo:` and `workload:` sections (and each sweep variant,
+//! which has the same shape) are read into [`CostingSpec`] — every key optional so files can be
+//! layered — and resolved against a [`Catalog`] into a [`CostSelection`]. [`cost_run`] then
+//! turns each cell's *measured* throughput and energy into $/1M tokens, kWh and gCO2e per 1M
+//! tokens per instance and tier, sizes the scenario's workload, and picks the recommendation per
+//! tier. Every catalog figure names its row ([`CatalogRef`]); every missing figure says why.
+//!
+//! Intervals: `T` and `J/token` carry the t-based 95 % CI of their mean over the cell's timed
+//! repetitions; $/1M tokens (∝ 1/T) and kWh/1M (∝ J/token) map those bounds through their
+//! monotone formulas, so the intervals are exact transformations, not new estimates.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::catalog::{Catalog, CatalogIdentity, CatalogRef, Instance, LookupError, Tier};
+use super::formulas::{self as f, Sizing, Workload};
+use crate::stats::Descriptives;
+use crate::{CellStats, RunStats};
+
+// ---------------------------------------------------------------------------------------------
+// The selection as written (scenario sections, sweep variants)
+// ---------------------------------------------------------------------------------------------
+
+/// `pricing:` as written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPricing {
+    /// Instances the measured throughput is priced on: `provider/type/region`, `provider/type`
+    /// or `type`.
+    pub instances: Option<Vec<InstanceSpec>>,
+    /// Purchase options (`on_demand`, `spot`, `reserved_1y`, `reserved_3y`).
+    pub tiers: Option<Vec<String>>,
+    /// Busy fraction of wall-clock time, (0, 1].
+    pub utilization: Option<f64>,
+    /// Overlay catalog directory (relative to the file that names it).
+    pub catalog: Option<String>,
+    /// The instance the benchmark itself runs on, for `budget_usd` and `plan --estimate`
+    /// (default: the first of `instances`, on demand).
+    pub host: Option<InstanceSpec>,
+    /// The benchmark host's price, $/h, instead of a catalog row.
+    pub host_usd_per_hour: Option<f64>,
+}
+
+/// `energy:` as written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEnergy {
+    /// PUE: a number ≥ 1 or a preset name from `pue.csv`.
+    pub pue: Option<NumberOrName>,
+    /// Grid carbon intensity: gCO2e/kWh or a zone from `grid_carbon.csv`.
+    pub grid: Option<NumberOrName>,
+    /// Power of one replica while idle, W (charged for the 1 − U share).
+    pub idle_watts: Option<f64>,
+    /// Embodied emissions of one instance, kgCO2e (needs `lifetime_years`).
+    pub embodied_kg: Option<f64>,
+    /// Hardware lifetime, years.
+    pub lifetime_years: Option<f64>,
+}
+
+/// `slo:` as written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlo {
+    /// Latency metric: `e2e_ms`, `ttft_ms` or `tpot_ms`.
+    pub metric: Option<String>,
+    /// Percentile: 50, 90, 95 or 99.
+    pub percentile: Option<u32>,
+    /// Limit, ms.
+    pub max_ms: Option<f64>,
+}
+
+/// `workload:` as written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkload {
+    /// Requests per day.
+    pub requests_per_day: Option<f64>,
+    /// Generated tokens per request (default: each cell's `new_tokens`).
+    pub tokens_per_request: Option<f64>,
+    /// Peak rate over average rate (≥ 1, default 1).
+    pub peak_factor: Option<f64>,
+}
+
+/// A number or a catalog name (`pue: 1.2` or `pue: uptime_2023_average`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum NumberOrName {
+    /// A literal value.
+    Number(f64),
+    /// A catalog row name.
+    Name(String),
+}
+
+/// An instance named in a selection: `provider/type/region`, `provider/type` or `type`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceSpec {
+    /// Provider, when given.
+    pub provider: Option<String>,
+    /// Instance type.
+    pub instance_type: String,
+    /// Region, when given.
+    pub region: Option<String>,
+}
+
+impl fmt::Display for InstanceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(p) = &self.provider {
+            write!(f, "{p}/")?;
+        }
+        f.write_str(&self.instance_type)?;
+        if let Some(r) = &self.region {
+            write!(f, "/{r}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for InstanceSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.split('/').map(str::trim).collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(format!(
+                "`{s}` is not an instance (expected `provider/type/region`, `provider/type` or `type`)"
+            ));
+        }
+        let own = |p: &str| p.to_string();
+        match parts.as_slice() {
+            [t] => Ok(InstanceSpec {
+                provider: None,
+                instance_type: own(t),
+                region: None,
+            }),
+            [p, t] => Ok(InstanceSpec {
+                provider: Some(own(p)),
+                instance_type: own(t),
+                region: None,
+            }),
+            [p, t, r] => Ok(InstanceSpec {
+                provider: Some(own(p)),
+                instance_type: own(t),
+                region: Some(own(r)),
+            }),
+            _ => Err(format!(
+                "`{s}` has too many `/` (expected `provider/type/region`)"
+            )),
+        }
+    }
+}
+
+impl Serialize for InstanceSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for InstanceSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The four costing sections together, as one file of a chain writes them (a scenario or a
+/// sweep variant). Later layers win key by key ([`CostingSpec::overlay`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CostingSpec {
+    /// `pricing:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<RawPricing>,
+    /// `energy:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<RawEnergy>,
+    /// `slo:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo: Option<RawSlo>,
+    /// `workload:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<RawWorkload>,
+}
+
+macro_rules! overlay_fields {
+    ($dst:expr, $src:expr, $($field:ident),+) => {
+        $( if $src.$field.is_some() { $dst.$field = $src.$field.clone(); } )+
+    };
+}
+
+impl CostingSpec {
+    /// Applies `top` over `self` key by key: a key `top` sets wins, the rest is kept.
+    pub fn overlay(&mut self, top: &CostingSpec) {
+        if let Some(t) = &top.pricing {
+            let d = self.pricing.get_or_insert_with(Default::default);
+            overlay_fields!(
+                d,
+                t,
+                instances,
+                tiers,
+                utilization,
+                catalog,
+                host,
+                host_usd_per_hour
+            );
+        }
+        if let Some(t) = &top.energy {
+            let d = self.energy.get_or_insert_with(Default::default);
+            overlay_fields!(d, t, pue, grid, idle_watts, embodied_kg, lifetime_years);
+        }
+        if let Some(t) = &top.slo {
+            let d = self.slo.get_or_insert_with(Default::default);
+            overlay_fields!(d, t, metric, percentile, max_ms);
+        }
+        if let Some(t) = &top.workload {
+            let d = self.workload.get_or_insert_with(Default::default);
+            overlay_fields!(d, t, requests_per_day, tokens_per_request, peak_factor);
+        }
+    }
+
+    /// Whether no section is present.
+    pub fn is_empty(&self) -> bool {
+        self.pricing.is_none()
+            && self.energy.is_none()
+            && self.slo.is_none()
+            && self.workload.is_none()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The resolved selection
+// ---------------------------------------------------------------------------------------------
+
+/// A selection that failed to resolve: the dotted key and what is wrong.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct SelectionError {
+    /// Dotted key (`pricing.instances[1]`, `energy.grid`, …).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn sel_err<T>(key: impl Into<String>, message: impl Into<String>) -> Result<T, SelectionError> {
+    Err(SelectionError {
+        key: key.into(),
+        message: message.into(),
+    })
+}
+
+/// The latency metric an SLO bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SloMetric {
+    /// End-to-end latency.
+    E2eMs,
+    /// Time to first token.
+    TtftMs,
+    /// Time per output token.
+    TpotMs,
+}
+
+impl SloMetric {
+    /// Column name.
+    pub fn name(self) -> &'static str {
+        match self {
+            SloMetric::E2eMs => "e2e_ms",
+            SloMetric::TtftMs => "ttft_ms",
+            SloMetric::TpotMs => "tpot_ms",
+        }
+    }
+}
+
+/// A latency objective: the `percentile` of `metric` must not exceed `max_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Slo {
+    /// Metric.
+    pub metric: SloMetric,
+    /// Percentile (50, 90, 95, 99).
+    pub percentile: u32,
+    /// Limit, ms.
+    pub max_ms: f64,
+}
+
+impl Slo {
+    /// The cell's value of the SLO's percentile, ms.
+    pub fn value(&self, d: &Descriptives) -> f64 {
+        match self.percentile {
+            50 => d.p50,
+            90 => d.p90,
+            95 => d.p95,
+            _ => d.p99,
+        }
+    }
+}
+
+/// A resolved instance row of the selection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelectedInstance {
+    /// As written.
+    pub spec: InstanceSpec,
+    /// The catalog row (`provider/type/region`).
+    pub instance: Instance,
+}
+
+/// A value with where it came from: a catalog row, or the selection itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sourced {
+    /// Value.
+    pub value: f64,
+    /// The catalog row, `None` when the user gave the number.
+    pub reference: Option<CatalogRef>,
+    /// `catalog` or `user`.
+    pub origin: String,
+}
+
+impl Sourced {
+    fn user(value: f64) -> Sourced {
+        Sourced {
+            value,
+            reference: None,
+            origin: "user".into(),
+        }
+    }
+    fn catalog(value: f64, reference: CatalogRef) -> Sourced {
+        Sourced {
+            value,
+            reference: Some(reference),
+            origin: "catalog".into(),
+        }
+    }
+}
+
+/// The workload to size for.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadSpec {
+    /// Requests per day.
+    pub requests_per_day: f64,
+    /// Generated tokens per request (`None`: each cell's `new_tokens`).
+    pub tokens_per_request: Option<f64>,
+    /// Peak rate over average rate.
+    pub peak_factor: f64,
+}
+
+/// A selection resolved against a catalog: what [`cost_run`] needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CostSelection {
+    /// Variant label (`None` for the scenario's own selection).
+    pub label: Option<String>,
+    /// Instances to price on.
+    pub instances: Vec<SelectedInstance>,
+    /// Tiers.
+    pub tiers: Vec<Tier>,
+    /// Utilisation.
+    pub utilization: f64,
+    /// PUE.
+    pub pue: Sourced,
+    /// Grid intensity, gCO2e/kWh, when selected.
+    pub grid: Option<Sourced>,
+    /// Idle power of one replica, W.
+    pub idle_watts: Option<f64>,
+    /// Embodied emissions of one instance, kg, and lifetime, years.
+    pub embodied: Option<(f64, f64)>,
+    /// Latency objective.
+    pub slo: Option<Slo>,
+    /// Workload.
+    pub workload: Option<WorkloadSpec>,
+    /// Overlay directory applied to the catalog, as resolved.
+    pub catalog_overlay: Option<String>,
+    /// The catalog the selection was resolved in.
+    pub catalog: CatalogIdentity,
+}
+
+fn finite_in(key: &str, v: f64, lo: f64, hi: f64, what: &str) -> Result<f64, SelectionError> {
+    if v.is_finite() && v >= lo && v <= hi {
+        Ok(v)
+    } else {
+        sel_err(key, format!("{v} is out of range: {what}"))
+    }
+}
+
+fn lookup<T>(key: &str, r: Result<T, LookupError>) -> Result<T, SelectionError> {
+    r.map_err(|e| SelectionError {
+        key: key.into(),
+        message: e.to_string(),
+    })
+}
+
+impl CostingSpec {
+    /// Resolves the sections against `catalog` (which must already include the overlay that
+    /// `pricing.catalog` names). `label` names a sweep variant.
+    pub fn resolve(
+        &self,
+        catalog: &Catalog,
+        label: Option<String>,
+        catalog_overlay: Option<String>,
+    ) -> Result<CostSelection, SelectionError> {
+        let pricing = self.pricing.clone().unwrap_or_default();
+        let energy = self.energy.clone().unwrap_or_default();
+
+        let mut instances = Vec::new();
+        for (i, spec) in pricing.instances.iter().flatten().enumerate() {
+            let key = format!("pricing.instances[{i}]");
+            let rows = catalog.find_instances(
+                spec.provider.as_deref(),
+                &spec.instance_type,
+                spec.region.as_deref(),
+            );
+            let instance = match rows.as_slice() {
+                [one] => (*one).clone(),
+                [] => {
+                    return sel_err(
+                        key,
+                        format!(
+                            "no instance `{spec}` in catalog {} (list them with `tcobench catalog list`)",
+                            catalog.identity.version
+                        ),
+                    )
+                }
+                many => {
+                    return sel_err(
+                        key,
+                        format!(
+                            "`{spec}` matches {} catalog rows ({}); write `provider/type/region`",
+                            many.len(),
+                            many.iter()
+                                .map(|i| format!("{}/{}/{}", i.provider, i.instance_type, i.region))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                }
+            };
+            if instances
+                .iter()
+                .any(|s: &SelectedInstance| s.instance.key() == instance.key())
+            {
+                return sel_err(key, format!("`{spec}` is listed twice"));
+            }
+            instances.push(SelectedInstance {
+                spec: spec.clone(),
+                instance,
+            });
+        }
+
+        let mut tiers = Vec::new();
+        for (i, t) in pricing
+            .tiers
+            .clone()
+            .unwrap_or_else(|| vec!["on_demand".into()])
+            .iter()
+            .enumerate()
+        {
+            let key = format!("pricing.tiers[{i}]");
+            let tier = Tier::parse(t).ok_or_else(|| SelectionError {
+                key: key.clone(),
+                message: format!(
+                    "`{t}` is not a tier (known: {})",
+                    Tier::ALL.map(Tier::name).join(", ")
+                ),
+            })?;
+            if tiers.contains(&tier) {
+                return sel_err(key, format!("tier `{tier}` is listed twice"));
+            }
+            tiers.push(tier);
+        }
+        let utilization = finite_in(
+            "pricing.utilization",
+            pricing.utilization.unwrap_or(1.0),
+            f64::MIN_POSITIVE,
+            1.0,
+            "utilisation is a busy fraction in (0, 1]",
+        )?;
+
+        let pue = match &energy.pue {
+            None => Sourced::user(1.0),
+            Some(NumberOrName::Number(p)) => Sourced::user(finite_in(
+                "energy.pue",
+                *p,
+                1.0,
+                10.0,
+                "PUE is total facility power over IT power, in [1, 10]",
+            )?),
+            Some(NumberOrName::Name(n)) => {
+                let row = lookup("energy.pue", catalog.pue_preset(n))?;
+                Sourced::catalog(
+                    row.pue,
+                    catalog.reference(&row.origin, row.preset.clone(), row.retrieved, &row.source),
+                )
+            }
+        };
+        let grid = match &energy.grid {
+            None => None,
+            Some(NumberOrName::Number(g)) => Some(Sourced::user(finite_in(
+                "energy.grid",
+                *g,
+                0.0,
+                5000.0,
+                "grid intensity is gCO2e/kWh, in [0, 5000]",
+            )?)),
+            Some(NumberOrName::Name(z)) => {
+                let row = lookup("energy.grid", catalog.grid_intensity(z))?;
+                Some(Sourced::catalog(
+                    row.g_per_kwh,
+                    catalog.reference(&row.origin, row.key(), row.retrieved, &row.source),
+                ))
+            }
+        };
+        let idle_watts = energy
+            .idle_watts
+            .map(|w| finite_in("energy.idle_watts", w, 0.0, 1e6, "watts, ≥ 0"))
+            .transpose()?;
+        let embodied = match (energy.embodied_kg, energy.lifetime_years) {
+            (None, None) => None,
+            (Some(kg), Some(y)) => Some((
+                finite_in("energy.embodied_kg", kg, 0.0, 1e7, "kgCO2e, ≥ 0")?,
+                finite_in(
+                    "energy.lifetime_years",
+                    y,
+                    f64::MIN_POSITIVE,
+                    100.0,
+                    "years, > 0",
+                )?,
+            )),
+            (Some(_), None) => {
+                return sel_err(
+                    "energy.embodied_kg",
+                    "needs `energy.lifetime_years` to spread the embodied emissions over",
+                )
+            }
+            (None, Some(_)) => {
+                return sel_err(
+                    "energy.lifetime_years",
+                    "is only used with `energy.embodied_kg`",
+                )
+            }
+        };
+
+        let slo = match &self.slo {
+            None => None,
+            Some(s) => {
+                let metric = match s.metric.as_deref().unwrap_or("e2e_ms") {
+                    "e2e_ms" => SloMetric::E2eMs,
+                    "ttft_ms" => SloMetric::TtftMs,
+                    "tpot_ms" => SloMetric::TpotMs,
+                    other => {
+                        return sel_err(
+                            "slo.metric",
+                            format!("`{other}` is not a latency metric (e2e_ms, ttft_ms, tpot_ms)"),
+                        )
+                    }
+                };
+                let percentile = s.percentile.unwrap_or(95);
+                if ![50, 90, 95, 99].contains(&percentile) {
+                    return sel_err(
+                        "slo.percentile",
+                        format!("{percentile} is not one of 50, 90, 95, 99"),
+                    );
+                }
+                let Some(max_ms) = s.max_ms else {
+                    return sel_err("slo.max_ms", "an SLO needs its limit, ms");
+                };
+                Some(Slo {
+                    metric,
+                    percentile,
+                    max_ms: finite_in("slo.max_ms", max_ms, f64::MIN_POSITIVE, 1e9, "ms, > 0")?,
+                })
+            }
+        };
+        let workload = match &self.workload {
+            None => None,
+            Some(w) => {
+                let Some(r) = w.requests_per_day else {
+                    return sel_err(
+                        "workload.requests_per_day",
+                        "a workload needs its request rate",
+                    );
+                };
+                Some(WorkloadSpec {
+                    requests_per_day: finite_in(
+                        "workload.requests_per_day",
+                        r,
+                        f64::MIN_POSITIVE,
+                        1e15,
+                        "requests per day, > 0",
+                    )?,
+                    tokens_per_request: w
+                        .tokens_per_request
+                        .map(|t| {
+                            finite_in(
+                                "workload.tokens_per_request",
+                                t,
+                                f64::MIN_POSITIVE,
+                                1e9,
+                                "tokens, > 0",
+                            )
+                        })
+                        .transpose()?,
+                    peak_factor: finite_in(
+                        "workload.peak_factor",
+                        w.peak_factor.unwrap_or(1.0),
+                        1.0,
+                        1e6,
+                        "peak over average rate, ≥ 1",
+                    )?,
+                })
+            }
+        };
+        Ok(CostSelection {
+            label,
+            instances,
+            tiers,
+            utilization,
+            pue,
+            grid,
+            idle_watts,
+            embodied,
+            slo,
+            workload,
+            catalog_overlay,
+            catalog: catalog.identity.clone(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-cell figures
+// ---------------------------------------------------------------------------------------------
+
+/// A point estimate with its 95 % interval when one exists.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Figure {
+    /// Point estimate.
+    pub value: f64,
+    /// 95 % interval (low, high).
+    pub ci95: Option<[f64; 2]>,
+}
+
+impl Figure {
+    /// Maps the estimate and interval through a monotone function (decreasing ones swap ends).
+    fn map(self, g: impl Fn(f64) -> f64) -> Figure {
+        Figure {
+            value: g(self.value),
+            ci95: self.ci95.map(|[lo, hi]| {
+                let (a, b) = (g(lo), g(hi));
+                if a <= b {
+                    [a, b]
+                } else {
+                    [b, a]
+                }
+            }),
+        }
+    }
+
+    fn from_mean(d: &Descriptives) -> Figure {
+        Figure {
+            value: d.mean,
+            ci95: d
+                .ci95_mean
+                .filter(|[lo, hi]| lo.is_finite() && hi.is_finite()),
+        }
+    }
+}
+
+/// Cost of one cell on one instance under one tier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriceFigures {
+    /// `provider/type/region`.
+    pub instance: String,
+    /// Tier.
+    pub tier: Tier,
+    /// Price, $/h (from `reference`).
+    pub usd_per_hour: f64,
+    /// Model replicas per instance (one per accelerator; one on a CPU-only instance).
+    pub replicas: u32,
+    /// Throughput of the whole instance: replicas × the cell's measured tokens/s.
+    pub instance_tokens_per_s: Figure,
+    /// $/1M generated tokens at the selection's utilisation.
+    pub usd_per_1m_tokens: Figure,
+    /// Generated tokens per $.
+    pub tokens_per_usd: Figure,
+    /// The price row.
+    pub reference: CatalogRef,
+    /// The workload sized on this instance (when a workload is selected and the cell meets
+    /// the SLO).
+    pub workload: Option<Sizing>,
+}
+
+/// A price that could not be computed, with the reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unpriced {
+    /// `provider/type/region`.
+    pub instance: String,
+    /// Tier (`None`: the instance does not fit the cell at all).
+    pub tier: Option<Tier>,
+    /// Why.
+    pub reason: String,
+}
+
+/// Energy and carbon of one cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnergyFigures {
+    /// How the energy was obtained (`rapl`, `nvml-energy`, `estimated-cpu`…).
+    pub method: String,
+    /// Whether the energy is a model estimate rather than a measurement.
+    pub estimated: bool,
+    /// Energy per generated token, J (measured, mean over timed repetitions).
+    pub j_per_token: Figure,
+    /// Implied average power, W = J/token × tokens/s.
+    pub watts: f64,
+    /// PUE applied.
+    pub pue: f64,
+    /// Facility energy per 1M generated tokens, kWh (busy energy, plus idle power for the
+    /// 1 − U share when `energy.idle_watts` is given).
+    pub kwh_per_1m_tokens: Figure,
+    /// Grid intensity applied, gCO2e/kWh.
+    pub grid_g_per_kwh: Option<f64>,
+    /// Emissions per 1M generated tokens, gCO2e (operational + embodied share).
+    pub gco2e_per_1m_tokens: Option<Figure>,
+    /// The embodied share inside `gco2e_per_1m_tokens`, gCO2e per 1M tokens.
+    pub embodied_gco2e_per_1m_tokens: Option<f64>,
+}
+
+/// Whether a cell meets the selection's SLO.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct SloCheck {
+    /// The cell's value of the SLO percentile, ms.
+    pub value_ms: f64,
+    /// The limit, ms.
+    pub max_ms: f64,
+    /// Whether `value_ms ≤ max_ms`.
+    pub met: bool,
+    /// Timed requests behind the percentile.
+    pub n: usize,
+}
+
+/// Cost, energy and carbon of one cell under one selection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellCost {
+    /// Cell id.
+    pub cell_id: String,
+    /// Measured generated tokens/s of one replica (mean, t CI).
+    pub tokens_per_s: Option<Figure>,
+    /// Prices per instance and tier.
+    pub prices: Vec<PriceFigures>,
+    /// Prices that could not be computed.
+    pub unpriced: Vec<Unpriced>,
+    /// Energy and carbon (`None`: see `unavailable`).
+    pub energy: Option<EnergyFigures>,
+    /// The SLO check, when an SLO is selected and the latency was measured.
+    pub slo: Option<SloCheck>,
+    /// Figures that could not be computed, with the reason.
+    pub unavailable: Vec<crate::Unavailable>,
+}
+
+/// The cheapest configuration of a tier meeting the SLO.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recommendation {
+    /// Tier.
+    pub tier: Tier,
+    /// Winning cell.
+    pub cell_id: String,
+    /// Its readable label.
+    pub cell_label: String,
+    /// Instance it is priced on.
+    pub instance: String,
+    /// $/1M tokens.
+    pub usd_per_1m_tokens: Figure,
+    /// J per generated token (when measured).
+    pub j_per_token: Option<Figure>,
+    /// gCO2e per 1M tokens (when energy and grid are known).
+    pub gco2e_per_1m_tokens: Option<Figure>,
+    /// The runner-up: cell label, instance and $/1M tokens.
+    pub runner_up: Option<(String, String, Figure)>,
+    /// How sure we are, in one sentence.
+    pub confidence: String,
+    /// Candidates considered (priced and meeting the SLO).
+    pub candidates: usize,
+}
+
+/// Where a larger batch stops lowering $/1M tokens, for one configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchSaturation {
+    /// The configuration (everything but the batch size).
+    pub configuration: String,
+    /// Batch sizes measured, ascending, with the tokens/s figure of each.
+    pub batches: Vec<(u32, Figure)>,
+    /// The batch size beyond which $/1M tokens no longer clearly improves.
+    pub saturates_at: u32,
+    /// The evidence, in one sentence.
+    pub evidence: String,
+}
+
+/// Costs of a whole run under one selection (`stats.json` → `costing`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunCosts {
+    /// The resolved selection.
+    pub selection: CostSelection,
+    /// Modelling assumptions behind every figure, in words.
+    pub assumptions: Vec<String>,
+    /// Per-cell figures, in cell order.
+    pub cells: Vec<CellCost>,
+    /// Per tier, the cheapest configuration meeting the SLO.
+    pub recommendations: Vec<Recommendation>,
+    /// Per configuration, the batch size beyond which $/1M tokens stops improving.
+    pub batch_saturation: Vec<BatchSaturation>,
+    /// Run-level findings (no instance fits, no cell meets the SLO…).
+    pub warnings: Vec<String>,
+}
+
+fn unavailable(metric: &str, reason: impl Into<String>) -> crate::Unavailable {
+    crate::Unavailable {
+        metric: metric.into(),
+        reason: reason.into(),
+    }
+}
+
+fn is_cpu(device: &str) -> bool {
+    device == "cpu"
+}
+
+fn instance_name(i: &Instance) -> String {
+    i.key()
+}
+
+/// Replicas of a cell's configuration that fit an instance, or why none do.
+fn replicas(cell: &CellStats, instance: &Instance) -> Result<u32, String> {
+    let has_accel = instance.accelerator.is_some() && instance.accelerator_count > 0;
+    match (is_cpu(&cell.device), has_accel) {
+        (true, false) => Ok(1),
+        (false, true) => Ok(instance.accelerator_count),
+        (true, true) => Err(format!(
+            "a CPU cell is not priced on a GPU instance ({} × {})",
+            instance.accelerator_count,
+            instance.accelerator.as_deref().unwrap_or("?")
+        )),
+        (false, false) => Err(format!(
+            "a {} cell needs an instance with an accelerator",
+            cell.device
+        )),
+    }
+}
+
+fn energy_figures(
+    cell: &CellStats,
+    t: Figure,
+    sel: &CostSelection,
+    unavail: &mut Vec<crate::Unavailable>,
+) -> Option<EnergyFigures> {
+    let method = cell.energy_method.clone().unwrap_or_else(|| "none".into());
+    let Some(jpt) = cell.metric(crate::Metric::EnergyJPerToken) else {
+        let why = cell
+            .unavailable
+            .iter()
+            .find(|u| u.metric == "energy_j_per_token")
+            .map(|u| u.reason.clone())
+            .unwrap_or_else(|| "energy per token not measured".into());
+        unavail.push(unavailable("kwh_per_1m_tokens", why.clone()));
+        unavail.push(unavailable("gco2e_per_1m_tokens", why));
+        return None;
+    };
+    let j = Figure::from_mean(jpt);
+    if !(j.value > 0.0) {
+        unavail.push(unavailable(
+            "kwh_per_1m_tokens",
+            format!("mean energy per token is {} J, not positive", j.value),
+        ));
+        return None;
+    }
+    let watts = j.value * t.value;
+    let pue = sel.pue.value;
+    // kWh/1M = PUE · (J/token · 10⁶ + W_idle · 10⁶ · (1 − U)/(T · U)) / 3.6e6: the formula of
+    // `kwh_per_1m_tokens` with W = J/token · T, written in J/token so the CI maps linearly.
+    let kwh_of = |jpt: f64| {
+        f::kwh_per_1m_tokens(jpt * t.value, pue, t.value, sel.utilization, sel.idle_watts)
+            .unwrap_or(f64::NAN)
+    };
+    let kwh = j.map(kwh_of);
+    let embodied = sel.embodied.and_then(|(kg, years)| {
+        f::embodied_gco2e_per_1m_tokens(kg, years, t.value, sel.utilization).ok()
+    });
+    let gco2e = match &sel.grid {
+        Some(g) => Some(kwh.map(|k| k * g.value + embodied.unwrap_or(0.0))),
+        None => {
+            unavail.push(unavailable(
+                "gco2e_per_1m_tokens",
+                "no grid intensity selected (energy.grid)",
+            ));
+            None
+        }
+    };
+    Some(EnergyFigures {
+        estimated: method.contains("estimate"),
+        method,
+        j_per_token: j,
+        watts,
+        pue,
+        kwh_per_1m_tokens: kwh,
+        grid_g_per_kwh: sel.grid.as_ref().map(|g| g.value),
+        gco2e_per_1m_tokens: gco2e,
+        embodied_gco2e_per_1m_tokens: embodied,
+    })
+}
+
+/// Costs one cell under `sel`.
+pub fn cost_cell(cell: &CellStats, sel: &CostSelection, catalog: &Catalog) -> CellCost {
+    let mut unavail = Vec::new();
+    let t = cell
+        .metric(crate::Metric::TokensPerS)
+        .map(Figure::from_mean);
+    let slo = sel.slo.and_then(|s| {
+        let metric = match s.metric {
+            SloMetric::E2eMs => crate::Metric::E2eMs,
+            SloMetric::TtftMs => crate::Metric::TtftMs,
+            SloMetric::TpotMs => crate::Metric::TpotMs,
+        };
+        match cell.metric(metric) {
+            Some(d) => {
+                let v = s.value(d);
+                Some(SloCheck {
+                    value_ms: v,
+                    max_ms: s.max_ms,
+                    met: v <= s.max_ms,
+                    n: d.n,
+                })
+            }
+            None => {
+                unavail.push(unavailable(
+                    "slo",
+                    format!("{} not measured in this cell", s.metric.name()),
+                ));
+                None
+            }
+        }
+    });
+    let mut prices = Vec::new();
+    let mut unpriced = Vec::new();
+    let energy = match t {
+        Some(t) if t.value > 0.0 => energy_figures(cell, t, sel, &mut unavail),
+        _ => None,
+    };
+    match t {
+        Some(t) if t.value > 0.0 => {
+            for si in &sel.instances {
+                let name = instance_name(&si.instance);
+                let n = match replicas(cell, &si.instance) {
+                    Ok(n) => n,
+                    Err(reason) => {
+                        unpriced.push(Unpriced {
+                            instance: name,
+                            tier: None,
+                            reason,
+                        });
+                        continue;
+                    }
+                };
+                let t_inst = t.map(|x| x * f64::from(n));
+                for &tier in &sel.tiers {
+                    let Some(row) = catalog.price_row(&si.instance, tier) else {
+                        unpriced.push(Unpriced {
+                            instance: name.clone(),
+                            tier: Some(tier),
+                            reason: format!(
+                                "catalog {} has no {tier} price for {name}",
+                                catalog.identity.version
+                            ),
+                        });
+                        continue;
+                    };
+                    let p = row.usd_per_hour;
+                    let usd = t_inst
+                        .map(|x| f::usd_per_1m_tokens(p, x, sel.utilization).unwrap_or(f64::NAN));
+                    let per_usd = t_inst
+                        .map(|x| f::tokens_per_usd(p, x, sel.utilization).unwrap_or(f64::NAN));
+                    let workload = match (sel.workload, slo) {
+                        (Some(_), Some(c)) if !c.met => None,
+                        (Some(w), _) => f::size_workload(&Workload {
+                            requests_per_day: w.requests_per_day,
+                            tokens_per_request: w
+                                .tokens_per_request
+                                .unwrap_or(f64::from(cell.new_tokens)),
+                            peak_factor: w.peak_factor,
+                            capacity_tokens_per_s: t_inst.value,
+                            price_usd_per_hour: p,
+                            watts: energy.as_ref().map(|e| e.watts * f64::from(n)),
+                            idle_watts: sel.idle_watts.map(|w| w * f64::from(n)),
+                            pue: sel.pue.value,
+                            grid_g_per_kwh: sel.grid.as_ref().map(|g| g.value),
+                            embodied_kg_and_lifetime_years: sel.embodied,
+                        })
+                        .ok(),
+                        (None, _) => None,
+                    };
+                    prices.push(PriceFigures {
+                        instance: name.clone(),
+                        tier,
+                        usd_per_hour: p,
+                        replicas: n,
+                        instance_tokens_per_s: t_inst,
+                        usd_per_1m_tokens: usd,
+                        tokens_per_usd: per_usd,
+                        reference: catalog.reference(
+                            &row.origin,
+                            row.key(),
+                            row.retrieved,
+                            &row.source,
+                        ),
+                        workload,
+                    });
+                }
+            }
+            if sel.workload.is_some() && slo.is_some_and(|c| !c.met) {
+                unavail.push(unavailable(
+                    "workload",
+                    "not sized: the cell misses the latency SLO",
+                ));
+            }
+        }
+        _ => {
+            let why = cell
+                .unavailable
+                .iter()
+                .find(|u| u.metric == "tokens_per_s")
+                .map(|u| u.reason.clone())
+                .unwrap_or_else(|| "no positive measured throughput".into());
+            unavail.push(unavailable("usd_per_1m_tokens", why));
+        }
+    }
+    CellCost {
+        cell_id: cell.cell_id.clone(),
+        tokens_per_s: t,
+        prices,
+        unpriced,
+        energy,
+        slo,
+        unavailable: unavail,
+    }
+}
+
+fn overlaps(a: Figure, b: Figure) -> bool {
+    match (a.ci95, b.ci95) {
+        (Some([alo, ahi]), Some([blo, bhi])) => alo <= bhi && blo <= ahi,
+        _ => true,
+    }
+}
+
+fn recommendations(
+    stats: &RunStats,
+    costs: &[CellCost],
+    sel: &CostSelection,
+) -> Vec<Recommendation> {
+    let mut out = Vec::new();
+    for &tier in &sel.tiers {
+        // (cell, price) pairs of this tier whose cell meets the SLO (or no SLO is set).
+        let mut candidates: Vec<(&CellStats, &CellCost, &PriceFigures)> = stats
+            .cells
+            .iter()
+            .zip(costs)
+            .filter(|(_, c)| sel.slo.is_none() || c.slo.is_some_and(|s| s.met))
+            .flat_map(|(cs, c)| {
+                c.prices
+                    .iter()
+                    .filter(move |p| p.tier == tier)
+                    .map(move |p| (cs, c, p))
+            })
+            .filter(|(_, _, p)| p.usd_per_1m_tokens.value.is_finite())
+            .collect();
+        candidates.sort_by(|a, b| {
+            a.2.usd_per_1m_tokens
+                .value
+                .total_cmp(&b.2.usd_per_1m_tokens.value)
+        });
+        let Some(&(cs, c, p)) = candidates.first() else {
+            continue;
+        };
+        let runner = candidates.get(1);
+        let confidence = match runner {
+            None => "the only priced configuration meeting the SLO in this tier".to_string(),
+            Some((rc, _, rp)) if !overlaps(p.usd_per_1m_tokens, rp.usd_per_1m_tokens) => format!(
+                "clearly cheaper than the runner-up ({} on {}): the 95 % intervals of $/1M tokens do not overlap",
+                rc.label(),
+                rp.instance
+            ),
+            Some((rc, _, rp)) => format!(
+                "not distinguishable from the runner-up ({} on {}, {:.4} $/1M): the 95 % intervals overlap, so either is a defensible choice",
+                rc.label(),
+                rp.instance,
+                rp.usd_per_1m_tokens.value
+            ),
+        };
+        out.push(Recommendation {
+            tier,
+            cell_id: cs.cell_id.clone(),
+            cell_label: cs.label(),
+            instance: p.instance.clone(),
+            usd_per_1m_tokens: p.usd_per_1m_tokens,
+            j_per_token: c.energy.as_ref().map(|e| e.j_per_token),
+            gco2e_per_1m_tokens: c.energy.as_ref().and_then(|e| e.gco2e_per_1m_tokens),
+            runner_up: runner
+                .map(|(rc, _, rp)| (rc.label(), rp.instance.clone(), rp.usd_per_1m_tokens)),
+            confidence,
+            candidates: candidates.len(),
+        });
+    }
+    out
+}
+
+fn batch_saturation(stats: &RunStats, costs: &[CellCost]) -> Vec<BatchSaturation> {
+    let mut groups: BTreeMap<String, Vec<(u32, Figure)>> = BTreeMap::new();
+    for (cs, c) in stats.cells.iter().zip(costs) {
+        if let Some(t) = c.tokens_per_s {
+            let key = format!(
+                "{} {} {} {} p{} n{}",
+                cs.backend, cs.model, cs.dtype, cs.device, cs.prompt_tokens, cs.new_tokens
+            );
+            groups.entry(key).or_default().push((cs.batch_size, t));
+        }
+    }
+    let mut out = Vec::new();
+    for (configuration, mut batches) in groups {
+        if batches.len() < 2 {
+            continue;
+        }
+        batches.sort_by_key(|(b, _)| *b);
+        // $/1M ∝ 1/T at a fixed price, so a larger batch clearly lowers it exactly when its
+        // throughput interval lies wholly above the smaller batch's.
+        let mut at = batches.len() - 1;
+        for i in 0..batches.len() - 1 {
+            let (lo_b, lo_t) = batches[i];
+            let (_, hi_t) = batches[i + 1];
+            let clearly = match (lo_t.ci95, hi_t.ci95) {
+                (Some([_, a_hi]), Some([b_lo, _])) => b_lo > a_hi,
+                _ => hi_t.value > lo_t.value,
+            };
+            if !clearly {
+                at = i;
+                let _ = lo_b;
+                break;
+            }
+        }
+        let saturates_at = batches[at].0;
+        let evidence = if at + 1 == batches.len() {
+            format!(
+                "every larger batch up to {saturates_at} raised throughput beyond its 95 % interval; $/1M tokens may keep falling at larger batches than measured"
+            )
+        } else {
+            let (next_b, next_t) = batches[at + 1];
+            let t = batches[at].1;
+            format!(
+                "batch {next_b} ({:.4} tokens/s, 95 % CI {}) does not lie clearly above batch {saturates_at} ({:.4} tokens/s, 95 % CI {}), so $/1M tokens stops improving at {saturates_at}",
+                next_t.value,
+                fmt_ci(next_t.ci95),
+                t.value,
+                fmt_ci(t.ci95)
+            )
+        };
+        out.push(BatchSaturation {
+            configuration,
+            batches,
+            saturates_at,
+            evidence,
+        });
+    }
+    out
+}
+
+fn fmt_ci(ci: Option<[f64; 2]>) -> String {
+    match ci {
+        Some([lo, hi]) => format!("[{lo:.4}, {hi:.4}]"),
+        None => "n/a".into(),
+    }
+}
+
+/// Costs every cell of `stats` under `sel`, with recommendations and the batch knee.
+pub fn cost_run(
+    stats: &RunStats,
+    sel: &CostSelection,
+    catalog: &Catalog,
+    host: &crate::schema::HostInfo,
+) -> RunCosts {
+    let cells: Vec<CellCost> = stats
+        .cells
+        .iter()
+        .map(|c| cost_cell(c, sel, catalog))
+        .collect();
+    let mut assumptions = vec![
+        format!(
+            "Throughput and energy were measured on this host ({}, {} logical CPUs{}); prices are the catalog's for the instances named, as if they delivered the same throughput per replica.",
+            host.cpu_model,
+            host.cpu_logical_cores,
+            if host.gpus.is_empty() { String::new() } else { format!(", GPUs: {}", host.gpus.join(", ")) }
+        ),
+        "One model replica per accelerator on GPU instances and one per CPU-only instance; instance throughput = replicas × measured tokens/s.".into(),
+        format!(
+            "Utilisation U = {} (busy fraction of paid time): $/1M tokens = P·10⁶/(3600·T·U).",
+            sel.utilization
+        ),
+        format!(
+            "PUE = {} ({}).",
+            sel.pue.value,
+            sel.pue.reference.as_ref().map(|r| format!("{} row `{}`", r.file, r.key)).unwrap_or_else(|| "given in the scenario".into())
+        ),
+        "Intervals are 95 % t intervals of the mean over timed repetitions, mapped through each formula.".into(),
+    ];
+    if let Some(g) = &sel.grid {
+        assumptions.push(format!(
+            "Grid intensity {} gCO2e/kWh ({}).",
+            g.value,
+            g.reference
+                .as_ref()
+                .map(|r| format!("{} row `{}`, {}", r.file, r.key, r.source))
+                .unwrap_or_else(|| "given in the scenario".into())
+        ));
+    }
+    if sel.embodied.is_none() {
+        assumptions
+            .push("Embodied emissions are not included (no `energy.embodied_kg` selected).".into());
+    }
+    let mut warnings = Vec::new();
+    for si in &sel.instances {
+        let fits = stats
+            .cells
+            .iter()
+            .any(|c| replicas(c, &si.instance).is_ok());
+        if !fits {
+            warnings.push(format!(
+                "instance {} fits no cell of this run (CPU cells price on CPU-only instances, GPU cells on GPU instances)",
+                instance_name(&si.instance)
+            ));
+        }
+        if let Some(vcpus) = si
+            .instance
+            .vcpus
+            .filter(|_| si.instance.accelerator.is_none())
+        {
+            if (vcpus - host.cpu_logical_cores as f64).abs() > 0.5 {
+                warnings.push(format!(
+                    "{} has {vcpus} vCPUs, the measuring host {} logical CPUs: its real throughput differs, so treat its $/1M tokens as indicative",
+                    instance_name(&si.instance),
+                    host.cpu_logical_cores
+                ));
+            }
+        }
+    }
+    if sel.instances.is_empty() {
+        warnings.push("no instances selected (pricing.instances): energy and carbon only".into());
+    }
+    if let Some(slo) = sel.slo {
+        if !cells.iter().any(|c| c.slo.is_some_and(|s| s.met)) {
+            warnings.push(format!(
+                "no cell meets the SLO (p{} {} ≤ {} ms): no recommendation",
+                slo.percentile,
+                slo.metric.name(),
+                slo.max_ms
+            ));
+        }
+    }
+    if cells
+        .iter()
+        .any(|c| c.energy.as_ref().is_some_and(|e| e.estimated))
+    {
+        warnings.push("energy is a model estimate (labelled `estimated`), not a measurement: kWh and gCO2e inherit its uncertainty".into());
+    }
+    let recommendations = recommendations(stats, &cells, sel);
+    let batch_saturation = batch_saturation(stats, &cells);
+    RunCosts {
+        selection: sel.clone(),
+        assumptions,
+        cells,
+        recommendations,
+        batch_saturation,
+        warnings,
+    }
+}
