@@ -396,6 +396,7 @@ fn side_problem(cell: &CellStats, n: usize, metric: Metric, which: &str) -> Opti
             })
         }
         CellOutcome::Pending => return Some(format!("not run in the {which} run")),
+        CellOutcome::Skipped => return Some(format!("skipped in the {which} run")),
         CellOutcome::Ok => {}
     }
     if n == 0 {

@@ -305,7 +305,8 @@ impl RunStats {
             match cell.status {
                 CellOutcome::Ok => c.ok += 1,
                 CellOutcome::Failed => c.failed += 1,
-                CellOutcome::Pending => c.pending += 1,
+                // A skipped cell was not run either; its error says why.
+                CellOutcome::Pending | CellOutcome::Skipped => c.pending += 1,
             }
         }
         c
@@ -385,6 +386,11 @@ fn unavailable_reason(
         return match record.status {
             CellOutcome::Failed => "cell failed: no successful timed requests".into(),
             CellOutcome::Pending => "cell not run".into(),
+            // The cause's first clause (`skipped for budget`); the cell's error has the numbers.
+            CellOutcome::Skipped => match &record.error {
+                Some(e) => format!("cell not run: {}", e.split(':').next().unwrap_or(e)),
+                None => "cell skipped, not run".into(),
+            },
             CellOutcome::Ok => "no successful timed requests".into(),
         };
     }
@@ -747,6 +753,8 @@ pub(crate) mod testutil {
             started_at: "2025-01-01T00:00:00Z".into(),
             ended_at: Some("2025-01-01T00:01:00Z".into()),
             status: "complete".into(),
+            costing: None,
+            budget: None,
             cells: vec![
                 cell(0, "aaaa", model, 2, CellOutcome::Ok),
                 cell(1, "bbbb", model, 4, CellOutcome::Ok),

@@ -124,6 +124,22 @@ fn filter_mean_ci(d: Value) -> Result<String, minijinja::Error> {
     Ok(fmt_mean_ci(mean, ci))
 }
 
+/// `fig` filter: a costing figure (`{value, ci95}`) as `value [lo, hi]`; `—` for none.
+fn filter_fig(f: Value) -> Result<String, minijinja::Error> {
+    if f.is_undefined() || f.is_none() {
+        return Ok(MISSING.to_string());
+    }
+    let Some(value) = value_f64(&f.get_attr("value")?) else {
+        return Ok(MISSING.to_string());
+    };
+    let ci = f.get_attr("ci95")?;
+    let ci = match (ci.get_item_by_index(0), ci.get_item_by_index(1)) {
+        (Ok(lo), Ok(hi)) => value_f64(&lo).zip(value_f64(&hi)).map(|(a, b)| [a, b]),
+        _ => None,
+    };
+    Ok(fmt_mean_ci(value, ci))
+}
+
 /// `stat` filter: one field of a descriptives map.
 fn filter_stat(d: Value, field: String, sig: Option<usize>) -> Result<String, minijinja::Error> {
     if d.is_undefined() || d.is_none() {
@@ -247,6 +263,7 @@ pub fn environment(templates: Option<&Path>) -> Result<Environment<'static>, Ana
     env.add_filter("md", filter_md);
     env.add_filter("code", filter_code);
     env.add_filter("shell_join", filter_shell_join);
+    env.add_filter("fig", filter_fig);
 
     let mut loaded = BTreeSet::new();
     if let Some(dir) = templates {
@@ -282,6 +299,97 @@ pub fn environment(templates: Option<&Path>) -> Result<Environment<'static>, Ana
         }
     }
     Ok(env)
+}
+
+/// One priced (cell, instance, tier) row of the cost table.
+#[derive(Serialize)]
+struct CostRow<'a> {
+    cell_id: &'a str,
+    label: String,
+    #[serde(flatten)]
+    price: &'a crate::pricing::costing::PriceFigures,
+    slo_met: Option<bool>,
+}
+
+/// One cell's energy row.
+#[derive(Serialize)]
+struct EnergyRow<'a> {
+    cell_id: &'a str,
+    label: String,
+    #[serde(flatten)]
+    energy: &'a crate::pricing::costing::EnergyFigures,
+}
+
+/// A figure that could not be computed, for the notes list.
+#[derive(Serialize)]
+struct CostGap {
+    label: String,
+    what: String,
+    reason: String,
+}
+
+#[derive(Serialize)]
+struct CostingView<'a> {
+    costs: &'a crate::pricing::costing::RunCosts,
+    prices: Vec<CostRow<'a>>,
+    energy: Vec<EnergyRow<'a>>,
+    gaps: Vec<CostGap>,
+}
+
+fn costing_view(stats: &RunStats) -> Option<CostingView<'_>> {
+    let costs = stats.costing.as_ref()?;
+    let label = |id: &str| {
+        stats
+            .cells
+            .iter()
+            .find(|c| c.cell_id == id)
+            .map(CellStats::label)
+            .unwrap_or_else(|| id.to_string())
+    };
+    let mut prices = Vec::new();
+    let mut energy = Vec::new();
+    let mut gaps = Vec::new();
+    for c in &costs.cells {
+        let cell_label = label(&c.cell_id);
+        for p in &c.prices {
+            prices.push(CostRow {
+                cell_id: &c.cell_id,
+                label: cell_label.clone(),
+                price: p,
+                slo_met: c.slo.map(|s| s.met),
+            });
+        }
+        if let Some(e) = &c.energy {
+            energy.push(EnergyRow {
+                cell_id: &c.cell_id,
+                label: cell_label.clone(),
+                energy: e,
+            });
+        }
+        for u in &c.unpriced {
+            gaps.push(CostGap {
+                label: cell_label.clone(),
+                what: match u.tier {
+                    Some(t) => format!("{} {t}", u.instance),
+                    None => u.instance.clone(),
+                },
+                reason: u.reason.clone(),
+            });
+        }
+        for u in &c.unavailable {
+            gaps.push(CostGap {
+                label: cell_label.clone(),
+                what: u.metric.clone(),
+                reason: u.reason.clone(),
+            });
+        }
+    }
+    Some(CostingView {
+        costs,
+        prices,
+        energy,
+        gaps,
+    })
 }
 
 #[derive(Serialize)]
@@ -496,6 +604,7 @@ pub fn render(
         metrics => Value::from(Serde(&stats.metrics)),
         plots => plot_values,
         comparisons => Value::from(Serde(&comparison_views(stats))),
+        costing => Value::from(Serde(&costing_view(stats))),
     };
     let render_one = |name: &str| -> Result<String, AnalysisError> {
         env.get_template(name)

@@ -115,6 +115,8 @@ pub enum CellOutcome {
     Ok,
     /// The cell failed; see `error`.
     Failed,
+    /// Not run on purpose (e.g. the run's budget would have been exceeded); see `error`.
+    Skipped,
 }
 
 /// The configuration and outcome of one matrix cell, as recorded in the manifest.
@@ -234,6 +236,22 @@ pub struct Manifest {
     /// from which `analyze` prices the cells.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub costing: Option<crate::pricing::costing::CostingSpec>,
+    /// The run's spending limit (`budget_usd`) and what the run spent, when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetRecord>,
+}
+
+/// A run's spending limit, the rate it was charged at and what it spent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetRecord {
+    /// The limit, $.
+    pub usd: f64,
+    /// What one hour of the run costs, $/h.
+    pub usd_per_hour: f64,
+    /// Where the rate comes from (a catalog row, or the scenario's own figure).
+    pub rate_source: String,
+    /// Run time so far × rate, $.
+    pub spent_usd: f64,
 }
 
 /// Errors reading or writing results files.

@@ -8,7 +8,10 @@
 pub mod cmd_catalog;
 pub mod cmd_compare;
 pub mod cmd_stats;
+pub mod cmd_sweep;
 pub mod cmd_tco;
+pub mod cmd_validate;
+pub mod estimate;
 pub mod host;
 pub mod plan;
 pub mod power;

@@ -68,6 +68,12 @@ enum Command {
         /// Print the plan as JSON.
         #[arg(long)]
         json: bool,
+        /// Predict wall time per cell and in total, and the cost at the budget's rate.
+        #[arg(long)]
+        estimate: bool,
+        /// With --estimate: folder of earlier runs to take measured cell times from.
+        #[arg(long, default_value = "results", requires = "estimate")]
+        results: PathBuf,
     },
     /// Recompute stats.json and the report of an existing run folder.
     Analyze {
@@ -84,6 +90,10 @@ enum Command {
     Catalog(tcobench::cmd_catalog::CatalogArgs),
     /// Cost, energy and carbon per 1M tokens, workload sizing, on-prem and API comparisons.
     Tco(tcobench::cmd_tco::TcoArgs),
+    /// Sanity checks on a finished run: power vs TDP, energy bounds, cost arithmetic.
+    Validate(tcobench::cmd_validate::ValidateArgs),
+    /// Re-cost a run's measurements under pricing/energy variants (no inference).
+    Sweep(tcobench::cmd_sweep::SweepArgs),
 }
 
 fn parse_device(s: &str) -> Result<Device, String> {
@@ -132,10 +142,22 @@ fn main() -> ExitCode {
 fn execute(cli: Cli) -> Result<ExitCode> {
     let mut stdout = std::io::stdout().lock();
     match cli.command {
-        Command::Plan { scenario, json } => {
+        Command::Plan {
+            scenario,
+            json,
+            estimate,
+            results,
+        } => {
             let s = load(&scenario)?;
             let plan = Plan::from_scenario(&s, &scenario.scenario.display().to_string());
-            if json {
+            if estimate {
+                let e = tcobench::estimate::estimate(&plan, &s, &results);
+                if json {
+                    writeln!(stdout, "{}", serde_json::to_string_pretty(&e)?)?;
+                } else {
+                    tcobench::estimate::write_text(&e, &mut stdout)?;
+                }
+            } else if json {
                 writeln!(stdout, "{}", serde_json::to_string_pretty(&plan)?)?;
             } else {
                 writeln!(
@@ -182,8 +204,12 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 .filter(|c| c.status != tcobench_analysis::schema::CellOutcome::Ok)
                 .collect();
             for c in &failed {
+                let what = match c.status {
+                    tcobench_analysis::schema::CellOutcome::Skipped => "skipped",
+                    _ => "failed",
+                };
                 eprintln!(
-                    "failed cell {}: {}",
+                    "{what} cell {}: {}",
                     c.cell_id,
                     c.error.as_deref().unwrap_or("unknown")
                 );
@@ -201,6 +227,8 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Export(args) => tcobench::cmd_compare::export(&args, &mut stdout),
         Command::Catalog(args) => tcobench::cmd_catalog::run(&args, &mut stdout),
         Command::Tco(args) => tcobench::cmd_tco::run(&args, &mut stdout),
+        Command::Validate(args) => tcobench::cmd_validate::run(&args, &mut stdout),
+        Command::Sweep(args) => tcobench::cmd_sweep::run(&args, &mut stdout),
         Command::Analyze { run_dir } => {
             analyze(&run_dir)?;
             writeln!(stdout, "{}", run_dir.display())?;

@@ -4,6 +4,13 @@
 //! source, starts the clock, lets the backend generate (noting the first token through an
 //! observer), stops the clock and reads the energy source again. A failing cell — an error or a
 //! panic inside a backend — is recorded with its cause and the run goes on.
+//!
+//! A scenario with `budget_usd` is charged run time (on the run's clock, so virtual time for
+//! mock runs) × the budget's $/h. Crossing 50, 75 and 90 % of the budget prints a warning once
+//! each; before each cell its cost is predicted (the heuristic of [`crate::estimate`],
+//! calibrated on the cells this run has finished) and, when spent + predicted would exceed the
+//! budget, that cell and every later one are recorded `skipped` with the numbers, and the run
+//! ends `incomplete`.
 
 use std::io::IsTerminal;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -18,7 +25,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use sha2::{Digest, Sha256};
 use tcobench_analysis::schema::{
-    CellOutcome, CellRecord, Manifest, PowerSample, RequestRecord, SCHEMA_VERSION,
+    BudgetRecord, CellOutcome, CellRecord, Manifest, PowerSample, RequestRecord, SCHEMA_VERSION,
 };
 use tcobench_analysis::RunStats;
 use tcobench_backends::model::{self, BuiltinModel, ModelSource};
@@ -26,11 +33,12 @@ use tcobench_backends::{
     Backend, CandleBackend, DType, Device, MockBackend, MockCost, Request, VirtualClock,
 };
 
+use crate::estimate::{self, fmt_usd, Calibration};
 use crate::host;
 use crate::plan::{sanitize, Cell, Plan};
 use crate::power::{self, PowerSampler};
 use crate::results::{CellResult, RunDir};
-use crate::scenario::{BackendKind, Scenario};
+use crate::scenario::{BackendKind, Budget, Scenario};
 
 /// How a run is carried out, beyond the scenario.
 #[derive(Debug, Clone)]
@@ -269,7 +277,13 @@ pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Resu
         status: "running".into(),
         cells: plan.cells.iter().map(pending_record).collect(),
         costing: scenario.costing.clone(),
+        budget: None,
     };
+    let mut budget = scenario
+        .budget
+        .as_ref()
+        .map(|b| BudgetTracker::new(b, clock.now_ns()));
+    manifest.budget = budget.as_ref().map(BudgetTracker::record);
     run_dir.write_manifest(&manifest)?;
 
     let sampler = Arc::new(Mutex::new(sampler));
@@ -322,9 +336,35 @@ pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Resu
     };
     let run_id = run_dir.run_id.clone();
     let mut run_samples = Vec::new();
+    // Set when the budget stopped the run: every later cell is skipped with the same cause.
+    let mut budget_stop: Option<BudgetStop> = None;
     for cell in &plan.cells {
+        if let Some(b) = budget.as_mut() {
+            b.warn(clock.now_ns(), &bar);
+            if budget_stop.is_none() {
+                budget_stop = b.stop_before(cell, clock.now_ns());
+                if let Some(stop) = &budget_stop {
+                    bar.suspend(|| {
+                        eprintln!(
+                            "budget: stopping before cell {}: {}",
+                            cell.label(),
+                            stop.why
+                        )
+                    });
+                }
+            }
+            if let Some(stop) = &budget_stop {
+                let mut record = pending_record(cell);
+                record.status = CellOutcome::Skipped;
+                record.error = Some(b.skip_message(cell, stop));
+                manifest.cells[cell.index] = record;
+                bar.inc(cell.total_requests());
+                continue;
+            }
+        }
         bar.set_message(cell.label());
         *timeline.current_cell.lock().expect("lock") = Some(cell.cell_id.clone());
+        let cell_start_ns = clock.now_ns();
         let mut result = run_cell(
             cell,
             &run_id,
@@ -332,8 +372,19 @@ pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Resu
             &mut backends,
             &clock,
             &sampler,
-            &bar,
+            &mut || {
+                bar.inc(1);
+                if let Some(b) = budget.as_mut() {
+                    b.warn(clock.now_ns(), &bar);
+                }
+            },
         );
+        if let Some(b) = budget.as_mut() {
+            if result.record.status == CellOutcome::Ok {
+                b.learn(cell, clock.now_ns().saturating_sub(cell_start_ns));
+            }
+            manifest.budget = Some(b.record_at(clock.now_ns()));
+        }
         *timeline.current_cell.lock().expect("lock") = None;
         // Samples outside any cell (idle baseline, between cells) stay at the run level.
         let (mine, others): (Vec<_>, Vec<_>) =
@@ -354,6 +405,10 @@ pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Resu
         run_dir.commit_cell(&result)?;
         manifest.cells[cell.index] = result.record;
         run_dir.write_manifest(&manifest)?;
+    }
+    if let Some(b) = budget.as_mut() {
+        b.warn(clock.now_ns(), &bar);
+        manifest.budget = Some(b.record_at(clock.now_ns()));
     }
     bar.finish_and_clear();
     timeline.stop.store(true, Ordering::Relaxed);
@@ -390,6 +445,148 @@ pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Resu
         manifest,
         stats,
     })
+}
+
+/// Spending of a run with `budget_usd`: run time on the run's clock × the budget's rate, the
+/// warnings already given, and the heuristic's calibration on the cells run so far.
+#[derive(Debug)]
+struct BudgetTracker {
+    budget: Budget,
+    start_ns: u64,
+    /// Thresholds (fractions of the budget) not yet announced, ascending.
+    pending_warnings: Vec<f64>,
+    calibration: Calibration,
+}
+
+/// Where and why the budget stopped a run.
+#[derive(Debug)]
+struct BudgetStop {
+    /// The first cell not run.
+    index: usize,
+    /// Spent when the run stopped, $.
+    spent_usd: f64,
+    /// The numbers behind the decision, in words.
+    why: String,
+}
+
+/// Fractions of the budget at which a warning is printed, once each.
+const BUDGET_WARNINGS: [f64; 4] = [0.5, 0.75, 0.9, 1.0];
+
+impl BudgetTracker {
+    fn new(budget: &Budget, start_ns: u64) -> Self {
+        BudgetTracker {
+            budget: budget.clone(),
+            start_ns,
+            pending_warnings: BUDGET_WARNINGS.to_vec(),
+            calibration: Calibration::default(),
+        }
+    }
+
+    fn spent_usd(&self, now_ns: u64) -> f64 {
+        let hours = now_ns.saturating_sub(self.start_ns) as f64 / 3.6e12;
+        hours * self.budget.usd_per_hour
+    }
+
+    fn record(&self) -> BudgetRecord {
+        self.record_at(self.start_ns)
+    }
+
+    fn record_at(&self, now_ns: u64) -> BudgetRecord {
+        BudgetRecord {
+            usd: self.budget.usd,
+            usd_per_hour: self.budget.usd_per_hour,
+            rate_source: self.budget.rate_source.clone(),
+            spent_usd: self.spent_usd(now_ns),
+        }
+    }
+
+    /// Prints a warning for each threshold crossed since the last call.
+    fn warn(&mut self, now_ns: u64, bar: &ProgressBar) {
+        let spent = self.spent_usd(now_ns);
+        let fraction = spent / self.budget.usd;
+        while let Some(&t) = self.pending_warnings.first() {
+            if fraction < t {
+                break;
+            }
+            self.pending_warnings.remove(0);
+            let what = if t >= 1.0 {
+                "exceeded".to_string()
+            } else {
+                format!("{:.0} % spent", t * 100.0)
+            };
+            bar.suspend(|| {
+                eprintln!(
+                    "warning: budget {what}: {} of {} ({} $/h, {})",
+                    fmt_usd(spent),
+                    fmt_usd(self.budget.usd),
+                    tcobench_analysis::fmt_sig(self.budget.usd_per_hour, 4),
+                    self.budget.rate_source
+                )
+            });
+        }
+    }
+
+    /// Calibrates the heuristic with a cell that completed in `elapsed_ns`.
+    fn learn(&mut self, cell: &Cell, elapsed_ns: u64) {
+        if let Some(h) = estimate::heuristic_cell_s(cell) {
+            self.calibration.add(elapsed_ns as f64 / 1e9, h);
+        }
+    }
+
+    /// The predicted seconds and cost of `cell`, when its model size is known.
+    fn predict(&self, cell: &Cell) -> Option<(f64, f64)> {
+        let s = estimate::heuristic_cell_s(cell)? * self.calibration.factor();
+        Some((s, s / 3600.0 * self.budget.usd_per_hour))
+    }
+
+    fn prediction_words(&self, cell: &Cell) -> String {
+        match self.predict(cell) {
+            Some((s, usd)) => format!(
+                "predicted {} ({}, {})",
+                fmt_usd(usd),
+                estimate::fmt_duration(s),
+                self.calibration.describe("of this run")
+            ),
+            None => "no prediction (model size unknown)".into(),
+        }
+    }
+
+    /// Why the run must stop before `cell`, if spent + predicted exceeds the budget.
+    fn stop_before(&self, cell: &Cell, now_ns: u64) -> Option<BudgetStop> {
+        let spent = self.spent_usd(now_ns);
+        let predicted = self.predict(cell).map_or(0.0, |p| p.1);
+        (spent + predicted > self.budget.usd).then(|| BudgetStop {
+            index: cell.index,
+            spent_usd: spent,
+            why: format!(
+                "spent {} of {} ({} % at {} $/h, {}); cell #{} {}; spent + predicted = {} > {}",
+                fmt_usd(spent),
+                fmt_usd(self.budget.usd),
+                tcobench_analysis::fmt_sig(100.0 * spent / self.budget.usd, 3),
+                tcobench_analysis::fmt_sig(self.budget.usd_per_hour, 4),
+                self.budget.rate_source,
+                cell.index,
+                self.prediction_words(cell),
+                fmt_usd(spent + predicted),
+                fmt_usd(self.budget.usd)
+            ),
+        })
+    }
+
+    /// The `error` of a cell skipped because of `stop`.
+    fn skip_message(&self, cell: &Cell, stop: &BudgetStop) -> String {
+        if cell.index == stop.index {
+            format!("skipped for budget: {}", stop.why)
+        } else {
+            format!(
+                "skipped for budget: the run stopped before cell #{} with {} of {} spent; this cell: {}",
+                stop.index,
+                fmt_usd(stop.spent_usd),
+                fmt_usd(self.budget.usd),
+                self.prediction_words(cell)
+            )
+        }
+    }
 }
 
 fn progress_bar(total: u64, enabled: bool) -> ProgressBar {
@@ -525,7 +722,7 @@ fn run_cell(
     backends: &mut Backends,
     clock: &Clock,
     sampler: &Mutex<Box<dyn PowerSampler>>,
-    bar: &ProgressBar,
+    after_request: &mut dyn FnMut(),
 ) -> CellResult {
     let mut record = pending_record(cell);
     record.started_at = Some(chrono::Utc::now().to_rfc3339());
@@ -557,7 +754,7 @@ fn run_cell(
             let row = request_record(cell, run_id, rep, warmup, &request, &m, &energy_method);
             let error = row.error.clone();
             requests.push(row);
-            bar.inc(1);
+            after_request();
             if let Some(e) = error {
                 anyhow::bail!(
                     "request {} ({}): {e}",

@@ -863,7 +863,7 @@ fn energy_figures(
         return None;
     };
     let j = Figure::from_mean(jpt);
-    if !(j.value > 0.0) {
+    if j.value.is_nan() || j.value <= 0.0 {
         unavail.push(unavailable(
             "kwh_per_1m_tokens",
             format!("mean energy per token is {} J, not positive", j.value),
@@ -1273,5 +1273,412 @@ pub fn cost_run(
         recommendations,
         batch_saturation,
         warnings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pricing::catalog::{header, LoadOptions, FILES};
+    use crate::schema::{CellOutcome, HostInfo};
+    use crate::stats::Descriptives;
+
+    /// t(0.975, 2), for the CI of three samples.
+    const T_975_DF2: f64 = 4.302_652_729_749_464;
+
+    fn close(a: f64, b: f64) {
+        assert!(
+            ((a - b) / b).abs() < 1e-9,
+            "{a} vs {b} (relative {})",
+            ((a - b) / b).abs()
+        );
+    }
+
+    /// One CPU instance (on demand $1.00/h, spot $0.40/h), one 8-GPU instance ($16/h on demand),
+    /// a PUE preset of 1.5 and a grid zone of 400 g/kWh.
+    fn catalog() -> Catalog {
+        let mut m: BTreeMap<String, String> = FILES
+            .iter()
+            .map(|f| ((*f).to_string(), format!("{}\n", header(f))))
+            .collect();
+        m.insert("VERSION".into(), "9.9.9\n2026-01-01\n".into());
+        let add = |m: &mut BTreeMap<String, String>, f: &str, rows: &str| {
+            m.get_mut(f).unwrap().push_str(rows)
+        };
+        add(
+            &mut m,
+            "instances.csv",
+            "aws,c.cpu,us-east-1,,0,,2,8,x86_64,\naws,g.8gpu,us-east-1,T4,8,16,64,512,x86_64,\n",
+        );
+        add(
+            &mut m,
+            "prices.csv",
+            "aws,c.cpu,us-east-1,on_demand,1.0,,2026-01-01,src,,\naws,c.cpu,us-east-1,spot,0.4,,2026-01-01,src,,\naws,g.8gpu,us-east-1,on_demand,16,,2026-01-01,src,,\n",
+        );
+        add(
+            &mut m,
+            "accelerators.csv",
+            "T4,NVIDIA,PCIe,16,70,,,2026-01-01,datasheet,\n",
+        );
+        add(&mut m, "pue.csv", "p15,1.5,2024,2026-01-01,src,\n");
+        add(
+            &mut m,
+            "grid_carbon.csv",
+            "zone-a,2024,400,average,2026-01-01,src,\n",
+        );
+        Catalog::from_texts(&m, None, &LoadOptions::default()).unwrap()
+    }
+
+    fn desc(xs: &[f64]) -> Descriptives {
+        Descriptives::compute(xs).unwrap()
+    }
+
+    fn cell(
+        id: &str,
+        device: &str,
+        batch: u32,
+        tps: &[f64],
+        jpt: &[f64],
+        e2e: &[f64],
+    ) -> CellStats {
+        let mut metrics = BTreeMap::new();
+        metrics.insert("tokens_per_s".to_string(), desc(tps));
+        if !jpt.is_empty() {
+            metrics.insert("energy_j_per_token".to_string(), desc(jpt));
+        }
+        metrics.insert("e2e_ms".to_string(), desc(e2e));
+        CellStats {
+            cell_id: id.into(),
+            index: 0,
+            backend: "mock".into(),
+            model: "tiny".into(),
+            device: device.into(),
+            dtype: "f32".into(),
+            batch_size: batch,
+            prompt_tokens: 8,
+            new_tokens: 10,
+            warmup: 0,
+            repetitions: tps.len() as u32,
+            status: CellOutcome::Ok,
+            error: None,
+            n_requests: tps.len(),
+            n_warmup_excluded: 0,
+            n_failed_excluded: 0,
+            energy_method: Some("rapl".into()),
+            peak_rss_bytes: None,
+            gpu_mem_bytes: None,
+            metrics,
+            robust: BTreeMap::new(),
+            unavailable: vec![],
+            warnings: vec![],
+        }
+    }
+
+    fn stats(cells: Vec<CellStats>) -> RunStats {
+        RunStats {
+            schema_version: crate::schema::SCHEMA_VERSION,
+            run_id: "r".into(),
+            scenario_name: "s".into(),
+            metrics: vec![],
+            cells,
+            warnings: vec![],
+            bootstrap: crate::inference::Bootstrap {
+                resamples: 10,
+                seed: 1,
+            },
+            comparisons: vec![],
+            costing: None,
+        }
+    }
+
+    fn host() -> HostInfo {
+        HostInfo {
+            os: "Linux".into(),
+            cpu_model: "cpu".into(),
+            cpu_logical_cores: 2,
+            memory_bytes: None,
+            gpus: vec![],
+            hostname: "h".into(),
+        }
+    }
+
+    fn spec(yaml: &str) -> CostingSpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    const BASE: &str = "pricing:\n  instances: [aws/c.cpu/us-east-1, aws/g.8gpu/us-east-1]\n  tiers: [on_demand, spot]\nenergy:\n  pue: p15\n  grid: zone-a\n";
+
+    #[test]
+    fn cpu_cell_hand_computed() {
+        let cat = catalog();
+        let sel = spec(BASE).resolve(&cat, None, None).unwrap();
+        assert_eq!(sel.pue.value, 1.5);
+        assert_eq!(sel.pue.reference.as_ref().unwrap().key, "p15");
+        let c = cell(
+            "a",
+            "cpu",
+            1,
+            &[100.0, 110.0, 90.0],
+            &[2.0, 2.0, 2.0],
+            &[10.0, 11.0, 12.0],
+        );
+        let cost = cost_cell(&c, &sel, &cat);
+        // The GPU instance does not fit a CPU cell.
+        assert_eq!(cost.unpriced.len(), 1);
+        assert_eq!(cost.unpriced[0].tier, None);
+        assert_eq!(cost.prices.len(), 2);
+        let od = &cost.prices[0];
+        assert_eq!(od.tier, Tier::OnDemand);
+        assert_eq!(od.reference.file, "prices.csv");
+        assert_eq!(od.reference.key, "aws/c.cpu/us-east-1/on_demand");
+        // $/1M = 1.0 · 10⁶ / (3600 · 100 · 1).
+        close(od.usd_per_1m_tokens.value, 1e6 / 360_000.0);
+        // sd = 10, CI of T = 100 ± t · 10/√3, mapped through 1/T (ends swap).
+        let h = T_975_DF2 * 10.0 / 3f64.sqrt();
+        let [lo, hi] = od.usd_per_1m_tokens.ci95.unwrap();
+        close(lo, 1e6 / (3600.0 * (100.0 + h)));
+        close(hi, 1e6 / (3600.0 * (100.0 - h)));
+        close(od.tokens_per_usd.value, 360_000.0);
+        close(od.usd_per_1m_tokens.value * od.tokens_per_usd.value, 1e6);
+        let spot = &cost.prices[1];
+        close(spot.usd_per_1m_tokens.value, 0.4e6 / 360_000.0);
+        // kWh/1M = 2 J · 10⁶ · 1.5 / 3.6e6; gCO2e = kWh · 400.
+        let e = cost.energy.unwrap();
+        close(e.watts, 200.0);
+        close(e.kwh_per_1m_tokens.value, 2.0 * 1e6 * 1.5 / 3.6e6);
+        close(
+            e.gco2e_per_1m_tokens.unwrap().value,
+            2.0 * 1e6 * 1.5 / 3.6e6 * 400.0,
+        );
+    }
+
+    #[test]
+    fn utilisation_and_idle_power() {
+        let cat = catalog();
+        let mut s = spec(BASE);
+        s.pricing.as_mut().unwrap().utilization = Some(0.5);
+        s.energy.as_mut().unwrap().idle_watts = Some(50.0);
+        let sel2 = s.resolve(&cat, None, None).unwrap();
+        let c = cell(
+            "a",
+            "cpu",
+            1,
+            &[100.0, 100.0, 100.0],
+            &[2.0, 2.0, 2.0],
+            &[1.0, 1.0, 1.0],
+        );
+        let cost = cost_cell(&c, &sel2, &cat);
+        close(
+            cost.prices[0].usd_per_1m_tokens.value,
+            1e6 / (3600.0 * 100.0 * 0.5),
+        );
+        // PUE · (2 J · 10⁶ + 50 W · 10⁶ · 0.5 / (100 · 0.5)) / 3.6e6 = 1.5 · 2.5e6 / 3.6e6.
+        close(
+            cost.energy.unwrap().kwh_per_1m_tokens.value,
+            1.5 * 2.5e6 / 3.6e6,
+        );
+    }
+
+    #[test]
+    fn gpu_instance_counts_one_replica_per_accelerator() {
+        let cat = catalog();
+        let sel = spec(BASE).resolve(&cat, None, None).unwrap();
+        let c = cell("g", "cuda:0", 1, &[50.0, 50.0, 50.0], &[], &[1.0, 1.0, 1.0]);
+        let cost = cost_cell(&c, &sel, &cat);
+        assert_eq!(cost.prices.len(), 1, "{:?}", cost.unpriced);
+        let p = &cost.prices[0];
+        assert_eq!(p.replicas, 8);
+        close(p.instance_tokens_per_s.value, 400.0);
+        close(p.usd_per_1m_tokens.value, 16.0 * 1e6 / (3600.0 * 400.0));
+        // The CPU instance does not fit, spot has no row: both say why.
+        assert!(cost
+            .unpriced
+            .iter()
+            .any(|u| u.reason.contains("accelerator")));
+        assert!(cost
+            .unpriced
+            .iter()
+            .any(|u| u.tier == Some(Tier::Spot) && u.reason.contains("no spot price")));
+        // No energy measured: labelled, not zero.
+        assert!(cost.energy.is_none());
+        assert!(cost
+            .unavailable
+            .iter()
+            .any(|u| u.metric == "kwh_per_1m_tokens"));
+    }
+
+    #[test]
+    fn workload_sizing_uses_the_instance_capacity() {
+        let cat = catalog();
+        let mut s = spec(BASE);
+        s.workload = Some(RawWorkload {
+            requests_per_day: Some(864_000.0),
+            tokens_per_request: None,
+            peak_factor: Some(2.0),
+        });
+        let sel = s.resolve(&cat, None, None).unwrap();
+        let c = cell(
+            "a",
+            "cpu",
+            1,
+            &[100.0, 100.0, 100.0],
+            &[2.0, 2.0, 2.0],
+            &[1.0, 1.0, 1.0],
+        );
+        let w = cost_cell(&c, &sel, &cat).prices[0].workload.unwrap();
+        // 864 000 req/day × 10 tokens = 100 tokens/s average, 200 at peak → 2 instances, U = 0.5.
+        close(w.avg_tokens_per_s, 100.0);
+        assert_eq!(w.instances, 2);
+        close(w.utilization, 0.5);
+        close(w.usd_per_month, 2.0 * 1.0 * 730.0);
+        // Busy 200 W, idle draws the busy power when not given: 2 · 200 · 1.5 · 730 / 1000 kWh.
+        close(w.kwh_per_month.unwrap(), 2.0 * 200.0 * 1.5 * 730.0 / 1000.0);
+    }
+
+    #[test]
+    fn recommendation_respects_the_slo_and_states_confidence() {
+        let cat = catalog();
+        let mut s = spec(BASE);
+        s.slo = Some(RawSlo {
+            metric: Some("e2e_ms".into()),
+            percentile: Some(95),
+            max_ms: Some(100.0),
+        });
+        let sel = s.resolve(&cat, None, None).unwrap();
+        // Fast but too slow per request (p95 e2e 500 ms), and two that meet the SLO.
+        let fast = cell(
+            "fast",
+            "cpu",
+            8,
+            &[900.0, 910.0, 890.0],
+            &[1.0; 3],
+            &[500.0; 3],
+        );
+        let mid = cell(
+            "mid",
+            "cpu",
+            2,
+            &[200.0, 210.0, 190.0],
+            &[1.0; 3],
+            &[50.0; 3],
+        );
+        let slow = cell(
+            "slow",
+            "cpu",
+            1,
+            &[100.0, 101.0, 99.0],
+            &[1.0; 3],
+            &[40.0; 3],
+        );
+        let st = stats(vec![fast, mid, slow]);
+        let costs = cost_run(&st, &sel, &cat, &host());
+        let od = costs
+            .recommendations
+            .iter()
+            .find(|r| r.tier == Tier::OnDemand)
+            .unwrap();
+        assert_eq!(od.cell_id, "mid");
+        assert_eq!(od.candidates, 2);
+        assert!(
+            od.confidence.contains("clearly cheaper"),
+            "{}",
+            od.confidence
+        );
+        assert!(!costs.cells[0].slo.unwrap().met);
+        // The fast cell is not sized for the workload-free selection and not recommended.
+        assert!(costs.recommendations.iter().all(|r| r.cell_id != "fast"));
+    }
+
+    #[test]
+    fn batch_saturation_stops_where_intervals_overlap() {
+        let cat = catalog();
+        let sel = spec(BASE).resolve(&cat, None, None).unwrap();
+        let st = stats(vec![
+            cell("b1", "cpu", 1, &[10.0, 11.0, 12.0], &[], &[1.0; 3]),
+            cell("b2", "cpu", 2, &[20.0, 21.0, 22.0], &[], &[1.0; 3]),
+            cell("b4", "cpu", 4, &[21.0, 22.0, 23.0], &[], &[1.0; 3]),
+        ]);
+        let costs = cost_run(&st, &sel, &cat, &host());
+        assert_eq!(costs.batch_saturation.len(), 1);
+        assert_eq!(costs.batch_saturation[0].saturates_at, 2);
+        assert!(costs.batch_saturation[0].evidence.contains("batch 4"));
+    }
+
+    #[test]
+    fn selection_errors_name_their_key() {
+        let cat = catalog();
+        let cases = [
+            (
+                "pricing:\n  instances: [nope]\n",
+                "pricing.instances[0]",
+                "no instance",
+            ),
+            (
+                "pricing:\n  tiers: [weekly]\n",
+                "pricing.tiers[0]",
+                "not a tier",
+            ),
+            (
+                "pricing:\n  utilization: 1.5\n",
+                "pricing.utilization",
+                "(0, 1]",
+            ),
+            ("energy:\n  pue: 0.9\n", "energy.pue", "[1, 10]"),
+            ("energy:\n  pue: nope\n", "energy.pue", "PUE preset"),
+            ("energy:\n  grid: mars\n", "energy.grid", "grid zone"),
+            (
+                "energy:\n  embodied_kg: 100\n",
+                "energy.embodied_kg",
+                "lifetime_years",
+            ),
+            ("slo:\n  percentile: 95\n", "slo.max_ms", "limit"),
+            (
+                "slo:\n  metric: watts\n  max_ms: 1\n",
+                "slo.metric",
+                "latency metric",
+            ),
+            (
+                "workload:\n  peak_factor: 2\n",
+                "workload.requests_per_day",
+                "request rate",
+            ),
+            (
+                "workload:\n  requests_per_day: 10\n  peak_factor: 0.5\n",
+                "workload.peak_factor",
+                "≥ 1",
+            ),
+        ];
+        for (yaml, key, text) in cases {
+            let e = spec(yaml).resolve(&cat, None, None).unwrap_err();
+            assert_eq!(e.key, key, "{yaml}");
+            assert!(e.message.contains(text), "{yaml}: {}", e.message);
+        }
+        let dup = spec("pricing:\n  instances: [c.cpu, aws/c.cpu/us-east-1]\n");
+        assert!(dup
+            .resolve(&cat, None, None)
+            .unwrap_err()
+            .message
+            .contains("twice"));
+    }
+
+    #[test]
+    fn overlay_is_key_by_key() {
+        let mut base = spec(BASE);
+        base.overlay(&spec("pricing:\n  tiers: [spot]\nenergy:\n  grid: 10\n"));
+        let p = base.pricing.as_ref().unwrap();
+        assert_eq!(p.tiers.as_deref(), Some(&["spot".to_string()][..]));
+        assert_eq!(p.instances.as_ref().unwrap().len(), 2, "kept from the base");
+        let e = base.energy.as_ref().unwrap();
+        assert_eq!(e.grid, Some(NumberOrName::Number(10.0)));
+        assert_eq!(e.pue, Some(NumberOrName::Name("p15".into())));
+    }
+
+    #[test]
+    fn instance_spec_round_trips() {
+        for s in ["c.cpu", "aws/c.cpu", "aws/c.cpu/us-east-1"] {
+            assert_eq!(s.parse::<InstanceSpec>().unwrap().to_string(), s);
+        }
+        assert!("a//b".parse::<InstanceSpec>().is_err());
+        assert!("a/b/c/d".parse::<InstanceSpec>().is_err());
     }
 }

@@ -135,6 +135,7 @@ fn write_run(dir: &Path, run_id: &str, cells: &[Synth], energy: bool) -> PathBuf
         status: "complete".into(),
         cells: records,
         costing: None,
+        budget: None,
     };
     std::fs::write(
         run_dir.join(files::MANIFEST),

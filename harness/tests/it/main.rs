@@ -2,7 +2,10 @@
 
 mod common;
 mod compare_cli;
+mod estimate_cli;
 mod pipeline;
 mod pricing_cli;
 mod scenarios;
 mod stats_cli;
+mod sweep_cli;
+mod validate_cli;
