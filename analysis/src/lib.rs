@@ -228,6 +228,12 @@ pub struct CellStats {
     pub unavailable: Vec<Unavailable>,
     /// Data-quality notes (partial nulls, non-finite values excluded).
     pub warnings: Vec<String>,
+    /// The logits-agreement gate's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<schema::Agreement>,
+    /// How the backend ran the cell (threads, model file, key/value cache…).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub backend_info: BTreeMap<String, String>,
 }
 
 /// Robust companions of a metric's [`Descriptives`].
@@ -504,6 +510,8 @@ fn cell_stats(
         robust,
         unavailable,
         warnings,
+        agreement: record.agreement.clone(),
+        backend_info: record.backend_info.clone(),
     }
 }
 
@@ -519,8 +527,21 @@ pub fn compute_stats(manifest: &Manifest, requests: &load::LoadedRequests) -> Ru
         .zip(&requests.cells)
         .map(|(record, samples)| cell_stats(record, samples, &bootstrap))
         .collect();
+    // Cells whose logits disagree with the reference run different maths: comparing their
+    // timings would mislead, so they stay out unless the run was told otherwise.
+    let comparable: Vec<CellStats> = cells
+        .iter()
+        .map(|c| {
+            let mut c = c.clone();
+            if !manifest.allow_disagreement && c.agreement.as_ref().is_some_and(|a| !a.comparable())
+            {
+                c.status = CellOutcome::Failed;
+            }
+            c
+        })
+        .collect();
     let comparisons = comparisons::comparison_sets(
-        &cells,
+        &comparable,
         &requests.cells,
         &groups::GroupOptions {
             bootstrap,
@@ -715,6 +736,8 @@ pub(crate) mod testutil {
             ended_at: None,
             window_start_ms: Some(1000.0 * i as f64),
             window_end_ms: Some(1000.0 * i as f64 + 800.0),
+            agreement: None,
+            backend_info: Default::default(),
         }
     }
 
@@ -755,6 +778,7 @@ pub(crate) mod testutil {
             status: "complete".into(),
             costing: None,
             budget: None,
+            allow_disagreement: false,
             cells: vec![
                 cell(0, "aaaa", model, 2, CellOutcome::Ok),
                 cell(1, "bbbb", model, 4, CellOutcome::Ok),

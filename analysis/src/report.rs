@@ -415,6 +415,39 @@ struct CellView<'a> {
     ok: bool,
     has_notes: bool,
     energy_label: String,
+    agreement_label: String,
+}
+
+/// The agreement gate in words: `passed (2.1e-7 ≤ 1e-4 vs candle/f32/cpu)`.
+fn agreement_label(cell: &CellStats) -> String {
+    use crate::schema::AgreementStatus as S;
+    let Some(a) = &cell.agreement else {
+        return MISSING.to_string();
+    };
+    let kv = match cell.backend_info.get("kv_cache").map(String::as_str) {
+        Some("false") => "; model.onnx without key/value cache",
+        Some("true") => "; model.onnx with key/value cache",
+        _ => "",
+    };
+    let text = match a.status {
+        S::Passed | S::Failed => format!(
+            "{} ({} {} {:.0e} vs {})",
+            if a.status == S::Passed {
+                "passed"
+            } else {
+                "FAILED"
+            },
+            a.max_rel_diff
+                .map_or_else(|| MISSING.to_string(), |d| format!("{d:.1e}")),
+            if a.status == S::Passed { "≤" } else { ">" },
+            a.tolerance,
+            a.reference
+        ),
+        S::Reference => "reference".to_string(),
+        S::NotApplicable => "n/a (no logits)".to_string(),
+        S::Error => format!("not checked: {}", a.note.as_deref().unwrap_or("error")),
+    };
+    format!("{text}{kv}")
 }
 
 fn energy_label(cell: &CellStats, manifest: &Manifest) -> String {
@@ -575,6 +608,7 @@ pub fn render(
             has_notes: c.status == CellOutcome::Ok
                 && !(c.unavailable.is_empty() && c.warnings.is_empty()),
             energy_label: energy_label(c, manifest),
+            agreement_label: agreement_label(c),
         })
         .collect();
     let plot_values: Vec<Value> = plots

@@ -162,6 +162,56 @@ pub struct CellRecord {
     pub window_start_ms: Option<f64>,
     /// Run-clock milliseconds at which the measured window ended.
     pub window_end_ms: Option<f64>,
+    /// The logits-agreement gate's result for this cell (absent in runs before the gate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<Agreement>,
+    /// How the backend ran this cell: threads, model file, key/value cache, runtime library.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub backend_info: BTreeMap<String, String>,
+}
+
+/// Outcome of the logits-agreement gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgreementStatus {
+    /// The cell's logits agree with the reference within the tolerance.
+    Passed,
+    /// They do not: the cell is excluded from comparisons unless overridden.
+    Failed,
+    /// The cell *is* the reference configuration.
+    Reference,
+    /// The backend computes no logits (mock).
+    NotApplicable,
+    /// The gate could not run (the message says why); treated like `failed` for comparisons.
+    Error,
+}
+
+/// Before a cell is timed, its logits for a fixed seeded prompt (prefill and a few decode steps)
+/// are compared with the reference backend's on the same weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agreement {
+    /// Outcome.
+    pub status: AgreementStatus,
+    /// The reference configuration (`candle/f32/cpu`).
+    pub reference: String,
+    /// Largest relative difference over the compared steps (max |a − b| / max |b| per step).
+    pub max_rel_diff: Option<f64>,
+    /// Tolerance for the cell's dtype.
+    pub tolerance: f64,
+    /// Logit vectors compared: the prefill plus each decode step.
+    pub steps: usize,
+    /// Why the gate could not run, or other remarks.
+    pub note: Option<String>,
+}
+
+impl Agreement {
+    /// Whether the cell may enter comparisons without an explicit override.
+    pub fn comparable(&self) -> bool {
+        !matches!(
+            self.status,
+            AgreementStatus::Failed | AgreementStatus::Error
+        )
+    }
 }
 
 /// Description of the power method used by a run.
@@ -239,6 +289,9 @@ pub struct Manifest {
     /// The run's spending limit (`budget_usd`) and what the run spent, when it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetRecord>,
+    /// Cells that failed the agreement gate still enter comparisons (`run --allow-disagreement`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_disagreement: bool,
 }
 
 /// A run's spending limit, the rate it was charged at and what it spent.

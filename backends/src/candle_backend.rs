@@ -292,6 +292,35 @@ impl Backend for CandleBackend {
         }
         Ok(Generation { tokens })
     }
+
+    fn logits_probe(
+        &mut self,
+        prompt: &[u32],
+        continuation: &[u32],
+    ) -> Result<Vec<Vec<f32>>, BackendError> {
+        crate::validate_probe(prompt, continuation, &self.config)?;
+        let mut cache = self.new_cache()?;
+        let mut rows = Vec::with_capacity(continuation.len() + 1);
+        let input = Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), &self.candle_device)?;
+        let logits = self.model.forward(&input, 0, &mut cache)?;
+        rows.push(
+            logits
+                .to_dtype(candle_core::DType::F32)?
+                .squeeze(0)?
+                .to_vec1::<f32>()?,
+        );
+        for (i, &token) in continuation.iter().enumerate() {
+            let input = Tensor::from_vec(vec![token], (1, 1), &self.candle_device)?;
+            let logits = self.model.forward(&input, prompt.len() + i, &mut cache)?;
+            rows.push(
+                logits
+                    .to_dtype(candle_core::DType::F32)?
+                    .squeeze(0)?
+                    .to_vec1::<f32>()?,
+            );
+        }
+        Ok(rows)
+    }
 }
 
 #[cfg(test)]
@@ -386,6 +415,27 @@ mod tests {
             assert_eq!(logits.len(), 512);
             assert_eq!(argmax(&logits), generated[k], "step {k}");
         }
+    }
+
+    #[test]
+    fn logits_probe_decodes_through_the_cache_like_a_fresh_prefill() {
+        let (_t, mut backend) = tiny();
+        let p = prompt(6, 2);
+        let continuation = [9, 400, 17];
+        let rows = backend.logits_probe(&p, &continuation).unwrap();
+        assert_eq!(rows.len(), 4);
+        for (k, row) in rows.iter().enumerate() {
+            let context = [p.as_slice(), &continuation[..k]].concat();
+            let fresh = backend.last_logits(&[context]).unwrap().remove(0);
+            let diff = row
+                .iter()
+                .zip(&fresh)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert!(diff < 1e-5, "step {k}: {diff}");
+        }
+        let err = backend.logits_probe(&p, &[512]).unwrap_err();
+        assert!(err.to_string().contains("token id 512"), "{err}");
     }
 
     #[test]

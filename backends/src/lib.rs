@@ -3,22 +3,32 @@
 //! This crate owns the [`Backend`] trait — load a model on a device with a dtype, then run one
 //! *request* (a batch of equal-length token-id prompts, each generating exactly `new_tokens`
 //! tokens greedily, no early stop) — and its implementations: candle (CPU; CUDA behind the `cuda`
-//! feature) and a mock backend with deterministic virtual timings for snapshot tests. It also owns
-//! the built-in Llama-style models whose weights are drawn from ChaCha seeded by (model seed,
-//! tensor name) and written in the Hugging Face layout (`config.json` + `model.safetensors`).
+//! feature), ONNX Runtime through the `ort` crate with the shared library found at run time
+//! ([`ort_lib`]; CUDA execution provider behind the `cuda` feature), and a mock backend with
+//! deterministic virtual timings for snapshot tests. It also owns the built-in Llama-style models
+//! whose weights are drawn from ChaCha seeded by (model seed, tensor name) and written in the
+//! Hugging Face layout (`config.json` + `model.safetensors`) and as ONNX ([`onnx`]), and the
+//! logit agreement check between backends ([`agreement`]).
 //!
 //! Backends never read clocks for measurement: the run loop does, through [`TokenObserver`].
 
+pub mod agreement;
 pub mod candle_backend;
 pub mod mock;
 pub mod model;
+pub mod onnx;
+pub mod ort_backend;
+pub mod ort_lib;
 
 use std::fmt;
 use std::str::FromStr;
 
+pub use agreement::{agreement_tolerance, max_relative_diff};
 pub use candle_backend::CandleBackend;
 pub use mock::{MockBackend, MockCost, VirtualClock};
 pub use model::{BuiltinModel, ModelConfig, ModelSource};
+pub use ort_backend::{OrtBackend, OrtThreads};
+pub use ort_lib::{OrtLibrary, OrtLibrarySource, OrtRuntime, ORT_VERSION};
 
 /// Where a model runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -165,6 +175,24 @@ pub(crate) fn validate_prompts(
     Ok(prompt_len)
 }
 
+/// Checks the inputs of [`Backend::logits_probe`]: a non-empty prompt, every id in vocabulary,
+/// and the prompt plus continuation within `max_position_embeddings`.
+pub(crate) fn validate_probe(
+    prompt: &[u32],
+    continuation: &[u32],
+    config: &ModelConfig,
+) -> Result<(), BackendError> {
+    let all = [prompt, continuation].concat();
+    validate_prompts(&[prompt.to_vec()], config)?;
+    validate_prompts(&[all], config).map_err(|e| match e {
+        BackendError::InvalidRequest(m) => {
+            BackendError::InvalidRequest(format!("prompt + continuation: {m}"))
+        }
+        other => other,
+    })?;
+    Ok(())
+}
+
 /// What a request produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Generation {
@@ -213,11 +241,17 @@ pub enum BackendError {
     /// The backend cannot run this device/dtype combination in this build.
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// ONNX Runtime reported an error while building a session or running a step.
+    #[error("onnxruntime: {0}")]
+    OnnxRuntime(String),
+    /// The ONNX Runtime shared library cannot be found, fetched or loaded.
+    #[error("onnxruntime library: {0}")]
+    OrtLibrary(String),
 }
 
 /// An inference engine with one model loaded on one device.
 pub trait Backend {
-    /// Short backend name as used in scenarios (`candle`, `mock`).
+    /// Short backend name as used in scenarios (`candle`, `onnxruntime`, `mock`).
     fn name(&self) -> &'static str;
     /// The loaded model's configuration.
     fn config(&self) -> &ModelConfig;
@@ -230,6 +264,22 @@ pub trait Backend {
     /// Device memory currently held by this backend, bytes, where the device reports it.
     fn device_memory_bytes(&self) -> Option<u64> {
         None
+    }
+    /// The f32 logits of one sequence, for comparing backends (see [`agreement`]): first those
+    /// of the last prompt position after the prefill of `prompt`, then, for each token of
+    /// `continuation` fed one decode step at a time (through the key/value cache where the
+    /// backend has one), the logits after that step. `1 + continuation.len()` rows of
+    /// `vocab_size` values. Backends that compute no logits return [`BackendError::Unsupported`].
+    fn logits_probe(
+        &mut self,
+        prompt: &[u32],
+        continuation: &[u32],
+    ) -> Result<Vec<Vec<f32>>, BackendError> {
+        let _ = (prompt, continuation);
+        Err(BackendError::Unsupported(format!(
+            "the {} backend has no logits probe",
+            self.name()
+        )))
     }
 }
 

@@ -208,6 +208,24 @@ impl Backend for MockBackend {
     fn device_memory_bytes(&self) -> Option<u64> {
         None
     }
+
+    /// One-hot logits: 1 at the token [`Backend::generate`] would emit for `prompt` at each step
+    /// (whatever the continuation), 0 elsewhere; no clock movement.
+    fn logits_probe(
+        &mut self,
+        prompt: &[u32],
+        continuation: &[u32],
+    ) -> Result<Vec<Vec<f32>>, BackendError> {
+        crate::validate_probe(prompt, continuation, &self.config)?;
+        let sum = prompt.iter().map(|&t| u64::from(t)).sum();
+        Ok((0..=continuation.len())
+            .map(|step| {
+                let mut row = vec![0.0; self.config.vocab_size];
+                row[self.token(sum, step) as usize] = 1.0;
+                row
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]
@@ -330,6 +348,37 @@ mod tests {
         let err = backend.generate(&request, &mut |_s: usize| {}).unwrap_err();
         assert!(err.to_string().contains("2049 exceeds"), "{err}");
         assert_eq!(clock.now_ns(), 0);
+    }
+
+    #[test]
+    fn logits_probe_points_at_the_generated_tokens() {
+        let (mut backend, clock) = mock(MockCost::default());
+        let prompt = vec![5, 6, 7];
+        let rows = backend.logits_probe(&prompt, &[1, 2, 3]).unwrap();
+        let generated = backend
+            .generate(
+                &Request {
+                    prompts: vec![prompt.clone()],
+                    new_tokens: 4,
+                },
+                &mut |_s: usize| {},
+            )
+            .unwrap();
+        let argmax: Vec<u32> = rows
+            .iter()
+            .map(|r| r.iter().position(|&v| v == 1.0).unwrap() as u32)
+            .collect();
+        assert_eq!(argmax, generated.tokens[0]);
+        assert!(rows
+            .iter()
+            .all(|r| r.len() == 8192 && r.iter().sum::<f32>() == 1.0));
+        let before = clock.now_ns();
+        backend.logits_probe(&prompt, &[]).unwrap();
+        assert_eq!(clock.now_ns(), before);
+        assert!(matches!(
+            backend.logits_probe(&[], &[1]),
+            Err(BackendError::InvalidRequest(_))
+        ));
     }
 
     #[test]

@@ -60,6 +60,9 @@ enum Command {
         /// Never draw a progress bar.
         #[arg(long)]
         quiet: bool,
+        /// Let cells whose logits disagree with the reference into comparisons anyway.
+        #[arg(long)]
+        allow_disagreement: bool,
     },
     /// Print the cells a scenario would run (`--json`: the plan file).
     Plan {
@@ -92,8 +95,28 @@ enum Command {
     Tco(tcobench::cmd_tco::TcoArgs),
     /// Sanity checks on a finished run: power vs TDP, energy bounds, cost arithmetic.
     Validate(tcobench::cmd_validate::ValidateArgs),
+    /// Built-in models: write one to a folder (Hugging Face layout + ONNX export).
+    #[command(subcommand)]
+    Model(ModelCommand),
     /// Re-cost a run's measurements under pricing/energy variants (no inference).
     Sweep(tcobench::cmd_sweep::SweepArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelCommand {
+    /// Write a built-in model: config.json + model.safetensors (Hugging Face layout) and
+    /// model.onnx (Optimum decoder convention with key/value cache), from the same seeded weights.
+    Build {
+        /// Built-in size: tiny, small, 1b, 8b.
+        #[arg(long)]
+        size: String,
+        /// Weight seed (runs use 0).
+        #[arg(long, default_value_t = runner::MODEL_SEED)]
+        seed: u64,
+        /// Output folder (created).
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn parse_device(s: &str) -> Result<Device, String> {
@@ -182,6 +205,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             log,
             no_log,
             quiet,
+            allow_disagreement,
         } => {
             let s = load(&scenario)?;
             let experiment_log = if no_log {
@@ -195,6 +219,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 progress: !quiet,
                 experiment_log,
                 command: command_line(),
+                allow_disagreement,
             };
             let outcome = runner::run(&s, &scenario.scenario, &opts)?;
             let failed: Vec<_> = outcome
@@ -229,6 +254,24 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Tco(args) => tcobench::cmd_tco::run(&args, &mut stdout),
         Command::Validate(args) => tcobench::cmd_validate::run(&args, &mut stdout),
         Command::Sweep(args) => tcobench::cmd_sweep::run(&args, &mut stdout),
+        Command::Model(ModelCommand::Build { size, seed, out }) => {
+            let model = match size.parse::<tcobench_backends::BuiltinModel>() {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("error: --size: {e}");
+                    return Ok(ExitCode::from(EXIT_BAD_INPUT));
+                }
+            };
+            let dir = tcobench_backends::model::materialize(model, seed, &out)
+                .with_context(|| format!("writing {model} to {}", out.display()))?;
+            let onnx = tcobench_backends::onnx::write_onnx(&dir)
+                .with_context(|| format!("writing the ONNX export in {}", dir.display()))?;
+            for f in ["config.json", "model.safetensors"] {
+                writeln!(stdout, "{}", dir.join(f).display())?;
+            }
+            writeln!(stdout, "{}", onnx.display())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Analyze { run_dir } => {
             analyze(&run_dir)?;
             writeln!(stdout, "{}", run_dir.display())?;

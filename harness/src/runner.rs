@@ -12,6 +12,7 @@
 //! budget, that cell and every later one are recorded `skipped` with the numbers, and the run
 //! ends `incomplete`.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -24,13 +25,16 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use sha2::{Digest, Sha256};
+use tcobench_analysis::schema::{Agreement, AgreementStatus};
 use tcobench_analysis::schema::{
     BudgetRecord, CellOutcome, CellRecord, Manifest, PowerSample, RequestRecord, SCHEMA_VERSION,
 };
 use tcobench_analysis::RunStats;
 use tcobench_backends::model::{self, BuiltinModel, ModelSource};
+use tcobench_backends::onnx::ensure_onnx;
 use tcobench_backends::{
-    Backend, CandleBackend, DType, Device, MockBackend, MockCost, Request, VirtualClock,
+    agreement_tolerance, max_relative_diff, Backend, CandleBackend, DType, Device, MockBackend,
+    MockCost, OrtBackend, OrtRuntime, OrtThreads, Request, VirtualClock, ORT_VERSION,
 };
 
 use crate::estimate::{self, fmt_usd, Calibration};
@@ -53,6 +57,8 @@ pub struct RunOptions {
     pub experiment_log: Option<PathBuf>,
     /// The command line, for the manifest and the report's reproduction section.
     pub command: Vec<String>,
+    /// Let cells that fail the logits-agreement gate into comparisons.
+    pub allow_disagreement: bool,
 }
 
 /// What a finished run left behind.
@@ -155,8 +161,42 @@ pub fn token_hash(rows: &[Vec<u32>]) -> String {
 struct Backends {
     key: Option<(BackendKind, String, Device, DType)>,
     loaded: Option<Box<dyn Backend>>,
+    /// How the loaded backend runs (threads, model file, cache, runtime library).
+    info: BTreeMap<String, String>,
     models_dir: PathBuf,
+    /// Where the ONNX Runtime library is cached.
+    cache_dir: PathBuf,
+    ort_threads: OrtThreads,
     virtual_clock: VirtualClock,
+    /// Reference logits of the agreement probe per (model, seed), computed once.
+    reference: BTreeMap<String, std::result::Result<Vec<Vec<f32>>, String>>,
+}
+
+/// The configuration every cell's logits are checked against.
+pub const REFERENCE_CONFIGURATION: &str = "candle/f32/cpu";
+/// Prompt length of the agreement probe.
+pub const PROBE_PROMPT_TOKENS: usize = 8;
+/// Decode steps of the agreement probe after the prefill.
+pub const PROBE_DECODE_STEPS: usize = 3;
+
+/// The agreement probe's tokens: a prompt and the continuation fed one step at a time, drawn
+/// from the scenario seed (the same for every cell of a model).
+fn probe_tokens(seed: u64, vocab: usize) -> (Vec<u32>, Vec<u32>) {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x6167_7265_656d_656e);
+    let mut draw =
+        |n: usize| -> Vec<u32> { (0..n).map(|_| rng.random_range(0..vocab as u32)).collect() };
+    let prompt = draw(PROBE_PROMPT_TOKENS);
+    (prompt, draw(PROBE_DECODE_STEPS))
+}
+
+fn model_source(name: &str) -> ModelSource {
+    match name.parse::<BuiltinModel>() {
+        Ok(model) => ModelSource::Builtin {
+            model,
+            seed: MODEL_SEED,
+        },
+        Err(_) => ModelSource::Dir(PathBuf::from(name)),
+    }
 }
 
 /// Spread of the mock backend's request times (deterministic, from the prompts), so mock runs
@@ -173,17 +213,38 @@ impl Backends {
         if self.key.as_ref() != Some(&key) {
             self.loaded = None;
             self.key = None;
-            let source = match cell.model.parse::<BuiltinModel>() {
-                Ok(model) => ModelSource::Builtin {
-                    model,
-                    seed: MODEL_SEED,
-                },
-                Err(_) => ModelSource::Dir(PathBuf::from(&cell.model)),
-            };
+            self.info.clear();
+            let source = model_source(&cell.model);
             let backend: Box<dyn Backend> = match cell.backend {
                 BackendKind::Candle => {
                     let dir = model::resolve(&source, &self.models_dir)?;
+                    self.info
+                        .insert("model_file".into(), "model.safetensors".into());
                     Box::new(CandleBackend::load(&dir, cell.device, cell.dtype)?)
+                }
+                BackendKind::Onnxruntime => {
+                    let dir = model::resolve(&source, &self.models_dir)?;
+                    // Built-in models get their ONNX export written (once) from the same weights;
+                    // a user's directory must bring its own model.onnx.
+                    if matches!(source, ModelSource::Builtin { .. }) {
+                        ensure_onnx(&dir)?;
+                    }
+                    let runtime = OrtRuntime::init(&self.cache_dir)?;
+                    let b =
+                        OrtBackend::load(runtime, &dir, cell.device, cell.dtype, self.ort_threads)?;
+                    let t = b.threads();
+                    self.info.extend([
+                        ("model_file".to_string(), "model.onnx".to_string()),
+                        ("kv_cache".into(), b.uses_kv_cache().to_string()),
+                        ("intra_threads".into(), t.intra.to_string()),
+                        ("inter_threads".into(), t.inter.to_string()),
+                        ("onnxruntime".into(), runtime.version().to_string()),
+                        (
+                            "onnxruntime_library".into(),
+                            runtime.library().source.to_string(),
+                        ),
+                    ]);
+                    Box::new(b)
                 }
                 BackendKind::Mock => {
                     let config = match &source {
@@ -204,6 +265,89 @@ impl Backends {
             self.key = Some(key);
         }
         Ok(self.loaded.as_mut().expect("just loaded"))
+    }
+
+    /// The reference backend's probe logits for `model` (computed once per model and seed).
+    fn reference_logits(
+        &mut self,
+        model_name: &str,
+        prompt: &[u32],
+        continuation: &[u32],
+    ) -> std::result::Result<Vec<Vec<f32>>, String> {
+        let key = format!("{model_name}#{prompt:?}");
+        if let Some(r) = self.reference.get(&key) {
+            return r.clone();
+        }
+        let computed = (|| -> Result<Vec<Vec<f32>>> {
+            let dir = model::resolve(&model_source(model_name), &self.models_dir)?;
+            let mut reference = CandleBackend::load(&dir, Device::Cpu, DType::F32)?;
+            Ok(reference.logits_probe(prompt, continuation)?)
+        })()
+        .map_err(|e| format!("{e:#}"));
+        self.reference.insert(key, computed.clone());
+        computed
+    }
+}
+
+/// The agreement gate: the cell's probe logits against the reference configuration's.
+fn agreement_gate(cell: &Cell, seed: u64, backends: &mut Backends) -> Agreement {
+    let tolerance = agreement_tolerance(cell.dtype);
+    let steps = 1 + PROBE_DECODE_STEPS;
+    let base = Agreement {
+        status: AgreementStatus::Passed,
+        reference: REFERENCE_CONFIGURATION.into(),
+        max_rel_diff: None,
+        tolerance,
+        steps,
+        note: None,
+    };
+    let with = |status, note: String| Agreement {
+        status,
+        note: Some(note),
+        ..base.clone()
+    };
+    match cell.backend {
+        BackendKind::Mock => {
+            return with(
+                AgreementStatus::NotApplicable,
+                "the mock backend computes no logits".into(),
+            )
+        }
+        BackendKind::Candle if cell.dtype == DType::F32 && cell.device == Device::Cpu => {
+            return with(
+                AgreementStatus::Reference,
+                "this cell is the reference configuration".into(),
+            )
+        }
+        _ => {}
+    }
+    let vocab = match backends.get(cell) {
+        Ok(b) => b.config().vocab_size,
+        Err(e) => return with(AgreementStatus::Error, format!("{e:#}")),
+    };
+    let (prompt, continuation) = probe_tokens(seed, vocab);
+    let reference = match backends.reference_logits(&cell.model, &prompt, &continuation) {
+        Ok(r) => r,
+        Err(e) => return with(AgreementStatus::Error, format!("reference: {e}")),
+    };
+    let mine = match backends.get(cell) {
+        Ok(b) => b.logits_probe(&prompt, &continuation),
+        Err(e) => return with(AgreementStatus::Error, format!("{e:#}")),
+    };
+    match mine {
+        Ok(mine) => {
+            let diff = max_relative_diff(&mine, &reference);
+            Agreement {
+                status: if diff <= tolerance {
+                    AgreementStatus::Passed
+                } else {
+                    AgreementStatus::Failed
+                },
+                max_rel_diff: Some(diff),
+                ..base
+            }
+        }
+        Err(e) => with(AgreementStatus::Error, e.to_string()),
     }
 }
 
@@ -278,6 +422,7 @@ pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Resu
         cells: plan.cells.iter().map(pending_record).collect(),
         costing: scenario.costing.clone(),
         budget: None,
+        allow_disagreement: opts.allow_disagreement,
     };
     let mut budget = scenario
         .budget
@@ -331,8 +476,19 @@ pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Resu
     let mut backends = Backends {
         key: None,
         loaded: None,
+        info: BTreeMap::new(),
         models_dir: opts.models_dir.clone(),
+        cache_dir: opts
+            .models_dir
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| opts.models_dir.clone()),
+        ort_threads: OrtThreads {
+            intra: scenario.ort_threads.intra,
+            inter: scenario.ort_threads.inter,
+        },
         virtual_clock,
+        reference: BTreeMap::new(),
     };
     let run_id = run_dir.run_id.clone();
     let mut run_samples = Vec::new();
@@ -430,6 +586,15 @@ pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Resu
     }
     .into();
     manifest.ended_at = Some(chrono::Utc::now().to_rfc3339());
+    if let Some(rt) = OrtRuntime::get() {
+        manifest
+            .versions
+            .insert("onnxruntime".into(), rt.version().to_string());
+        manifest.versions.insert(
+            "onnxruntime_library".into(),
+            format!("{} (pinned {ORT_VERSION})", rt.library().source),
+        );
+    }
     run_dir.merge(&manifest)?;
     run_dir.write_manifest(&manifest)?;
 
@@ -626,6 +791,8 @@ fn pending_record(cell: &Cell) -> CellRecord {
         ended_at: None,
         window_start_ms: None,
         window_end_ms: None,
+        agreement: None,
+        backend_info: Default::default(),
     }
 }
 
@@ -738,6 +905,21 @@ fn run_cell(
             )
         })?;
         let vocab = backend.config().vocab_size;
+        let _ = backend;
+        // Before anything is timed: does this cell compute the same maths as the reference?
+        let agreement = agreement_gate(cell, seed, backends);
+        if agreement.status == AgreementStatus::Failed {
+            eprintln!(
+                "cell {}: logits disagree with {} (max relative difference {:.3e} > {:.0e}); it is timed but kept out of comparisons",
+                cell.label(),
+                agreement.reference,
+                agreement.max_rel_diff.unwrap_or(f64::NAN),
+                agreement.tolerance
+            );
+        }
+        record.agreement = Some(agreement);
+        record.backend_info = backends.info.clone();
+        let backend = backends.get(cell)?;
         let schedule = (0..cell.warmup)
             .map(|r| (r, true))
             .chain((0..cell.repetitions).map(|r| (r, false)));

@@ -62,6 +62,8 @@ impl std::error::Error for ScenarioError {}
 pub enum BackendKind {
     /// candle (Rust), CPU or CUDA.
     Candle,
+    /// ONNX Runtime on the same weights exported to ONNX, CPU or CUDA.
+    Onnxruntime,
     /// No inference; deterministic virtual timings (tests, dry runs).
     Mock,
 }
@@ -70,6 +72,7 @@ impl fmt::Display for BackendKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             BackendKind::Candle => "candle",
+            BackendKind::Onnxruntime => "onnxruntime",
             BackendKind::Mock => "mock",
         })
     }
@@ -194,6 +197,15 @@ struct RawScenario {
     slo: Option<RawSlo>,
     workload: Option<RawWorkload>,
     budget_usd: Option<f64>,
+    onnxruntime: Option<RawOrt>,
+}
+
+/// `onnxruntime:` as written.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOrt {
+    intra_threads: Option<u32>,
+    inter_threads: Option<u32>,
 }
 
 /// The matrix after validation: every dimension has at least one value.
@@ -262,9 +274,21 @@ pub struct Scenario {
     pub costing: Option<CostingSpec>,
     /// Spending limit of the run itself.
     pub budget: Option<Budget>,
+    /// ONNX Runtime thread pools (default: as many intra-op threads as cores, like candle, and
+    /// one inter-op thread).
+    pub ort_threads: OrtThreadSettings,
     /// The files read, the given one first, then its `extends:` chain.
     #[serde(skip)]
     pub sources: Vec<PathBuf>,
+}
+
+/// ONNX Runtime threads as resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct OrtThreadSettings {
+    /// Threads inside one operator.
+    pub intra: usize,
+    /// Operators run concurrently.
+    pub inter: usize,
 }
 
 /// `budget_usd` with the hourly rate it is charged at.
@@ -485,6 +509,19 @@ fn merge_chain(files: &[SourceFile]) -> Merged {
             take!(power.mock_watts, p.mock_watts, "power.mock_watts");
         }
         take!(raw.budget_usd, r.budget_usd, "budget_usd");
+        if let Some(o) = &r.onnxruntime {
+            let ort = raw.onnxruntime.get_or_insert_with(RawOrt::default);
+            take!(
+                ort.intra_threads,
+                o.intra_threads,
+                "onnxruntime.intra_threads"
+            );
+            take!(
+                ort.inter_threads,
+                o.inter_threads,
+                "onnxruntime.inter_threads"
+            );
+        }
         // Costing sections merge key by key; the origin of each key is kept for errors.
         let mut layer = CostingSpec {
             pricing: r.pricing.clone(),
@@ -954,10 +991,40 @@ fn validate(
     }
 
     let (costing, budget) = validate_costing(&raw, &at, &device)?;
+    let ort = raw.onnxruntime.clone().unwrap_or_default();
+    let default_threads = tcobench_backends::OrtThreads::default();
+    let mut ort_threads = OrtThreadSettings {
+        intra: default_threads.intra,
+        inter: default_threads.inter,
+    };
+    for (key, value, slot) in [
+        (
+            "onnxruntime.intra_threads",
+            ort.intra_threads,
+            &mut ort_threads.intra,
+        ),
+        (
+            "onnxruntime.inter_threads",
+            ort.inter_threads,
+            &mut ort_threads.inter,
+        ),
+    ] {
+        match value {
+            Some(0) => return Err(at(key).error(key, "must be at least 1")),
+            Some(n) if n > 1024 => {
+                return Err(
+                    at(key).error(key, format!("{n} threads is not plausible (at most 1024)"))
+                )
+            }
+            Some(n) => *slot = n as usize,
+            None => {}
+        }
+    }
 
     Ok(Scenario {
         costing,
         budget,
+        ort_threads,
         name,
         description: raw.description.clone().unwrap_or_default(),
         seed,

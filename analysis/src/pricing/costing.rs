@@ -1076,9 +1076,13 @@ fn recommendations(
         let Some(&(cs, c, p)) = candidates.first() else {
             continue;
         };
-        let runner = candidates.get(1);
+        // The runner-up is the best *other configuration*: the same cell on a dearer instance
+        // differs only by a known price ratio, not by anything measured.
+        let runner = candidates
+            .iter()
+            .find(|(c2, _, _)| c2.cell_id != cs.cell_id);
         let confidence = match runner {
-            None => "the only priced configuration meeting the SLO in this tier".to_string(),
+            None => "the only configuration priced (and meeting the SLO) in this tier".to_string(),
             Some((rc, _, rp)) if !overlaps(p.usd_per_1m_tokens, rp.usd_per_1m_tokens) => format!(
                 "clearly cheaper than the runner-up ({} on {}): the 95 % intervals of $/1M tokens do not overlap",
                 rc.label(),
@@ -1371,6 +1375,8 @@ mod tests {
             robust: BTreeMap::new(),
             unavailable: vec![],
             warnings: vec![],
+            agreement: None,
+            backend_info: BTreeMap::new(),
         }
     }
 

@@ -68,6 +68,8 @@ fn write_run(dir: &Path, run_id: &str, cells: &[Synth], energy: bool) -> PathBuf
             ended_at: None,
             window_start_ms: None,
             window_end_ms: None,
+            agreement: None,
+            backend_info: Default::default(),
         })
         .collect();
     let request = |c: &CellRecord, rep: u32, warmup: bool, tps: Option<f64>| {
@@ -136,6 +138,7 @@ fn write_run(dir: &Path, run_id: &str, cells: &[Synth], energy: bool) -> PathBuf
         cells: records,
         costing: None,
         budget: None,
+        allow_disagreement: false,
     };
     std::fs::write(
         run_dir.join(files::MANIFEST),

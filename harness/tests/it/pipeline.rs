@@ -19,6 +19,7 @@ fn run(dir: &Path, text: &str, seed: Option<u64>) -> runner::RunOutcome {
         progress: false,
         experiment_log: Some(dir.join("EXPERIMENT_LOG.md")),
         command: vec!["tcobench".into(), "run".into()],
+        allow_disagreement: false,
     };
     runner::run(&s, &path, &opts).unwrap()
 }
