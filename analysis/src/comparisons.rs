@@ -104,8 +104,19 @@ pub fn comparison_sets(
                     let ok = cells[i].status == CellOutcome::Ok;
                     if !ok {
                         set.excluded.push(format!(
-                            "{}: cell did not complete",
-                            set.group_names[&cells[i].cell_id]
+                            "{}: {}",
+                            set.group_names[&cells[i].cell_id],
+                            match cells[i].status {
+                                CellOutcome::Ok => "excluded",
+                                _ if cells[i]
+                                    .agreement
+                                    .as_ref()
+                                    .is_some_and(|a| !a.comparable()) =>
+                                {
+                                    "its logits disagree with the reference (agreement gate)"
+                                }
+                                _ => "cell did not complete",
+                            }
                         ));
                     }
                     ok

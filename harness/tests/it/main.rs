@@ -3,6 +3,7 @@
 mod common;
 mod compare_cli;
 mod estimate_cli;
+mod onnx_pipeline;
 mod pipeline;
 mod pricing_cli;
 mod scenarios;
