@@ -217,7 +217,7 @@ fn markdown(sweep: &Sweep, stats: &RunStats) -> String {
         sweep.variants.len()
     );
     s.push_str("## Recommendation per variant and tier\n\n");
-    s.push_str("| Variant | Tier | Cheapest configuration | Instance | $/1M tokens | J/token | gCO2e per 1M tokens | How sure |\n|---|---|---|---|---:|---:|---:|---|\n");
+    s.push_str("| Variant | Tier | Model | Cheapest configuration | Instance | $/1M tokens | J/token | gCO2e per 1M tokens | How sure |\n|---|---|---|---|---|---:|---:|---:|---|\n");
     for v in &sweep.variants {
         if v.costing.recommendations.is_empty() {
             s.push_str(&format!(
@@ -232,9 +232,10 @@ fn markdown(sweep: &Sweep, stats: &RunStats) -> String {
         }
         for r in &v.costing.recommendations {
             s.push_str(&format!(
-                "| {} | {} | {} | `{}` | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | `{}` | {} | {} | {} | {} |\n",
                 md_escape(&v.name),
                 r.tier,
+                md_escape(&r.model),
                 md_escape(&r.cell_label),
                 r.instance,
                 fig(Some(r.usd_per_1m_tokens)),

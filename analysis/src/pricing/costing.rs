@@ -761,6 +761,8 @@ pub struct CellCost {
 pub struct Recommendation {
     /// Tier.
     pub tier: Tier,
+    /// The model served: configurations are only ranked against others serving the same model.
+    pub model: String,
     /// Winning cell.
     pub cell_id: String,
     /// Its readable label.
@@ -1053,35 +1055,44 @@ fn recommendations(
     sel: &CostSelection,
 ) -> Vec<Recommendation> {
     let mut out = Vec::new();
+    // A cheaper way to serve a *different* model is no recommendation: rank within each model.
+    let mut models: Vec<&str> = Vec::new();
+    for c in &stats.cells {
+        if !models.contains(&c.model.as_str()) {
+            models.push(&c.model);
+        }
+    }
     for &tier in &sel.tiers {
-        // (cell, price) pairs of this tier whose cell meets the SLO (or no SLO is set).
-        let mut candidates: Vec<(&CellStats, &CellCost, &PriceFigures)> = stats
-            .cells
-            .iter()
-            .zip(costs)
-            .filter(|(_, c)| sel.slo.is_none() || c.slo.is_some_and(|s| s.met))
-            .flat_map(|(cs, c)| {
-                c.prices
-                    .iter()
-                    .filter(move |p| p.tier == tier)
-                    .map(move |p| (cs, c, p))
-            })
-            .filter(|(_, _, p)| p.usd_per_1m_tokens.value.is_finite())
-            .collect();
-        candidates.sort_by(|a, b| {
-            a.2.usd_per_1m_tokens
-                .value
-                .total_cmp(&b.2.usd_per_1m_tokens.value)
-        });
-        let Some(&(cs, c, p)) = candidates.first() else {
-            continue;
-        };
-        // The runner-up is the best *other configuration*: the same cell on a dearer instance
-        // differs only by a known price ratio, not by anything measured.
-        let runner = candidates
-            .iter()
-            .find(|(c2, _, _)| c2.cell_id != cs.cell_id);
-        let confidence = match runner {
+        for &model in &models {
+            // (cell, price) pairs of this tier whose cell meets the SLO (or no SLO is set).
+            let mut candidates: Vec<(&CellStats, &CellCost, &PriceFigures)> = stats
+                .cells
+                .iter()
+                .zip(costs)
+                .filter(|(cs, _)| cs.model == model)
+                .filter(|(_, c)| sel.slo.is_none() || c.slo.is_some_and(|s| s.met))
+                .flat_map(|(cs, c)| {
+                    c.prices
+                        .iter()
+                        .filter(move |p| p.tier == tier)
+                        .map(move |p| (cs, c, p))
+                })
+                .filter(|(_, _, p)| p.usd_per_1m_tokens.value.is_finite())
+                .collect();
+            candidates.sort_by(|a, b| {
+                a.2.usd_per_1m_tokens
+                    .value
+                    .total_cmp(&b.2.usd_per_1m_tokens.value)
+            });
+            let Some(&(cs, c, p)) = candidates.first() else {
+                continue;
+            };
+            // The runner-up is the best *other configuration*: the same cell on a dearer instance
+            // differs only by a known price ratio, not by anything measured.
+            let runner = candidates
+                .iter()
+                .find(|(c2, _, _)| c2.cell_id != cs.cell_id);
+            let confidence = match runner {
             None => "the only configuration priced (and meeting the SLO) in this tier".to_string(),
             Some((rc, _, rp)) if !overlaps(p.usd_per_1m_tokens, rp.usd_per_1m_tokens) => format!(
                 "clearly cheaper than the runner-up ({} on {}): the 95 % intervals of $/1M tokens do not overlap",
@@ -1095,19 +1106,21 @@ fn recommendations(
                 rp.usd_per_1m_tokens.value
             ),
         };
-        out.push(Recommendation {
-            tier,
-            cell_id: cs.cell_id.clone(),
-            cell_label: cs.label(),
-            instance: p.instance.clone(),
-            usd_per_1m_tokens: p.usd_per_1m_tokens,
-            j_per_token: c.energy.as_ref().map(|e| e.j_per_token),
-            gco2e_per_1m_tokens: c.energy.as_ref().and_then(|e| e.gco2e_per_1m_tokens),
-            runner_up: runner
-                .map(|(rc, _, rp)| (rc.label(), rp.instance.clone(), rp.usd_per_1m_tokens)),
-            confidence,
-            candidates: candidates.len(),
-        });
+            out.push(Recommendation {
+                tier,
+                model: model.to_string(),
+                cell_id: cs.cell_id.clone(),
+                cell_label: cs.label(),
+                instance: p.instance.clone(),
+                usd_per_1m_tokens: p.usd_per_1m_tokens,
+                j_per_token: c.energy.as_ref().map(|e| e.j_per_token),
+                gco2e_per_1m_tokens: c.energy.as_ref().and_then(|e| e.gco2e_per_1m_tokens),
+                runner_up: runner
+                    .map(|(rc, _, rp)| (rc.label(), rp.instance.clone(), rp.usd_per_1m_tokens)),
+                confidence,
+                candidates: candidates.len(),
+            });
+        }
     }
     out
 }
@@ -1584,6 +1597,7 @@ mod tests {
             .find(|r| r.tier == Tier::OnDemand)
             .unwrap();
         assert_eq!(od.cell_id, "mid");
+        assert_eq!(od.model, "tiny");
         assert_eq!(od.candidates, 2);
         assert!(
             od.confidence.contains("clearly cheaper"),

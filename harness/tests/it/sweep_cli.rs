@@ -96,11 +96,12 @@ fn runs_price_every_cell_and_report_it() {
     let pue_ref = &costing["selection"]["pue"]["reference"];
     assert_eq!(pue_ref["file"], "pue.csv");
     assert_eq!(pue_ref["key"], "uptime_2023_average");
-    assert_eq!(costing["recommendations"].as_array().unwrap().len(), 2);
+    // Two tiers × two models: configurations are ranked only against the same model.
+    assert_eq!(costing["recommendations"].as_array().unwrap().len(), 4);
 
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(md.contains("## Cost, energy and carbon"), "{md}");
-    assert!(md.contains("**Recommendation per pricing tier**"));
+    assert!(md.contains("**Recommendation per pricing tier and model**"));
     assert!(md.contains("`gcp/t2d-standard-8/us-central1/on_demand`"));
     let html = std::fs::read_to_string(run.join("report.html")).unwrap();
     assert!(html.contains("id=\"costing\""));
