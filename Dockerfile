@@ -12,10 +12,14 @@ WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p tcobench --features cuda
 
-FROM nvidia/cuda:12.6.3-runtime-ubuntu24.04
+# ONNX Runtime's CUDA execution provider (the onnxruntime-gpu wheel) needs cuDNN 9 at run time.
+FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu24.04
 RUN apt-get update && apt-get install -y --no-install-recommends git python3 python3-pip \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /src/target/release/tcobench /usr/local/bin/tcobench
 COPY scenarios ./scenarios
+# Models and the ONNX Runtime library are cached here; the pinned onnxruntime-gpu wheel is fetched
+# from PyPI on first use (mount a volume on /app/cache to keep it, or set ORT_DYLIB_PATH).
+ENV TCOBENCH_CACHE=/app/cache
 ENTRYPOINT ["tcobench"]
