@@ -7,6 +7,14 @@
 //! text plotters has already XML-escaped (see [`crate::plots`]). The Markdown template escapes
 //! table-breaking characters with the `md` filter.
 //!
+//! The HTML report carries an interactive TCO calculator: the script
+//! `report-templates/tco-calculator.js` ([`TCO_CALCULATOR_JS`], whose formulas mirror
+//! [`crate::pricing::formulas`] one for one) and its data, the measured means and catalog offers
+//! of each cell as JSON in `<script type="application/json" id="tco-data">`, written by
+//! [`script_safe_json`] so no `</script>` or `<!--` can occur in it. The page's
+//! Content-Security-Policy ([`content_security_policy`]) lets nothing load and only that script,
+//! by its hash, run.
+//!
 //! Filters available to templates:
 //!
 //! | filter | input | output |
@@ -589,6 +597,241 @@ fn comparison_views(stats: &RunStats) -> Vec<ComparisonView> {
     out
 }
 
+/// One offer of the calculator: a priced (instance, tier) of a cell, from `stats.json` costing.
+#[derive(Serialize)]
+struct TcoOffer<'a> {
+    instance: &'a str,
+    tier: &'static str,
+    usd_per_hour: f64,
+    replicas: u32,
+}
+
+/// One cell of the calculator: its measured means (one replica) and its catalog offers.
+#[derive(Serialize)]
+struct TcoCell<'a> {
+    cell_id: &'a str,
+    label: String,
+    tokens_per_s: f64,
+    j_per_token: Option<f64>,
+    new_tokens: u32,
+    slo_met: Option<bool>,
+    offers: Vec<TcoOffer<'a>>,
+}
+
+/// The calculator's starting inputs: the scenario's costing selection and its first
+/// recommendation, or neutral values when the run was not priced.
+#[derive(Serialize)]
+struct TcoDefaults<'a> {
+    cell_id: Option<&'a str>,
+    instance: Option<&'a str>,
+    tier: Option<&'static str>,
+    utilization: f64,
+    pue: f64,
+    idle_watts: Option<f64>,
+    usd_per_kwh: Option<f64>,
+    grid_g_per_kwh: Option<f64>,
+    embodied_kg: Option<f64>,
+    lifetime_years: Option<f64>,
+    requests_per_day: Option<f64>,
+    tokens_per_request: Option<f64>,
+    peak_factor: f64,
+}
+
+/// Everything the calculator reads (`<script type="application/json" id="tco-data">`).
+#[derive(Serialize)]
+struct TcoData<'a> {
+    cells: Vec<TcoCell<'a>>,
+    defaults: TcoDefaults<'a>,
+}
+
+/// The calculator's data: every completed cell with a positive mean throughput (the cells
+/// `tcobench tco --run` accepts), the same means it reads, and the run's catalog offers.
+fn tco_data(stats: &RunStats) -> TcoData<'_> {
+    let positive_mean = |d: Option<&crate::stats::Descriptives>| {
+        d.map(|d| d.mean).filter(|m| m.is_finite() && *m > 0.0)
+    };
+    let costs = stats.costing.as_ref();
+    let cells = stats
+        .cells
+        .iter()
+        .filter(|c| c.status == CellOutcome::Ok)
+        .filter_map(|c| {
+            let tokens_per_s = positive_mean(c.metric(Metric::TokensPerS))?;
+            let cost = costs.and_then(|k| k.cells.iter().find(|k| k.cell_id == c.cell_id));
+            Some(TcoCell {
+                cell_id: &c.cell_id,
+                label: c.label(),
+                tokens_per_s,
+                j_per_token: c
+                    .metric(Metric::EnergyJPerToken)
+                    .map(|d| d.mean)
+                    .filter(|m| m.is_finite()),
+                new_tokens: c.new_tokens,
+                slo_met: cost.and_then(|k| k.slo).map(|s| s.met),
+                offers: cost
+                    .map(|k| {
+                        k.prices
+                            .iter()
+                            .map(|p| TcoOffer {
+                                instance: &p.instance,
+                                tier: p.tier.name(),
+                                usd_per_hour: p.usd_per_hour,
+                                replicas: p.replicas,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+        })
+        .collect::<Vec<_>>();
+    let first = costs.and_then(|k| {
+        k.recommendations
+            .iter()
+            .find(|r| cells.iter().any(|c| c.cell_id == r.cell_id))
+    });
+    let sel = costs.map(|k| &k.selection);
+    let workload = sel.and_then(|s| s.workload);
+    TcoData {
+        defaults: TcoDefaults {
+            cell_id: first.map(|r| r.cell_id.as_str()),
+            instance: first.map(|r| r.instance.as_str()),
+            tier: first.map(|r| r.tier.name()),
+            utilization: sel.map_or(1.0, |s| s.utilization),
+            pue: sel.map_or(1.0, |s| s.pue.value),
+            idle_watts: sel.and_then(|s| s.idle_watts),
+            usd_per_kwh: None,
+            grid_g_per_kwh: sel.and_then(|s| s.grid.as_ref().map(|g| g.value)),
+            embodied_kg: sel.and_then(|s| s.embodied.map(|e| e.0)),
+            lifetime_years: sel.and_then(|s| s.embodied.map(|e| e.1)),
+            requests_per_day: workload.map(|w| w.requests_per_day),
+            tokens_per_request: workload.and_then(|w| w.tokens_per_request),
+            peak_factor: workload.map_or(1.0, |w| w.peak_factor),
+        },
+        cells,
+    }
+}
+
+/// The calculator's script (`report-templates/tco-calculator.js`), inlined in `report.html`.
+pub const TCO_CALCULATOR_JS: &str = include_str!("../../report-templates/tco-calculator.js");
+
+/// Serialises `value` as JSON that is safe inside an HTML `<script>` element: `<`, `>` and `&`
+/// become `\u003c`, `\u003e`, `\u0026` (so neither `</script>` nor `<!--` can occur) and
+/// U+2028/U+2029 are escaped too. These characters only ever occur inside JSON strings, where a
+/// `\uXXXX` escape means the same character, so `JSON.parse` returns the original value.
+pub fn script_safe_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+    let json = serde_json::to_string(value)?;
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+/// Standard base64 (with padding), for the CSP hash of the inline script.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The report's Content-Security-Policy: nothing may load (no network, no file besides the
+/// report), styles are inline, and the only script allowed to run is the calculator, by hash —
+/// markup smuggled in through data could not run even if it escaped the template's escaping.
+pub fn content_security_policy() -> String {
+    use sha2::{Digest, Sha256};
+    let hash = base64(&Sha256::digest(TCO_CALCULATOR_JS.as_bytes()));
+    format!(
+        "default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{hash}'; base-uri 'none'; form-action 'none'"
+    )
+}
+
+/// The calculator's context: `data` (script-safe JSON), `script`, `csp`, `cells` (how many
+/// cells it offers).
+fn tco_context(stats: &RunStats) -> Result<Value, AnalysisError> {
+    let data = tco_data(stats);
+    let json = script_safe_json(&data).map_err(|source| AnalysisError::Json {
+        path: crate::schema::files::REPORT_HTML.into(),
+        source,
+    })?;
+    Ok(context! {
+        cells => data.cells.len(),
+        // Safe: `script_safe_json` leaves no `<`, `>` or `&` (tested).
+        data => Value::from_safe_string(json),
+        // Safe: a constant of this crate, checked to hold no `</script` or `<!--` (tested).
+        script => Value::from_safe_string(TCO_CALCULATOR_JS.to_string()),
+        csp => content_security_policy(),
+    })
+}
+
+/// A report format `tcobench report --format` can select.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReportFormat {
+    /// `report.md` (and the plots it links, `plots/*.svg`).
+    Markdown,
+    /// `report.html`, self-contained.
+    Html,
+}
+
+impl ReportFormat {
+    /// Both formats.
+    pub const ALL: [ReportFormat; 2] = [ReportFormat::Markdown, ReportFormat::Html];
+
+    /// The name on the command line: `md` or `html`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReportFormat::Markdown => "md",
+            ReportFormat::Html => "html",
+        }
+    }
+
+    /// Parses `md` / `markdown` or `html`.
+    pub fn parse(s: &str) -> Option<ReportFormat> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "md" | "markdown" => Some(ReportFormat::Markdown),
+            "html" => Some(ReportFormat::Html),
+            _ => None,
+        }
+    }
+
+    /// The template that renders it.
+    pub fn template(self) -> &'static str {
+        match self {
+            ReportFormat::Markdown => MD_TEMPLATE,
+            ReportFormat::Html => HTML_TEMPLATE,
+        }
+    }
+
+    /// The file it is written to, inside the run folder.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            ReportFormat::Markdown => crate::schema::files::REPORT_MD,
+            ReportFormat::Html => crate::schema::files::REPORT_HTML,
+        }
+    }
+}
+
 /// Renders both reports. `plots` are inlined in the HTML and linked (`plots/<name>.svg`) from the
 /// Markdown.
 pub fn render(
@@ -597,6 +840,20 @@ pub fn render(
     plots: &[Plot],
     templates: Option<&Path>,
 ) -> Result<Rendered, AnalysisError> {
+    let mut out = render_formats(stats, manifest, plots, templates, &ReportFormat::ALL)?;
+    let html = out.pop().map(|(_, s)| s).unwrap_or_default();
+    let markdown = out.pop().map(|(_, s)| s).unwrap_or_default();
+    Ok(Rendered { markdown, html })
+}
+
+/// Renders the reports in `formats` (in that order), each with its template.
+pub fn render_formats(
+    stats: &RunStats,
+    manifest: &Manifest,
+    plots: &[Plot],
+    templates: Option<&Path>,
+    formats: &[ReportFormat],
+) -> Result<Vec<(ReportFormat, String)>, AnalysisError> {
     let env = environment(templates)?;
     let cells: Vec<CellView<'_>> = stats
         .cells
@@ -639,16 +896,62 @@ pub fn render(
         plots => plot_values,
         comparisons => Value::from(Serde(&comparison_views(stats))),
         costing => Value::from(Serde(&costing_view(stats))),
+        tco => tco_context(stats)?,
     };
     let render_one = |name: &str| -> Result<String, AnalysisError> {
         env.get_template(name)
             .and_then(|t| t.render(&ctx))
             .map_err(template_err(name))
     };
-    Ok(Rendered {
-        markdown: render_one(MD_TEMPLATE)?,
-        html: render_one(HTML_TEMPLATE)?,
-    })
+    formats
+        .iter()
+        .map(|&f| Ok((f, render_one(f.template())?)))
+        .collect()
+}
+
+/// Writes the reports in `formats` into `run_dir`, each atomically; with Markdown, also the
+/// plots it links (`plots/<name>.svg`, a stale plot from an earlier render removed). Returns the
+/// paths written, reports first. Raw requests and power samples are re-read from `run_dir`.
+pub fn write_formats(
+    run_dir: &Path,
+    stats: &RunStats,
+    templates: Option<&Path>,
+    formats: &[ReportFormat],
+) -> Result<Vec<std::path::PathBuf>, AnalysisError> {
+    use crate::schema::files;
+    let manifest = crate::read_run_manifest(run_dir)?;
+    let requests = crate::load::load_requests(&run_dir.join(files::REQUESTS), &manifest)?;
+    let power = crate::load::load_power(&run_dir.join(files::POWER))?;
+    let plots = crate::plots::render_all(stats, &manifest, &requests, &power)?;
+    let rendered = render_formats(stats, &manifest, &plots, templates, formats)?;
+    let mut written = Vec::new();
+    for (format, text) in &rendered {
+        let path = run_dir.join(format.file_name());
+        crate::write_atomic(&path, text.as_bytes())?;
+        written.push(path);
+    }
+    if formats.contains(&ReportFormat::Markdown) {
+        let plot_dir = run_dir.join(files::PLOTS);
+        std::fs::create_dir_all(&plot_dir).map_err(|source| AnalysisError::Io {
+            path: plot_dir.clone(),
+            source,
+        })?;
+        for name in crate::plots::PLOT_NAMES {
+            let path = plot_dir.join(format!("{name}.svg"));
+            match plots.iter().find(|p| p.name == name) {
+                Some(p) => {
+                    crate::write_atomic(&path, p.svg.as_bytes())?;
+                    written.push(path);
+                }
+                None => match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(source) => return Err(AnalysisError::Io { path, source }),
+                },
+            }
+        }
+    }
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -693,9 +996,10 @@ mod tests {
             assert!(md.contains(id), "md lacks {id}");
             assert!(html.contains(id), "html lacks {id}");
         }
-        for bad in ["http://", "https://", "<script", "<link", "@import", "src="] {
+        for bad in ["http://", "https://", "<link", "@import", "src="] {
             assert!(!html.contains(bad), "html contains {bad}");
         }
+        assert_only_calculator_scripts(&html);
         assert!(html.contains("<svg"), "plots are inlined");
         assert!(html.contains("<style>"));
         assert!(html.contains("estimated"));
@@ -717,7 +1021,15 @@ mod tests {
     #[test]
     fn user_strings_are_escaped_everywhere_in_html() {
         let (dir, md, html) = render_run(NASTY, &format!("org/{NASTY}"));
-        assert!(!html.contains("<script"), "raw script tag in HTML");
+        assert_only_calculator_scripts(&html);
+        // The calculator's data carries the strings, escaped for a script element.
+        let data = tco_blob(&html);
+        assert!(!data.contains('<') && !data.contains('>') && !data.contains('&'));
+        let parsed: serde_json::Value = serde_json::from_str(data).unwrap();
+        assert!(parsed["cells"][0]["label"]
+            .as_str()
+            .unwrap()
+            .contains("<script>alert(1)</script> \"q\" 'a' & co"));
         assert!(!html.contains("alert(1)</"), "unescaped closing tag");
         assert!(
             !html.contains("\"q\""),
@@ -738,6 +1050,140 @@ mod tests {
                 "{p}.svg keeps the text, escaped"
             );
         }
+    }
+
+    /// The only `<script` elements are the calculator's data block and its code, verbatim.
+    fn assert_only_calculator_scripts(html: &str) {
+        assert_eq!(html.matches("<script").count(), 2, "script elements");
+        assert_eq!(html.matches("</script").count(), 2, "script ends");
+        assert_eq!(
+            html.matches("<script type=\"application/json\" id=\"tco-data\">")
+                .count(),
+            1
+        );
+        assert!(html.contains(&format!("<script>{TCO_CALCULATOR_JS}</script>")));
+        // The policy as the template writes it: an attribute value, HTML-escaped.
+        let csp = environment(None)
+            .unwrap()
+            .render_named_str(
+                "x.html.j2",
+                "{{ v }}",
+                context! { v => content_security_policy() },
+            )
+            .unwrap();
+        assert!(html.contains(&format!(
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"{csp}\">"
+        )));
+    }
+
+    /// The text of the `tco-data` element.
+    fn tco_blob(html: &str) -> &str {
+        let open = "<script type=\"application/json\" id=\"tco-data\">";
+        let start = html.find(open).unwrap() + open.len();
+        let len = html[start..].find("</script>").unwrap();
+        &html[start..start + len]
+    }
+
+    #[test]
+    fn script_safe_json_cannot_close_the_element() {
+        let nasty = serde_json::json!({
+            "a": "</script><script>alert(1)</script>",
+            "b": "<!-- x --> & \u{2028}\u{2029} \"q\" \\<",
+        });
+        let out = script_safe_json(&nasty).unwrap();
+        for bad in ['<', '>', '&', '\u{2028}', '\u{2029}'] {
+            assert!(!out.contains(bad), "{out} contains {bad:?}");
+        }
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+            nasty
+        );
+        assert_eq!(script_safe_json("<").unwrap(), r#""\u003c""#);
+    }
+
+    #[test]
+    fn calculator_script_is_inert_text_and_hashed_in_the_policy() {
+        let js = TCO_CALCULATOR_JS.to_ascii_lowercase();
+        for bad in [
+            "</script",
+            "<!--",
+            "http:",
+            "https:",
+            "fetch(",
+            "xmlhttprequest",
+            "innerhtml",
+            "eval(",
+        ] {
+            assert!(!js.contains(bad), "calculator contains {bad}");
+        }
+        // RFC 4648 test vectors.
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        let csp = content_security_policy();
+        assert!(csp.starts_with("default-src 'none';"), "{csp}");
+        assert!(csp.contains("script-src 'sha256-"), "{csp}");
+    }
+
+    #[test]
+    fn calculator_data_holds_the_measured_means() {
+        let (dir, _, html) = render_run("smoke", "m");
+        let stats: RunStats =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(files::STATS)).unwrap())
+                .unwrap();
+        let data: serde_json::Value = serde_json::from_str(tco_blob(&html)).unwrap();
+        let cells = data["cells"].as_array().unwrap();
+        let ok: Vec<&CellStats> = stats
+            .cells
+            .iter()
+            .filter(|c| c.status == CellOutcome::Ok)
+            .collect();
+        assert_eq!(cells.len(), ok.len());
+        for (d, c) in cells.iter().zip(ok) {
+            assert_eq!(d["cell_id"], c.cell_id.as_str());
+            // Bit for bit: the page computes from the same numbers `tcobench tco --run` reads.
+            assert_eq!(
+                d["tokens_per_s"].as_f64().unwrap(),
+                c.metric(Metric::TokensPerS).unwrap().mean
+            );
+            match c.metric(Metric::EnergyJPerToken) {
+                Some(e) => assert_eq!(d["j_per_token"].as_f64().unwrap(), e.mean),
+                None => assert!(d["j_per_token"].is_null()),
+            }
+            assert_eq!(d["new_tokens"], c.new_tokens);
+        }
+        // Unpriced run: neutral defaults, no offers.
+        assert_eq!(data["defaults"]["pue"], 1.0);
+        assert_eq!(data["defaults"]["utilization"], 1.0);
+        assert!(cells
+            .iter()
+            .all(|c| c["offers"].as_array().unwrap().is_empty()));
+    }
+
+    #[test]
+    fn formats_render_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        write_run(dir.path(), "smoke", "m");
+        let stats = analyze(dir.path()).unwrap();
+        let written = write_formats(dir.path(), &stats, None, &[ReportFormat::Html]).unwrap();
+        assert_eq!(written, vec![dir.path().join(files::REPORT_HTML)]);
+        assert!(!dir.path().join(files::REPORT_MD).exists());
+        assert!(!dir.path().join(files::PLOTS).exists());
+        let written = write_formats(dir.path(), &stats, None, &[ReportFormat::Markdown]).unwrap();
+        assert_eq!(written[0], dir.path().join(files::REPORT_MD));
+        assert!(dir
+            .path()
+            .join(files::PLOTS)
+            .join("throughput.svg")
+            .is_file());
+        assert_eq!(ReportFormat::parse(" HTML "), Some(ReportFormat::Html));
+        assert_eq!(
+            ReportFormat::parse("markdown"),
+            Some(ReportFormat::Markdown)
+        );
+        assert_eq!(ReportFormat::parse("pdf"), None);
     }
 
     #[test]

@@ -56,7 +56,8 @@ pub struct RawEnergy {
     pub grid: Option<NumberOrName>,
     /// Power of one replica while idle, W (charged for the 1 − U share).
     pub idle_watts: Option<f64>,
-    /// Embodied emissions of one instance, kgCO2e (needs `lifetime_years`).
+    /// Embodied emissions of the hardware one replica runs on (one accelerator, or one
+    /// CPU-only instance), kgCO2e (needs `lifetime_years`).
     pub embodied_kg: Option<f64>,
     /// Hardware lifetime, years.
     pub lifetime_years: Option<f64>,
@@ -362,7 +363,7 @@ pub struct CostSelection {
     pub grid: Option<Sourced>,
     /// Idle power of one replica, W.
     pub idle_watts: Option<f64>,
-    /// Embodied emissions of one instance, kg, and lifetime, years.
+    /// Embodied emissions per replica, kg, and lifetime, years.
     pub embodied: Option<(f64, f64)>,
     /// Latency objective.
     pub slo: Option<Slo>,
@@ -991,7 +992,10 @@ pub fn cost_cell(cell: &CellStats, sel: &CostSelection, catalog: &Catalog) -> Ce
                             idle_watts: sel.idle_watts.map(|w| w * f64::from(n)),
                             pue: sel.pue.value,
                             grid_g_per_kwh: sel.grid.as_ref().map(|g| g.value),
-                            embodied_kg_and_lifetime_years: sel.embodied,
+                            // Embodied figures are per replica; an instance holds `n`.
+                            embodied_kg_and_lifetime_years: sel
+                                .embodied
+                                .map(|(kg, years)| (kg * f64::from(n), years)),
                         })
                         .ok(),
                         (None, _) => None,
