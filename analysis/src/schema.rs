@@ -446,10 +446,17 @@ pub fn read_manifest(path: &std::path::Path) -> Result<Manifest, SchemaError> {
         path: path.display().to_string(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|e| SchemaError::Json {
-        path: path.display().to_string(),
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string(),
+    serde_json::from_str(&text).map_err(|e| {
+        // The place is in `line`/`column`; serde_json's message repeats it at its end.
+        let mut message = e.to_string();
+        if let Some(i) = message.rfind(" at line ") {
+            message.truncate(i);
+        }
+        SchemaError::Json {
+            path: path.display().to_string(),
+            line: e.line(),
+            column: e.column(),
+            message,
+        }
     })
 }

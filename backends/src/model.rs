@@ -186,17 +186,28 @@ impl ModelConfig {
                 "architecture `{a}` is not supported (only `{LLAMA_ARCH}`)"
             ));
         }
-        for (name, value) in [
-            ("vocab_size", self.vocab_size),
-            ("hidden_size", self.hidden_size),
-            ("intermediate_size", self.intermediate_size),
-            ("num_hidden_layers", self.num_hidden_layers),
-            ("num_attention_heads", self.num_attention_heads),
-            ("num_key_value_heads", self.num_key_value_heads),
-            ("max_position_embeddings", self.max_position_embeddings),
+        // Upper bounds far above any published Llama (405B: hidden 16384, 126 layers): a config
+        // beyond them is corrupt, and its tensor shapes would overflow before any check.
+        for (name, value, max) in [
+            ("vocab_size", self.vocab_size, 1 << 22),
+            ("hidden_size", self.hidden_size, 1 << 17),
+            ("intermediate_size", self.intermediate_size, 1 << 19),
+            ("num_hidden_layers", self.num_hidden_layers, 1 << 12),
+            ("num_attention_heads", self.num_attention_heads, 1 << 12),
+            ("num_key_value_heads", self.num_key_value_heads, 1 << 12),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                1 << 24,
+            ),
         ] {
             if value == 0 {
                 return Err(format!("{name} must be positive"));
+            }
+            if value > max {
+                return Err(format!(
+                    "{name} {value} is implausibly large (at most {max})"
+                ));
             }
         }
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
@@ -205,7 +216,10 @@ impl ModelConfig {
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if !self.num_attention_heads.is_multiple_of(self.num_key_value_heads) {
+        if !self
+            .num_attention_heads
+            .is_multiple_of(self.num_key_value_heads)
+        {
             return Err(format!(
                 "num_attention_heads {} is not a multiple of num_key_value_heads {}",
                 self.num_attention_heads, self.num_key_value_heads
@@ -416,7 +430,7 @@ fn check_unsupported_fields(value: &serde_json::Value) -> Result<(), String> {
             .get("num_attention_heads")
             .and_then(serde_json::Value::as_u64);
         if let (Some(hidden), Some(heads)) = (hidden, heads) {
-            if heads == 0 || head_dim * heads != hidden {
+            if heads == 0 || head_dim.checked_mul(heads) != Some(hidden) {
                 return Err(format!(
                     "head_dim {head_dim} differs from hidden_size / num_attention_heads (not supported)"
                 ));
@@ -777,18 +791,20 @@ pub(crate) fn read_safetensors_header(path: &Path) -> Result<SafetensorsHeader, 
         let e: RawEntry =
             serde_json::from_value(value).map_err(|e| bad(format!("tensor `{name}`: {e}")))?;
         let (begin, end) = e.data_offsets;
-        if begin > end || data_start + end > file_len {
+        // Offsets come from the file: a header may claim anything, so no sum may wrap.
+        let end_in_file = data_start.checked_add(end).filter(|&e| e <= file_len);
+        let Some(end_in_file) = end_in_file.filter(|_| begin <= end) else {
             return Err(bad(format!(
                 "tensor `{name}` has data offsets [{begin}, {end}] outside the file"
             )));
-        }
+        };
         tensors.insert(
             name,
             TensorEntry {
                 dtype: e.dtype,
                 shape: e.shape,
                 start: data_start + begin,
-                end: data_start + end,
+                end: end_in_file,
             },
         );
     }
@@ -1021,6 +1037,32 @@ mod tests {
         value["attention_bias"] = serde_json::json!(true);
         fs::write(&path, value.to_string()).unwrap();
         assert!(load_config(tmp.path()).is_err());
+    }
+
+    #[test]
+    fn implausible_configs_and_headers_are_errors_not_overflows() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut value = serde_json::to_value(BuiltinModel::Tiny.config()).unwrap();
+        value["num_hidden_layers"] = serde_json::json!(1u64 << 40);
+        fs::write(tmp.path().join(CONFIG_FILE), value.to_string()).unwrap();
+        let err = load_config(tmp.path()).unwrap_err().to_string();
+        assert!(err.contains("implausibly large"), "{err}");
+
+        let mut value = serde_json::to_value(BuiltinModel::Tiny.config()).unwrap();
+        value["head_dim"] = serde_json::json!(u64::MAX);
+        fs::write(tmp.path().join(CONFIG_FILE), value.to_string()).unwrap();
+        let err = load_config(tmp.path()).unwrap_err().to_string();
+        assert!(err.contains("head_dim"), "{err}");
+
+        let header =
+            br#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,18446744073709551615]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(&[0; 4]);
+        let path = tmp.path().join(WEIGHTS_FILE);
+        fs::write(&path, bytes).unwrap();
+        let err = read_safetensors_header(&path).unwrap_err().to_string();
+        assert!(err.contains("outside the file"), "{err}");
     }
 
     #[test]

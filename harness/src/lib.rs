@@ -5,8 +5,11 @@
 //! safe results writer and the environment manifest. Inference lives in `tcobench-backends`;
 //! statistics and reports live in `tcobench-analysis`.
 
+pub mod cell_process;
 pub mod cmd_catalog;
+pub mod cmd_cell;
 pub mod cmd_compare;
+pub mod cmd_report;
 pub mod cmd_stats;
 pub mod cmd_sweep;
 pub mod cmd_tco;

@@ -41,10 +41,30 @@ struct ScenarioArgs {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run a scenario: measure every cell, analyse, write the report; prints the run folder last.
+    /// Run a scenario: measure every cell, each in a `run-cell` process of its own, analyse,
+    /// write the report; prints the run folder last.
     Run {
-        #[command(flatten)]
-        scenario: ScenarioArgs,
+        /// Scenario YAML file (with --resume: by default the one the run was started from).
+        #[arg(required_unless_present = "resume")]
+        scenario: Option<PathBuf>,
+        /// Override the scenario seed.
+        #[arg(long, conflicts_with = "resume")]
+        seed: Option<u64>,
+        /// Override the scenario's devices with one device (`cpu`, `cuda`, `cuda:N`).
+        #[arg(long, value_parser = parse_device, conflicts_with = "resume")]
+        device: Option<Device>,
+        /// Finish an interrupted run: run the cells not committed in RUN_DIR, with its plan and
+        /// seeds (refused when the scenario or tcobench changed in a way that matters).
+        #[arg(long, value_name = "RUN_DIR")]
+        resume: Option<PathBuf>,
+        /// Wall-clock limit of one cell, seconds: a cell still running is killed and recorded
+        /// failed.
+        #[arg(long, default_value_t = tcobench::cell_process::DEFAULT_CELL_TIMEOUT_S, value_parser = parse_timeout)]
+        cell_timeout_s: f64,
+        /// Run every cell inside this process instead of one process per cell (for measuring
+        /// the per-process overhead; a crash in a backend then ends the whole run).
+        #[arg(long, hide = true, conflicts_with = "resume")]
+        in_process: bool,
         /// Parent folder of the run folder.
         #[arg(long, default_value = "results")]
         out: PathBuf,
@@ -64,6 +84,9 @@ enum Command {
         #[arg(long)]
         allow_disagreement: bool,
     },
+    /// Run one cell of a plan in this process and commit it into the run folder (what `run`
+    /// starts once per cell; a scheduler's array job can do the same).
+    RunCell(tcobench::cmd_cell::RunCellArgs),
     /// Print the cells a scenario would run (`--json`: the plan file).
     Plan {
         #[command(flatten)]
@@ -100,6 +123,8 @@ enum Command {
     Model(ModelCommand),
     /// Re-cost a run's measurements under pricing/energy variants (no inference).
     Sweep(tcobench::cmd_sweep::SweepArgs),
+    /// Re-render a run's report (Markdown, HTML) from its stored results.
+    Report(tcobench::cmd_report::ReportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -121,6 +146,13 @@ enum ModelCommand {
 
 fn parse_device(s: &str) -> Result<Device, String> {
     s.parse()
+}
+
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(t) if t.is_finite() && t > 0.0 => Ok(t),
+        _ => Err(format!("`{s}` is not a positive number of seconds")),
+    }
 }
 
 fn load(args: &ScenarioArgs) -> Result<Scenario, ScenarioError> {
@@ -148,6 +180,15 @@ fn main() -> ExitCode {
             if let Some(se) = e.downcast_ref::<ScenarioError>() {
                 eprintln!("error: {se}");
                 return ExitCode::from(EXIT_BAD_INPUT);
+            }
+            if let Some(r) = e.downcast_ref::<runner::ResumeRefused>() {
+                eprintln!("error: {r}");
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+            if let Some(i) = e.downcast_ref::<runner::Interrupted>() {
+                eprintln!("{i}");
+                println!("{}", i.run_dir.display());
+                return ExitCode::from(tcobench::cell_process::EXIT_INTERRUPTED as u8);
             }
             // A closed pipe (`tcobench plan … | head`) is not an error.
             if e.chain().any(|c| {
@@ -200,6 +241,11 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         }
         Command::Run {
             scenario,
+            seed,
+            device,
+            resume,
+            cell_timeout_s,
+            in_process,
             out,
             models_dir,
             log,
@@ -207,7 +253,6 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             quiet,
             allow_disagreement,
         } => {
-            let s = load(&scenario)?;
             let experiment_log = if no_log {
                 None
             } else {
@@ -221,7 +266,27 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 command: command_line(),
                 allow_disagreement,
             };
-            let outcome = runner::run(&s, &scenario.scenario, &opts)?;
+            let execution = if in_process {
+                runner::Execution::InProcess
+            } else {
+                runner::Execution::Processes(tcobench::cell_process::ProcessOptions {
+                    exe: std::env::current_exe().context("locating the tcobench executable")?,
+                    cell_timeout: std::time::Duration::from_secs_f64(cell_timeout_s),
+                    handle_ctrl_c: true,
+                })
+            };
+            let outcome = match (&resume, &scenario) {
+                (Some(run_dir), scenario) => {
+                    runner::resume(run_dir, scenario.as_deref(), &opts, &execution)?
+                }
+                (None, Some(path)) => {
+                    let overrides = Overrides { seed, device };
+                    let s = Scenario::load(path, &overrides)?;
+                    let recorded = tcobench::plan::PlanOverrides { seed, device };
+                    runner::run_with(&s, path, &opts, &recorded, &execution)?
+                }
+                (None, None) => unreachable!("clap requires a scenario without --resume"),
+            };
             let failed: Vec<_> = outcome
                 .manifest
                 .cells
@@ -233,10 +298,12 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     tcobench_analysis::schema::CellOutcome::Skipped => "skipped",
                     _ => "failed",
                 };
+                // The first line says why; a crashed cell's standard error follows in the manifest.
+                let error = c.error.as_deref().unwrap_or("unknown");
                 eprintln!(
                     "{what} cell {}: {}",
                     c.cell_id,
-                    c.error.as_deref().unwrap_or("unknown")
+                    error.lines().next().unwrap_or(error)
                 );
             }
             eprintln!("{}", outcome.stats.headline());
@@ -247,6 +314,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 ExitCode::from(EXIT_INCOMPLETE)
             })
         }
+        Command::RunCell(args) => tcobench::cmd_cell::run(&args),
         Command::Stats(args) => tcobench::cmd_stats::run(&args, &mut stdout),
         Command::Compare(args) => tcobench::cmd_compare::compare(&args, &mut stdout),
         Command::Export(args) => tcobench::cmd_compare::export(&args, &mut stdout),
@@ -254,6 +322,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Tco(args) => tcobench::cmd_tco::run(&args, &mut stdout),
         Command::Validate(args) => tcobench::cmd_validate::run(&args, &mut stdout),
         Command::Sweep(args) => tcobench::cmd_sweep::run(&args, &mut stdout),
+        Command::Report(args) => tcobench::cmd_report::run(&args, &mut stdout),
         Command::Model(ModelCommand::Build { size, seed, out }) => {
             let model = match size.parse::<tcobench_backends::BuiltinModel>() {
                 Ok(m) => m,

@@ -1,16 +1,25 @@
 //! A scenario expanded into its matrix cells: stable ids, seeds, execution order.
 //!
-//! The plan is the unit of work every runner shares (`run` in one process today; `run-cell`
-//! children, Slurm arrays or Kubernetes indexed jobs later), so it is plain serialisable data.
+//! The plan is the unit of work every runner shares (`run` drives one `run-cell` child per
+//! cell; Slurm arrays or Kubernetes indexed jobs can do the same), so it is plain serialisable
+//! data, written as `plan.json` into the run folder. A child needs nothing but the plan and an
+//! index: the settings that shape a cell's numbers (power source, ONNX Runtime threads) are read
+//! back from the resolved scenario the plan carries.
 
+use std::path::Path;
+
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tcobench_backends::{DType, Device};
 
-use crate::scenario::{BackendKind, Scenario};
+use crate::scenario::{BackendKind, OrtThreadSettings, PowerSettings, PowerSource, Scenario};
 
 /// Plan file format version.
 pub const PLAN_VERSION: u32 = 1;
+
+/// The plan's file name inside a run folder.
+pub const PLAN_FILE: &str = "plan.json";
 
 /// One matrix cell: a complete, runnable configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +101,69 @@ pub struct Plan {
     pub seed: u64,
     /// Cells in execution order.
     pub cells: Vec<Cell>,
+    /// The scenario file's absolute path, when known (a run's plan), so `run --resume` finds it
+    /// from any folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario_file: Option<std::path::PathBuf>,
+    /// The command-line overrides the scenario was resolved with, so `run --resume` can resolve
+    /// it again the same way and check that it still yields these cells.
+    #[serde(default, skip_serializing_if = "PlanOverrides::is_empty")]
+    pub overrides: PlanOverrides,
+}
+
+/// Command-line overrides recorded in a plan (`--seed`, `--device`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanOverrides {
+    /// `--seed N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// `--device D`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<Device>,
+}
+
+impl PlanOverrides {
+    /// Whether no override was given.
+    pub fn is_empty(&self) -> bool {
+        self.seed.is_none() && self.device.is_none()
+    }
+}
+
+/// What a cell needs besides its own configuration, as resolved by the scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellSettings {
+    /// The power source and its settings.
+    pub power: PowerSettings,
+    /// The scenario's devices (the power source is chosen for them).
+    pub devices: Vec<Device>,
+    /// ONNX Runtime thread pools.
+    pub ort_threads: OrtThreadSettings,
+}
+
+/// The parts of the resolved scenario a `run-cell` child reads back (the validated scenario
+/// serialises into the plan; these mirror its field names).
+#[derive(Debug, Deserialize)]
+struct ResolvedParts {
+    device: Vec<Device>,
+    power: ResolvedPower,
+    ort_threads: ResolvedThreads,
+}
+
+#[derive(Debug, Deserialize)]
+struct ResolvedPower {
+    source: PowerSource,
+    sample_ms: u32,
+    idle_baseline_s: f64,
+    cpu_tdp_w: f64,
+    cpu_tdp_from_user: bool,
+    cpu_idle_fraction: f64,
+    mock_watts: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct ResolvedThreads {
+    intra: usize,
+    inter: usize,
 }
 
 /// Keeps only characters safe in file names; everything else becomes `-`.
@@ -112,6 +184,16 @@ pub fn sanitize(s: &str) -> String {
     } else {
         out.chars().take(48).collect()
     }
+}
+
+/// Whether `s` can be used as one folder name: ASCII letters, digits, `.`, `_` and `-` only,
+/// not starting with `.`, at most 128 characters (what [`sanitize`] and cell ids produce).
+pub fn is_safe_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && !s.starts_with('.')
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 /// Hex SHA-256 of `bytes`, first `n` characters.
@@ -166,7 +248,80 @@ impl Plan {
             scenario: serde_json::to_value(scenario).expect("scenario serialises"),
             seed: scenario.seed,
             cells,
+            scenario_file: None,
+            overrides: PlanOverrides::default(),
         }
+    }
+
+    /// Reads a plan file.
+    pub fn read(path: &Path) -> Result<Plan> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let plan: Plan = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a tcobench plan", path.display()))?;
+        if plan.plan_version != PLAN_VERSION {
+            anyhow::bail!(
+                "{}: plan version {} is not supported (this tcobench writes version {PLAN_VERSION})",
+                path.display(),
+                plan.plan_version
+            );
+        }
+        for (i, c) in plan.cells.iter().enumerate() {
+            if c.index != i {
+                anyhow::bail!(
+                    "{}: cell {} has index {}, expected {i}",
+                    path.display(),
+                    c.cell_id,
+                    c.index
+                );
+            }
+            if !is_safe_name(&c.cell_id) {
+                anyhow::bail!(
+                    "{}: cell id `{}` is not a safe folder name",
+                    path.display(),
+                    c.cell_id
+                );
+            }
+        }
+        Ok(plan)
+    }
+
+    /// The plan as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a plan serialises")
+    }
+
+    /// Whether every cell runs on the mock backend (the run then uses its virtual clock).
+    pub fn all_mock(&self) -> bool {
+        self.cells.iter().all(|c| c.backend == BackendKind::Mock)
+    }
+
+    /// The cell ids in execution order.
+    pub fn cell_ids(&self) -> Vec<&str> {
+        self.cells.iter().map(|c| c.cell_id.as_str()).collect()
+    }
+
+    /// The settings a cell needs, read back from the resolved scenario.
+    pub fn cell_settings(&self) -> Result<CellSettings> {
+        let parts: ResolvedParts = serde_json::from_value(self.scenario.clone())
+            .context("the plan's resolved scenario lacks its power or thread settings")?;
+        let p = parts.power;
+        Ok(CellSettings {
+            power: PowerSettings {
+                source: p.source,
+                sample_ms: p.sample_ms,
+                idle_baseline_s: p.idle_baseline_s,
+                cpu_tdp_w: p.cpu_tdp_w,
+                cpu_tdp_from_user: p.cpu_tdp_from_user,
+                cpu_idle_fraction: p.cpu_idle_fraction,
+                mock_watts: p.mock_watts,
+            },
+            devices: parts.device,
+            ort_threads: OrtThreadSettings {
+                intra: parts.ort_threads.intra,
+                inter: parts.ort_threads.inter,
+            },
+        })
     }
 }
 

@@ -50,6 +50,34 @@ fn sync_dir(dir: &Path) {
     }
 }
 
+/// The process id in the name of a temporary file or folder of ours: `.tmp-<cell>-<pid>` (a cell
+/// commit), `.<name>.tmp-<pid>-<n>` (an atomic write) or `.<name>.<pid>.tmp` (a merged frame).
+fn temp_writer_pid(name: &str) -> Option<u32> {
+    if !name.starts_with('.') {
+        return None;
+    }
+    if let Some(rest) = name.strip_prefix(".tmp-") {
+        return rest.rsplit_once('-')?.1.parse().ok();
+    }
+    if let Some((_, after)) = name.rsplit_once(".tmp-") {
+        return after.split('-').next()?.parse().ok();
+    }
+    name.strip_suffix(".tmp")?.rsplit_once('.')?.1.parse().ok()
+}
+
+/// Whether process `pid` is running (a zombie, killed but not yet reaped, is not). Where `/proc`
+/// does not exist every writer counts as gone.
+fn process_alive(pid: u32) -> bool {
+    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // `pid (comm) state …`: the state follows the last `)`, as comm may hold anything.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.trim_start().chars().next());
+    !matches!(state, Some('Z' | 'X' | 'x') | None)
+}
+
 impl RunDir {
     /// Creates `out/<run_id>/`; never reuses an existing folder (a suffix is added instead).
     pub fn create(out: &Path, run_id: &str) -> Result<RunDir> {
@@ -94,6 +122,90 @@ impl RunDir {
             path: path.to_path_buf(),
             run_id,
         })
+    }
+
+    /// A run folder that `run-cell` writes cells into: it must exist; `cells/` is created when
+    /// missing (a plan may have been copied to a fresh folder). No manifest is needed.
+    pub fn for_cells(path: &Path) -> Result<RunDir> {
+        if !path.is_dir() {
+            bail!("run folder {} does not exist", path.display());
+        }
+        let cells = path.join(files::CELLS);
+        if !cells.is_dir() {
+            fs::create_dir_all(&cells).with_context(|| format!("creating {}", cells.display()))?;
+        }
+        let run_id = path
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().and_then(|s| s.to_str()).map(str::to_string))
+            .unwrap_or_else(|| "run".to_string());
+        Ok(RunDir {
+            path: path.to_path_buf(),
+            run_id,
+        })
+    }
+
+    /// Writes `plan.json` atomically.
+    pub fn write_plan(&self, plan: &crate::plan::Plan) -> Result<()> {
+        write_atomic(
+            &self.path.join(crate::plan::PLAN_FILE),
+            plan.to_json().as_bytes(),
+        )
+    }
+
+    /// The ids of the committed cells (folders under `cells/` holding a status file).
+    pub fn committed_ids(&self) -> Result<std::collections::BTreeSet<String>> {
+        let cells = self.path.join(files::CELLS);
+        let mut ids = std::collections::BTreeSet::new();
+        let entries = match fs::read_dir(&cells) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+            Err(e) => return Err(e).with_context(|| format!("reading {}", cells.display())),
+        };
+        for entry in entries {
+            let name = entry?.file_name();
+            if let Some(name) = name.to_str() {
+                if !name.starts_with('.') && self.is_committed(name) {
+                    ids.insert(name.to_string());
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Removes what writers killed part-way left behind — unfinished cell commits and temporary
+    /// files of atomic writes, in the run folder, `cells/` and `plots/` — and returns how many.
+    /// Anything whose writer process is still alive is left alone.
+    pub fn remove_stale_temp(&self) -> Result<usize> {
+        let mut removed = 0;
+        for dir in [
+            self.path.clone(),
+            self.path.join(files::CELLS),
+            self.path.join(files::PLOTS),
+        ] {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries {
+                let entry = entry?;
+                let name = entry.file_name();
+                let Some(pid) = name.to_str().and_then(temp_writer_pid) else {
+                    continue;
+                };
+                if pid != std::process::id() && process_alive(pid) {
+                    continue;
+                }
+                let path = entry.path();
+                if entry.file_type()?.is_dir() {
+                    fs::remove_dir_all(&path)
+                } else {
+                    fs::remove_file(&path)
+                }
+                .with_context(|| format!("removing {}", path.display()))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// The folder of a committed cell.
@@ -219,5 +331,22 @@ impl RunDir {
         let text =
             fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporary_names_give_their_writer() {
+        assert_eq!(
+            temp_writer_pid(".tmp-mock-tiny-b1-0c391c29-4242"),
+            Some(4242)
+        );
+        assert_eq!(temp_writer_pid(".manifest.json.tmp-77-3"), Some(77));
+        assert_eq!(temp_writer_pid(".requests.parquet.99.tmp"), Some(99));
+        assert_eq!(temp_writer_pid("mock-tiny-b1-0c391c29"), None);
+        assert_eq!(temp_writer_pid(".hidden"), None);
     }
 }

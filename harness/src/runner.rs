@@ -12,23 +12,26 @@
 //! budget, that cell and every later one are recorded `skipped` with the numbers, and the run
 //! ends `incomplete`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tcobench_analysis::schema::{Agreement, AgreementStatus};
 use tcobench_analysis::schema::{
-    BudgetRecord, CellOutcome, CellRecord, Manifest, PowerSample, RequestRecord, SCHEMA_VERSION,
+    self, files, BudgetRecord, CellOutcome, CellRecord, Manifest, PowerSample, RequestRecord,
+    SCHEMA_VERSION,
 };
+use tcobench_analysis::schema::{Agreement, AgreementStatus};
 use tcobench_analysis::RunStats;
 use tcobench_backends::model::{self, BuiltinModel, ModelSource};
 use tcobench_backends::onnx::ensure_onnx;
@@ -37,12 +40,13 @@ use tcobench_backends::{
     MockCost, OrtBackend, OrtRuntime, OrtThreads, Request, VirtualClock, ORT_VERSION,
 };
 
+use crate::cell_process::{self, CellEvent, ChildEnd, CtrlC, ProcessOptions, Spawn};
 use crate::estimate::{self, fmt_usd, Calibration};
 use crate::host;
-use crate::plan::{sanitize, Cell, Plan};
+use crate::plan::{self, sanitize, Cell, Plan, PlanOverrides, PLAN_FILE};
 use crate::power::{self, PowerSampler};
-use crate::results::{CellResult, RunDir};
-use crate::scenario::{BackendKind, Budget, Scenario};
+use crate::results::{write_atomic, CellResult, RunDir};
+use crate::scenario::{BackendKind, Budget, Overrides, Scenario};
 
 /// How a run is carried out, beyond the scenario.
 #[derive(Debug, Clone)]
@@ -99,6 +103,14 @@ pub enum Clock {
     Wall(Instant),
     /// Virtual nanoseconds advanced by the mock backend.
     Virtual(VirtualClock),
+    /// Wall time of a run that started before this process (a `run-cell` child, a resumed
+    /// run): the nanoseconds the run had lasted at `origin`, plus the time since.
+    WallContinued {
+        /// When this process took over the clock.
+        origin: Instant,
+        /// The run's age at `origin`, ns.
+        offset_ns: u64,
+    },
 }
 
 impl Clock {
@@ -108,7 +120,21 @@ impl Clock {
         match self {
             Clock::Wall(origin) => u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX),
             Clock::Virtual(v) => v.now_ns(),
+            Clock::WallContinued { origin, offset_ns } => offset_ns
+                .saturating_add(u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX)),
         }
+    }
+
+    /// The wall clock of a run that started at `started` (RFC 3339), so that every process of
+    /// the run shares one timeline; a start in the future counts as now.
+    pub fn wall_since(started: &str) -> Result<Clock> {
+        let started = chrono::DateTime::parse_from_rfc3339(started)
+            .with_context(|| format!("run start `{started}` is not an RFC 3339 time"))?;
+        let age = chrono::Utc::now().signed_duration_since(started);
+        Ok(Clock::WallContinued {
+            origin: Instant::now(),
+            offset_ns: u64::try_from(age.num_nanoseconds().unwrap_or(i64::MAX)).unwrap_or(0),
+        })
     }
 
     /// Milliseconds since the clock's origin.
@@ -170,6 +196,23 @@ struct Backends {
     virtual_clock: VirtualClock,
     /// Reference logits of the agreement probe per (model, seed), computed once.
     reference: BTreeMap<String, std::result::Result<Vec<Vec<f32>>, String>>,
+    /// Where reference logits are kept for the other processes of the run (one process per
+    /// cell), if anywhere.
+    reference_dir: Option<PathBuf>,
+}
+
+/// The run folder's store of reference logits: each model's probe logits from the reference
+/// configuration, computed by the first cell that needs them and read by the others.
+pub const REFERENCE_LOGITS_DIR: &str = "reference_logits";
+
+/// One model's reference logits as stored, bit-exact (`f32::to_bits`).
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+struct StoredReference {
+    model: String,
+    configuration: String,
+    prompt: Vec<u32>,
+    continuation: Vec<u32>,
+    logits_bits: Vec<Vec<u32>>,
 }
 
 /// The configuration every cell's logits are checked against.
@@ -208,6 +251,40 @@ pub const MOCK_JITTER_PERMILLE: u64 = 200;
 pub const MODEL_SEED: u64 = 0;
 
 impl Backends {
+    fn new(models_dir: &Path, ort_threads: OrtThreads, virtual_clock: VirtualClock) -> Backends {
+        Backends {
+            key: None,
+            loaded: None,
+            info: BTreeMap::new(),
+            models_dir: models_dir.to_path_buf(),
+            cache_dir: models_dir
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| models_dir.to_path_buf()),
+            ort_threads,
+            virtual_clock,
+            reference: BTreeMap::new(),
+            reference_dir: None,
+        }
+    }
+
+    /// The stored reference logits for this probe, if an earlier cell of the run left them.
+    fn stored_reference(&self, path: &Path, want: &StoredReference) -> Option<Vec<Vec<f32>>> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let stored: StoredReference = serde_json::from_str(&text).ok()?;
+        let same = stored.model == want.model
+            && stored.configuration == want.configuration
+            && stored.prompt == want.prompt
+            && stored.continuation == want.continuation;
+        same.then(|| {
+            stored
+                .logits_bits
+                .iter()
+                .map(|row| row.iter().map(|&b| f32::from_bits(b)).collect())
+                .collect()
+        })
+    }
+
     fn get(&mut self, cell: &Cell) -> Result<&mut Box<dyn Backend>> {
         let key = (cell.backend, cell.model.clone(), cell.device, cell.dtype);
         if self.key.as_ref() != Some(&key) {
@@ -278,12 +355,50 @@ impl Backends {
         if let Some(r) = self.reference.get(&key) {
             return r.clone();
         }
+        let mut want = StoredReference {
+            model: model_name.to_string(),
+            configuration: REFERENCE_CONFIGURATION.to_string(),
+            prompt: prompt.to_vec(),
+            continuation: continuation.to_vec(),
+            logits_bits: Vec::new(),
+        };
+        let stored_at = self.reference_dir.as_ref().map(|d| {
+            let tag = format!("{model_name}#{prompt:?}#{continuation:?}");
+            d.join(format!(
+                "{}-{}.json",
+                sanitize(plan::model_label(model_name)),
+                plan::short_hash(tag.as_bytes(), 12)
+            ))
+        });
+        if let Some(found) = stored_at
+            .as_deref()
+            .and_then(|p| self.stored_reference(p, &want))
+        {
+            self.reference.insert(key, Ok(found.clone()));
+            return Ok(found);
+        }
         let computed = (|| -> Result<Vec<Vec<f32>>> {
             let dir = model::resolve(&model_source(model_name), &self.models_dir)?;
             let mut reference = CandleBackend::load(&dir, Device::Cpu, DType::F32)?;
             Ok(reference.logits_probe(prompt, continuation)?)
         })()
         .map_err(|e| format!("{e:#}"));
+        if let (Ok(logits), Some(path)) = (&computed, &stored_at) {
+            want.logits_bits = logits
+                .iter()
+                .map(|row| row.iter().map(|x| x.to_bits()).collect())
+                .collect();
+            let stored = (|| -> Result<()> {
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                write_atomic(path, serde_json::to_string(&want)?.as_bytes())
+            })();
+            // Only a shortcut for later cells: they recompute what could not be stored.
+            if let Err(e) = stored {
+                tracing::warn!("keeping the reference logits in {}: {e:#}", path.display());
+            }
+        }
         self.reference.insert(key, computed.clone());
         computed
     }
@@ -358,6 +473,50 @@ struct Timeline {
     stop: AtomicBool,
 }
 
+impl Timeline {
+    fn new(cell: Option<String>) -> Arc<Timeline> {
+        Arc::new(Timeline {
+            samples: Mutex::new(Vec::new()),
+            current_cell: Mutex::new(cell),
+            stop: AtomicBool::new(false),
+        })
+    }
+
+    /// Starts sampling every `period` on a background thread, each sample tagged with the cell
+    /// in `current_cell`.
+    fn start(
+        self: &Arc<Self>,
+        sampler: &Arc<Mutex<Box<dyn PowerSampler>>>,
+        clock: &Clock,
+        period: Duration,
+    ) -> JoinHandle<()> {
+        let (sampler, timeline, clock) = (sampler.clone(), self.clone(), clock.clone());
+        std::thread::spawn(move || {
+            while !timeline.stop.load(Ordering::Relaxed) {
+                let cell = timeline.current_cell.lock().expect("lock").clone();
+                let s = sample(&sampler, &clock, cell);
+                timeline.samples.lock().expect("lock").push(s);
+                // Parked rather than slept, so that stopping never waits a whole period.
+                std::thread::park_timeout(period);
+            }
+        })
+    }
+
+    /// Stops the sampling thread and returns every sample not taken yet.
+    fn stop(&self, thread: Option<JoinHandle<()>>) -> Vec<PowerSample> {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = thread {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+        std::mem::take(&mut *self.samples.lock().expect("lock"))
+    }
+
+    fn take(&self) -> Vec<PowerSample> {
+        std::mem::take(&mut *self.samples.lock().expect("lock"))
+    }
+}
+
 fn sample(
     sampler: &Mutex<Box<dyn PowerSampler>>,
     clock: &Clock,
@@ -378,24 +537,83 @@ fn sample(
     }
 }
 
-/// Runs a scenario end to end and returns where its results are.
+/// How a run carries out its cells.
+#[derive(Debug, Clone)]
+pub enum Execution {
+    /// Every cell inside this process, consecutive cells reusing a loaded model: for benchmarks
+    /// and tests (a crash inside a backend ends the whole run).
+    InProcess,
+    /// One `run-cell` child process per cell, as `tcobench run` does.
+    Processes(ProcessOptions),
+}
+
+/// Why `run --resume` refused to go on.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot resume {}: {reason}", run_dir.display())]
+pub struct ResumeRefused {
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// What is wrong, and what to do about it.
+    pub reason: String,
+}
+
+/// A run stopped by Ctrl-C: its manifest says `incomplete`, and `run --resume` finishes it.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "interrupted: {committed} of {total} cells committed in {}; `tcobench run --resume {}` runs the rest",
+    run_dir.display(),
+    run_dir.display()
+)]
+pub struct Interrupted {
+    /// The run folder.
+    pub run_dir: PathBuf,
+    /// Cells committed so far.
+    pub committed: usize,
+    /// Cells of the plan.
+    pub total: usize,
+}
+
+/// Runs a scenario end to end, every cell inside this process, and returns where its results
+/// are.
 pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
-    let plan = Plan::from_scenario(scenario, &scenario_path.display().to_string());
-    let all_mock = plan.cells.iter().all(|c| c.backend == BackendKind::Mock);
+    run_with(
+        scenario,
+        scenario_path,
+        opts,
+        &PlanOverrides::default(),
+        &Execution::InProcess,
+    )
+}
+
+/// Runs a scenario end to end, its cells carried out as `execution` says. `overrides` are the
+/// command-line overrides the scenario was loaded with; the plan records them for `--resume`.
+pub fn run_with(
+    scenario: &Scenario,
+    scenario_path: &Path,
+    opts: &RunOptions,
+    overrides: &PlanOverrides,
+    execution: &Execution,
+) -> Result<RunOutcome> {
+    let mut plan = Plan::from_scenario(scenario, &scenario_path.display().to_string());
+    plan.overrides = overrides.clone();
+    plan.scenario_file = scenario_path.canonicalize().ok();
+    let all_mock = plan.all_mock();
     let virtual_clock = VirtualClock::new();
+    let wall_origin = Instant::now();
+    let started = chrono::Utc::now();
     let clock = if all_mock {
         Clock::Virtual(virtual_clock.clone())
     } else {
-        Clock::Wall(Instant::now())
+        Clock::Wall(wall_origin)
     };
 
-    let started = chrono::Utc::now();
     let run_id = format!(
         "{}-{}",
         started.format("%Y%m%dT%H%M%SZ"),
         sanitize(&scenario.name)
     );
     let run_dir = RunDir::create(&opts.out, &run_id)?;
+    run_dir.write_plan(&plan)?;
 
     let (sampler, why) = power::open(
         &scenario.power,
@@ -403,7 +621,7 @@ pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Resu
         all_mock.then_some(&virtual_clock),
     )
     .map_err(|e| anyhow::anyhow!("power source: {e}"))?;
-    let mut manifest = Manifest {
+    let manifest = Manifest {
         schema_version: SCHEMA_VERSION,
         run_id: run_dir.run_id.clone(),
         scenario_name: scenario.name.clone(),
@@ -424,23 +642,322 @@ pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Resu
         budget: None,
         allow_disagreement: opts.allow_disagreement,
     };
-    let mut budget = scenario
-        .budget
-        .as_ref()
-        .map(|b| BudgetTracker::new(b, clock.now_ns()));
+    drive(
+        Session {
+            scenario,
+            plan,
+            run_dir,
+            manifest,
+            clock,
+            virtual_clock,
+            sampler,
+            committed: BTreeSet::new(),
+            spent_before_usd: 0.0,
+            resumed: false,
+        },
+        opts,
+        execution,
+    )
+}
+
+/// Finishes the run in `run_dir`: runs the cells of its `plan.json` that are not committed,
+/// with the plan's seeds, then merges, analyses and reports as a run does.
+///
+/// The scenario (`scenario_path`, by default the one the run was started from, resolved with the
+/// same command-line overrides) must still yield the same cells with the same power and thread
+/// settings, and this tcobench must carry the versions of itself and its backends that the run
+/// recorded; otherwise the numbers would not be comparable and the resume is refused
+/// ([`ResumeRefused`]).
+pub fn resume(
+    run_dir_path: &Path,
+    scenario_path: Option<&Path>,
+    opts: &RunOptions,
+    execution: &Execution,
+) -> Result<RunOutcome> {
+    let refuse = |reason: String| -> anyhow::Error {
+        ResumeRefused {
+            run_dir: run_dir_path.to_path_buf(),
+            reason,
+        }
+        .into()
+    };
+    if !run_dir_path.join(files::MANIFEST).is_file() {
+        return Err(refuse(format!(
+            "it has no {} (not a run folder, or the run was killed before it began)",
+            files::MANIFEST
+        )));
+    }
+    let plan_path = run_dir_path.join(PLAN_FILE);
+    if !plan_path.is_file() {
+        return Err(refuse(format!(
+            "it has no {PLAN_FILE} (written by runs of this version on; the run was killed \
+             before it began, or an older tcobench wrote it): start the scenario again"
+        )));
+    }
+    let plan = Plan::read(&plan_path).map_err(|e| refuse(format!("{e:#}")))?;
+    let run_dir = RunDir::open(run_dir_path).map_err(|e| refuse(format!("{e:#}")))?;
+    let mut manifest = schema::read_manifest(&run_dir.path.join(files::MANIFEST))
+        .map_err(|e| refuse(e.to_string()))?;
+
+    let scenario_path = scenario_path.map(Path::to_path_buf).unwrap_or_else(|| {
+        let as_given = PathBuf::from(&plan.scenario_path);
+        match &plan.scenario_file {
+            Some(abs) if !as_given.is_file() => abs.clone(),
+            _ => as_given,
+        }
+    });
+    if !scenario_path.is_file() {
+        return Err(refuse(format!(
+            "its scenario {} is not there any more; name it: \
+             `tcobench run SCENARIO --resume {}`",
+            scenario_path.display(),
+            run_dir_path.display()
+        )));
+    }
+    let scenario = Scenario::load(
+        &scenario_path,
+        &Overrides {
+            seed: plan.overrides.seed,
+            device: plan.overrides.device,
+        },
+    )?;
+    let now = Plan::from_scenario(&scenario, &plan.scenario_path);
+    same_plan(&plan, &now).map_err(|why| {
+        refuse(format!(
+            "{} now resolves to a different plan: {why}; numbers from both would not be \
+             comparable, so start a new run",
+            scenario_path.display()
+        ))
+    })?;
+
+    let committed = run_dir.committed_ids()?;
+    manifest.cells = plan
+        .cells
+        .iter()
+        .map(|c| {
+            if committed.contains(&c.cell_id) {
+                run_dir
+                    .read_cell_status(&c.cell_id)
+                    .map_err(|e| refuse(format!("committed cell {}: {e:#}", c.cell_id)))
+            } else {
+                Ok(pending_record(c))
+            }
+        })
+        .collect::<Result<_>>()?;
+    same_versions(&manifest, &plan, &committed, &opts.models_dir).map_err(|why| {
+        refuse(format!(
+            "{why}; numbers measured by different versions would not be comparable, so start \
+             a new run (or resume with the tcobench that started this one)"
+        ))
+    })?;
+    if let (Some(then), Some(now)) = (&manifest.git_revision, host::git_revision(&scenario_path)) {
+        if *then != now {
+            eprintln!(
+                "note: the git revision changed from {then} to {now}; tcobench and its backends \
+                 have the same versions, so the cells stay comparable"
+            );
+        }
+    }
+    let stale = run_dir.remove_stale_temp()?;
+    if stale > 0 {
+        tracing::info!("removed {stale} unfinished cell commit(s)");
+    }
+
+    let all_mock = plan.all_mock();
+    let virtual_clock = VirtualClock::new();
+    // Virtual time is replayed cell by cell (see `drive`); wall time goes on from the start.
+    let clock = if all_mock {
+        Clock::Virtual(virtual_clock.clone())
+    } else {
+        Clock::wall_since(&manifest.started_at)?
+    };
+    let (sampler, _) = power::open(
+        &scenario.power,
+        &scenario.device,
+        all_mock.then_some(&virtual_clock),
+    )
+    .map_err(|e| anyhow::anyhow!("power source: {e}"))?;
+    let spent_before_usd = if all_mock {
+        0.0
+    } else {
+        manifest.budget.as_ref().map_or(0.0, |b| b.spent_usd)
+    };
+    manifest.status = "running".into();
+    manifest.ended_at = None;
+    manifest.allow_disagreement |= opts.allow_disagreement;
+    drive(
+        Session {
+            scenario: &scenario,
+            plan,
+            run_dir,
+            manifest,
+            clock,
+            virtual_clock,
+            sampler,
+            committed,
+            spent_before_usd,
+            resumed: true,
+        },
+        opts,
+        execution,
+    )
+}
+
+/// Why `now` is not the same plan as `then`, if it is not.
+fn same_plan(then: &Plan, now: &Plan) -> std::result::Result<(), String> {
+    let (a, b) = (then.cell_ids(), now.cell_ids());
+    if a != b {
+        let added: Vec<_> = b.iter().filter(|id| !a.contains(id)).collect();
+        let removed: Vec<_> = a.iter().filter(|id| !b.contains(id)).collect();
+        let mut parts = Vec::new();
+        if !added.is_empty() {
+            parts.push(format!(
+                "{} cell(s) not in the run (first: {})",
+                added.len(),
+                added[0]
+            ));
+        }
+        if !removed.is_empty() {
+            parts.push(format!(
+                "{} cell(s) of the run gone (first: {})",
+                removed.len(),
+                removed[0]
+            ));
+        }
+        if parts.is_empty() {
+            parts.push("the same cells in another order".into());
+        }
+        return Err(parts.join(", "));
+    }
+    // Settings outside the cell ids that shape the numbers.
+    let keys = [
+        ("power", "source"),
+        ("power", "cpu_tdp_w"),
+        ("power", "cpu_idle_fraction"),
+        ("power", "mock_watts"),
+        ("ort_threads", "intra"),
+        ("ort_threads", "inter"),
+    ];
+    let changed: Vec<String> = keys
+        .iter()
+        .filter(|(section, key)| then.scenario[section][key] != now.scenario[section][key])
+        .map(|(section, key)| {
+            format!(
+                "{section}.{key} {} → {}",
+                then.scenario[section][key], now.scenario[section][key]
+            )
+        })
+        .collect();
+    if changed.is_empty() {
+        Ok(())
+    } else {
+        Err(changed.join(", "))
+    }
+}
+
+/// Why this tcobench may not add cells to the run of `manifest`, if it may not: its own version
+/// and those of the crates that shape the numbers must be the ones recorded, and so must the ONNX
+/// Runtime library when cells still to run use it.
+fn same_versions(
+    manifest: &Manifest,
+    plan: &Plan,
+    committed: &BTreeSet<String>,
+    models_dir: &Path,
+) -> std::result::Result<(), String> {
+    let mut changed = Vec::new();
+    for (name, now) in host::versions() {
+        match manifest.versions.get(&name) {
+            Some(then) if *then == now => {}
+            Some(then) => changed.push(format!("{name} {then} → {now}")),
+            None => changed.push(format!("{name} (not recorded) → {now}")),
+        }
+    }
+    let ort_then = manifest
+        .cells
+        .iter()
+        .find_map(|c| c.backend_info.get("onnxruntime").cloned())
+        .or_else(|| manifest.versions.get("onnxruntime").cloned());
+    let ort_to_run = plan
+        .cells
+        .iter()
+        .any(|c| c.backend == BackendKind::Onnxruntime && !committed.contains(&c.cell_id));
+    if let (Some(then), true) = (ort_then, ort_to_run) {
+        let cache = models_dir.parent().unwrap_or(models_dir);
+        match OrtRuntime::init(cache) {
+            Ok(rt) if rt.version() == then => {}
+            Ok(rt) => changed.push(format!("onnxruntime {then} → {}", rt.version())),
+            Err(e) => changed.push(format!("onnxruntime {then} → not loadable ({e})")),
+        }
+    }
+    if changed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("versions changed: {}", changed.join(", ")))
+    }
+}
+
+/// A run about to carry out its cells: fresh, or resumed.
+struct Session<'a> {
+    scenario: &'a Scenario,
+    plan: Plan,
+    run_dir: RunDir,
+    manifest: Manifest,
+    clock: Clock,
+    virtual_clock: VirtualClock,
+    sampler: Box<dyn PowerSampler>,
+    /// Cells committed before this process started (a resumed run).
+    committed: BTreeSet<String>,
+    /// What earlier attempts spent of the budget on the wall clock, $.
+    spent_before_usd: f64,
+    resumed: bool,
+}
+
+/// Moves `clock` forward to `ns` (never back).
+fn advance_to(clock: &VirtualClock, ns: u64) {
+    let now = clock.now_ns();
+    if ns > now {
+        clock.advance_ns(ns - now);
+    }
+}
+
+/// Milliseconds on the run clock back to the nanoseconds they were made from.
+fn ms_to_ns(ms: f64) -> u64 {
+    (ms * 1e6).round() as u64
+}
+
+/// The cell loop shared by fresh and resumed runs, in one process or one process per cell; then
+/// the merge, the analysis and the report.
+fn drive(session: Session<'_>, opts: &RunOptions, execution: &Execution) -> Result<RunOutcome> {
+    let Session {
+        scenario,
+        plan,
+        run_dir,
+        mut manifest,
+        clock,
+        virtual_clock,
+        sampler,
+        committed,
+        spent_before_usd,
+        resumed,
+    } = session;
+    let all_mock = plan.all_mock();
+    let mut budget = scenario.budget.as_ref().map(|b| {
+        let mut tracker = BudgetTracker::new(b, clock.now_ns());
+        tracker.spent_before_usd = spent_before_usd;
+        tracker
+    });
     manifest.budget = budget.as_ref().map(BudgetTracker::record);
     run_dir.write_manifest(&manifest)?;
 
+    let ctrl_c = match execution {
+        Execution::Processes(p) if p.handle_ctrl_c => CtrlC::install()?,
+        _ => CtrlC::default(),
+    };
     let sampler = Arc::new(Mutex::new(sampler));
-    let timeline = Arc::new(Timeline {
-        samples: Mutex::new(Vec::new()),
-        current_cell: Mutex::new(None),
-        stop: AtomicBool::new(false),
-    });
     let wants_timeline = sampler.lock().expect("sampler lock").wants_timeline();
-
+    let mut run_samples = Vec::new();
     // Idle baseline, measured with the same method before any model is loaded.
-    if scenario.power.idle_baseline_s > 0.0 && wants_timeline {
+    if !resumed && scenario.power.idle_baseline_s > 0.0 && wants_timeline {
         let first = sample(&sampler, &clock, None);
         std::thread::sleep(Duration::from_secs_f64(scenario.power.idle_baseline_s));
         let last = sample(&sampler, &clock, None);
@@ -455,46 +972,72 @@ pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Resu
                 scenario.power.idle_baseline_s.to_string(),
             );
         }
-        timeline.samples.lock().expect("lock").extend([first, last]);
+        run_samples.extend([first, last]);
+        // Kept at once: a run killed later still has its baseline.
+        run_dir.write_run_power(&run_samples)?;
+        run_dir.write_manifest(&manifest)?;
     }
-
-    let sampler_thread = wants_timeline.then(|| {
-        let (sampler, timeline, clock) = (sampler.clone(), timeline.clone(), clock.clone());
-        let period = Duration::from_millis(u64::from(scenario.power.sample_ms));
-        std::thread::spawn(move || {
-            while !timeline.stop.load(Ordering::Relaxed) {
-                let cell = timeline.current_cell.lock().expect("lock").clone();
-                let s = sample(&sampler, &clock, cell);
-                timeline.samples.lock().expect("lock").push(s);
-                std::thread::sleep(period);
-            }
-        })
-    });
 
     let total: u64 = plan.cells.iter().map(Cell::total_requests).sum();
     let bar = progress_bar(total, opts.progress);
-    let mut backends = Backends {
-        key: None,
-        loaded: None,
-        info: BTreeMap::new(),
-        models_dir: opts.models_dir.clone(),
-        cache_dir: opts
-            .models_dir
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| opts.models_dir.clone()),
-        ort_threads: OrtThreads {
-            intra: scenario.ort_threads.intra,
-            inter: scenario.ort_threads.inter,
-        },
-        virtual_clock,
-        reference: BTreeMap::new(),
+    let mut cells: Box<dyn CellRunner + '_> = match execution {
+        Execution::InProcess => {
+            let timeline = Timeline::new(None);
+            let thread = wants_timeline.then(|| {
+                timeline.start(
+                    &sampler,
+                    &clock,
+                    Duration::from_millis(u64::from(scenario.power.sample_ms)),
+                )
+            });
+            Box::new(InProcessCells {
+                run_dir: &run_dir,
+                seed: plan.seed,
+                clock: clock.clone(),
+                backends: Backends::new(
+                    &opts.models_dir,
+                    OrtThreads {
+                        intra: scenario.ort_threads.intra,
+                        inter: scenario.ort_threads.inter,
+                    },
+                    virtual_clock.clone(),
+                ),
+                sampler: sampler.clone(),
+                timeline,
+                thread,
+                outside: Vec::new(),
+            })
+        }
+        Execution::Processes(options) => Box::new(ChildCells {
+            options,
+            plan_path: run_dir.path.join(PLAN_FILE),
+            run_dir: &run_dir,
+            models_dir: &opts.models_dir,
+            virtual_clock: all_mock.then(|| virtual_clock.clone()),
+            ctrl_c: ctrl_c.clone(),
+            bar: bar.clone(),
+        }),
     };
-    let run_id = run_dir.run_id.clone();
-    let mut run_samples = Vec::new();
+
     // Set when the budget stopped the run: every later cell is skipped with the same cause.
     let mut budget_stop: Option<BudgetStop> = None;
+    let mut interrupted = false;
     for cell in &plan.cells {
+        if committed.contains(&cell.cell_id) {
+            // Committed by an earlier attempt. On the virtual clock its time is replayed, so the
+            // cells still to run start where they would have in an uninterrupted run.
+            if all_mock {
+                if let Some(end) = manifest.cells[cell.index].window_end_ms {
+                    advance_to(&virtual_clock, ms_to_ns(end));
+                }
+            }
+            bar.inc(cell.total_requests());
+            continue;
+        }
+        if cells.stop_requested() {
+            interrupted = true;
+            break;
+        }
         if let Some(b) = budget.as_mut() {
             b.warn(clock.now_ns(), &bar);
             if budget_stop.is_none() {
@@ -519,84 +1062,83 @@ pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Resu
             }
         }
         bar.set_message(cell.label());
-        *timeline.current_cell.lock().expect("lock") = Some(cell.cell_id.clone());
+        let bar_at_start = bar.position();
         let cell_start_ns = clock.now_ns();
-        let mut result = run_cell(
-            cell,
-            &run_id,
-            scenario.seed,
-            &mut backends,
-            &clock,
-            &sampler,
-            &mut || {
-                bar.inc(1);
-                if let Some(b) = budget.as_mut() {
-                    b.warn(clock.now_ns(), &bar);
-                }
-            },
-        );
+        let ran = cells.run(cell, &mut |at_ns| {
+            bar.inc(1);
+            if let Some(ns) = at_ns {
+                advance_to(&virtual_clock, ns);
+            }
+            if let Some(b) = budget.as_mut() {
+                b.warn(clock.now_ns(), &bar);
+            }
+        })?;
+        bar.set_position(bar.position().max(bar_at_start + cell.total_requests()));
+        let (record, end_ns) = match ran {
+            Ran::Stopped(record) => {
+                manifest.cells[cell.index] = record;
+                interrupted = true;
+                break;
+            }
+            Ran::Committed { record, end_ns } => (record, end_ns),
+        };
+        if let Some(ns) = end_ns {
+            advance_to(&virtual_clock, ns);
+        }
         if let Some(b) = budget.as_mut() {
-            if result.record.status == CellOutcome::Ok {
+            if record.status == CellOutcome::Ok {
                 b.learn(cell, clock.now_ns().saturating_sub(cell_start_ns));
             }
             manifest.budget = Some(b.record_at(clock.now_ns()));
         }
-        *timeline.current_cell.lock().expect("lock") = None;
-        // Samples outside any cell (idle baseline, between cells) stay at the run level.
-        let (mine, others): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut *timeline.samples.lock().expect("lock"))
-                .into_iter()
-                .partition(|s| s.cell_id.as_deref() == Some(cell.cell_id.as_str()));
-        result.power = mine;
-        run_samples.extend(others);
-        if result.record.status == CellOutcome::Failed {
+        if record.status == CellOutcome::Failed {
+            let why = record.error.as_deref().unwrap_or("unknown error");
             bar.suspend(|| {
                 eprintln!(
                     "cell {} failed: {}",
                     cell.label(),
-                    result.record.error.as_deref().unwrap_or("unknown error")
+                    why.lines().next().unwrap_or(why)
                 )
             });
         }
-        run_dir.commit_cell(&result)?;
-        manifest.cells[cell.index] = result.record;
+        manifest.cells[cell.index] = record;
         run_dir.write_manifest(&manifest)?;
     }
+    ctrl_c.finishing();
     if let Some(b) = budget.as_mut() {
         b.warn(clock.now_ns(), &bar);
         manifest.budget = Some(b.record_at(clock.now_ns()));
     }
     bar.finish_and_clear();
-    timeline.stop.store(true, Ordering::Relaxed);
-    if let Some(t) = sampler_thread {
-        let _ = t.join();
+    let outside = cells.finish();
+    if !resumed || !outside.is_empty() {
+        run_samples.extend(outside);
+        run_dir.write_run_power(&run_samples)?;
     }
-    run_samples.extend(std::mem::take(&mut *timeline.samples.lock().expect("lock")));
-    run_dir.write_run_power(&run_samples)?;
 
     let failed = manifest
         .cells
         .iter()
         .filter(|c| c.status != CellOutcome::Ok)
         .count();
-    manifest.status = if failed == 0 {
+    manifest.status = if failed == 0 && !interrupted {
         "complete"
     } else {
         "incomplete"
     }
     .into();
     manifest.ended_at = Some(chrono::Utc::now().to_rfc3339());
-    if let Some(rt) = OrtRuntime::get() {
-        manifest
-            .versions
-            .insert("onnxruntime".into(), rt.version().to_string());
-        manifest.versions.insert(
-            "onnxruntime_library".into(),
-            format!("{} (pinned {ORT_VERSION})", rt.library().source),
-        );
-    }
+    record_ort_version(&mut manifest);
     run_dir.merge(&manifest)?;
     run_dir.write_manifest(&manifest)?;
+    if interrupted {
+        return Err(Interrupted {
+            run_dir: run_dir.path.clone(),
+            committed: run_dir.committed_ids()?.len(),
+            total: plan.cells.len(),
+        }
+        .into());
+    }
 
     let stats = tcobench_analysis::analyze(&run_dir.path)
         .with_context(|| format!("analysing {}", run_dir.path.display()))?;
@@ -612,6 +1154,296 @@ pub fn run(scenario: &Scenario, scenario_path: &Path, opts: &RunOptions) -> Resu
     })
 }
 
+/// Records the ONNX Runtime library the run used: this process's, or the one its cells' processes
+/// reported.
+fn record_ort_version(manifest: &mut Manifest) {
+    let used = OrtRuntime::get()
+        .map(|rt| (rt.version().to_string(), rt.library().source.to_string()))
+        .or_else(|| {
+            manifest.cells.iter().find_map(|c| {
+                Some((
+                    c.backend_info.get("onnxruntime")?.clone(),
+                    c.backend_info.get("onnxruntime_library")?.clone(),
+                ))
+            })
+        });
+    if let Some((version, source)) = used {
+        manifest.versions.insert("onnxruntime".into(), version);
+        manifest.versions.insert(
+            "onnxruntime_library".into(),
+            format!("{source} (pinned {ORT_VERSION})"),
+        );
+    }
+}
+
+/// What carrying out one cell came to.
+enum Ran {
+    /// The cell is committed (ok or failed); `end_ns` is the run clock at its end when it was
+    /// kept by another process (the mock backend's virtual clock).
+    Committed {
+        record: CellRecord,
+        end_ns: Option<u64>,
+    },
+    /// Stopped part-way by Ctrl-C: nothing committed, the record says how far it got.
+    Stopped(CellRecord),
+}
+
+/// Carries out cells one at a time and commits them.
+trait CellRunner {
+    /// Runs and commits `cell`; `progress` is called after every request, with the run clock
+    /// when it is kept by another process.
+    fn run(&mut self, cell: &Cell, progress: &mut dyn FnMut(Option<u64>)) -> Result<Ran>;
+    /// Whether the user asked the run to stop.
+    fn stop_requested(&self) -> bool;
+    /// Ends the runner; returns the power samples taken outside any cell.
+    fn finish(self: Box<Self>) -> Vec<PowerSample>;
+}
+
+/// Cells inside this process.
+struct InProcessCells<'a> {
+    run_dir: &'a RunDir,
+    seed: u64,
+    clock: Clock,
+    backends: Backends,
+    sampler: Arc<Mutex<Box<dyn PowerSampler>>>,
+    timeline: Arc<Timeline>,
+    thread: Option<JoinHandle<()>>,
+    /// Samples taken between cells.
+    outside: Vec<PowerSample>,
+}
+
+impl CellRunner for InProcessCells<'_> {
+    fn run(&mut self, cell: &Cell, progress: &mut dyn FnMut(Option<u64>)) -> Result<Ran> {
+        *self.timeline.current_cell.lock().expect("lock") = Some(cell.cell_id.clone());
+        let CellRun { mut result, .. } = run_cell(
+            cell,
+            &self.run_dir.run_id,
+            self.seed,
+            &mut self.backends,
+            &self.clock,
+            &self.sampler,
+            &mut || {
+                progress(None);
+                true
+            },
+        );
+        *self.timeline.current_cell.lock().expect("lock") = None;
+        // Samples outside any cell (idle baseline, between cells) stay at the run level.
+        let (mine, others): (Vec<_>, Vec<_>) = self
+            .timeline
+            .take()
+            .into_iter()
+            .partition(|s| s.cell_id.as_deref() == Some(cell.cell_id.as_str()));
+        result.power = mine;
+        self.outside.extend(others);
+        self.run_dir.commit_cell(&result)?;
+        Ok(Ran::Committed {
+            record: result.record,
+            end_ns: None,
+        })
+    }
+
+    fn stop_requested(&self) -> bool {
+        false
+    }
+
+    fn finish(mut self: Box<Self>) -> Vec<PowerSample> {
+        let rest = self.timeline.stop(self.thread.take());
+        self.outside.extend(rest);
+        std::mem::take(&mut self.outside)
+    }
+}
+
+/// One `run-cell` child process per cell.
+struct ChildCells<'a> {
+    options: &'a ProcessOptions,
+    plan_path: PathBuf,
+    run_dir: &'a RunDir,
+    models_dir: &'a Path,
+    /// The run's virtual clock, on runs that use one: children start from its reading.
+    virtual_clock: Option<VirtualClock>,
+    ctrl_c: CtrlC,
+    bar: ProgressBar,
+}
+
+impl CellRunner for ChildCells<'_> {
+    fn run(&mut self, cell: &Cell, progress: &mut dyn FnMut(Option<u64>)) -> Result<Ran> {
+        let spawn = Spawn {
+            options: self.options,
+            plan: &self.plan_path,
+            run_dir: &self.run_dir.path,
+            models_dir: self.models_dir,
+            index: cell.index,
+            virtual_start_ns: self.virtual_clock.as_ref().map(VirtualClock::now_ns),
+        };
+        let virtual_time = self.virtual_clock.is_some();
+        let started_at = chrono::Utc::now().to_rfc3339();
+        let bar = self.bar.clone();
+        let report = cell_process::run_child(
+            &spawn,
+            &self.ctrl_c,
+            &mut |event| {
+                if let CellEvent::Request { clock_ns, .. } = event {
+                    progress(virtual_time.then_some(*clock_ns));
+                }
+            },
+            &mut |line| bar.suspend(|| eprintln!("{line}")),
+        )?;
+        let end_ns = report.clock_ns().filter(|_| virtual_time);
+        if self.run_dir.is_committed(&cell.cell_id) {
+            // The child's own record is the truth, however the process ended afterwards.
+            let record = self.run_dir.read_cell_status(&cell.cell_id)?;
+            if !matches!(report.end, ChildEnd::Exited(status) if status.success()) {
+                let why = report.failure();
+                self.bar.suspend(|| {
+                    eprintln!(
+                        "warning: cell {} was committed, but then {}",
+                        cell.label(),
+                        why.lines().next().unwrap_or_default()
+                    )
+                });
+            }
+            return Ok(Ran::Committed { record, end_ns });
+        }
+        let mut record = pending_record(cell);
+        record.started_at = Some(started_at);
+        record.ended_at = Some(chrono::Utc::now().to_rfc3339());
+        if self.ctrl_c.presses() > 0 {
+            record.error = Some(format!(
+                "interrupted by Ctrl-C after {} of {} requests; not committed, so `run --resume` \
+                 runs it again",
+                report.done,
+                cell.total_requests()
+            ));
+            return Ok(Ran::Stopped(record));
+        }
+        // The process died without committing: the cell failed, and the run goes on.
+        record.status = CellOutcome::Failed;
+        record.error = Some(report.failure());
+        self.run_dir.commit_cell(&CellResult {
+            record: record.clone(),
+            requests: Vec::new(),
+            power: Vec::new(),
+        })?;
+        Ok(Ran::Committed { record, end_ns })
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.ctrl_c.presses() > 0
+    }
+
+    fn finish(self: Box<Self>) -> Vec<PowerSample> {
+        Vec::new()
+    }
+}
+
+/// Where a cell run by itself starts its run clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CellClockStart {
+    /// The mock backend's virtual clock, at this reading (runs whose cells are all mock).
+    Virtual(u64),
+    /// Wall time on the timeline of a run that started at this RFC 3339 time; `None`: now.
+    Wall(Option<String>),
+}
+
+/// One cell carried out by itself (the `run-cell` primitive), not yet committed.
+#[derive(Debug)]
+pub struct SingleCell {
+    /// The cell's record, requests and power samples.
+    pub result: CellResult,
+    /// Requests done when a stop was asked for part-way; the result is then partial and must
+    /// not be committed.
+    pub stopped_after: Option<u64>,
+    /// The run clock at the end, ns.
+    pub clock_end_ns: u64,
+}
+
+/// Runs cell `index` of `plan` by itself: loads its backend, runs the agreement gate and the
+/// requests, and samples power while it runs. `after_request(done, clock_ns)` is called after
+/// every request and returns whether to go on. The cell is not committed (the caller does
+/// that); only the reference logits of the agreement gate are kept in `run_dir`'s
+/// [`REFERENCE_LOGITS_DIR`], so that the run's other cells need not recompute them.
+pub fn run_single_cell(
+    plan: &Plan,
+    index: usize,
+    run_dir: &RunDir,
+    models_dir: &Path,
+    start: &CellClockStart,
+    after_request: &mut dyn FnMut(u64, u64) -> bool,
+) -> Result<SingleCell> {
+    let cell = plan.cells.get(index).with_context(|| {
+        format!(
+            "the plan has {} cells; there is no index {index}",
+            plan.cells.len()
+        )
+    })?;
+    let settings = plan.cell_settings()?;
+    let all_mock = plan.all_mock();
+    let virtual_clock = VirtualClock::new();
+    // The mock power source counts energy from the clock's reading when it opens: opened at 0,
+    // as in a run of all cells in one process, so the cell's energy figures are the same.
+    let (sampler, _) = power::open(
+        &settings.power,
+        &settings.devices,
+        all_mock.then_some(&virtual_clock),
+    )
+    .map_err(|e| anyhow::anyhow!("power source: {e}"))?;
+    let clock = match start {
+        _ if all_mock => {
+            if let CellClockStart::Virtual(ns) = start {
+                virtual_clock.advance_ns(*ns);
+            }
+            Clock::Virtual(virtual_clock.clone())
+        }
+        CellClockStart::Wall(Some(started)) => Clock::wall_since(started)?,
+        _ => Clock::Wall(Instant::now()),
+    };
+    let sampler = Arc::new(Mutex::new(sampler));
+    let timeline = Timeline::new(Some(cell.cell_id.clone()));
+    let thread = sampler
+        .lock()
+        .expect("sampler lock")
+        .wants_timeline()
+        .then(|| {
+            timeline.start(
+                &sampler,
+                &clock,
+                Duration::from_millis(u64::from(settings.power.sample_ms)),
+            )
+        });
+    let mut backends = Backends::new(
+        models_dir,
+        OrtThreads {
+            intra: settings.ort_threads.intra,
+            inter: settings.ort_threads.inter,
+        },
+        virtual_clock,
+    );
+    backends.reference_dir = Some(run_dir.path.join(REFERENCE_LOGITS_DIR));
+    let mut done = 0;
+    let CellRun {
+        mut result,
+        stopped_after,
+    } = run_cell(
+        cell,
+        &run_dir.run_id,
+        plan.seed,
+        &mut backends,
+        &clock,
+        &sampler,
+        &mut || {
+            done += 1;
+            after_request(done, clock.now_ns())
+        },
+    );
+    result.power = timeline.stop(thread);
+    Ok(SingleCell {
+        result,
+        stopped_after,
+        clock_end_ns: clock.now_ns(),
+    })
+}
+
 /// Spending of a run with `budget_usd`: run time on the run's clock × the budget's rate, the
 /// warnings already given, and the heuristic's calibration on the cells run so far.
 #[derive(Debug)]
@@ -621,6 +1453,8 @@ struct BudgetTracker {
     /// Thresholds (fractions of the budget) not yet announced, ascending.
     pending_warnings: Vec<f64>,
     calibration: Calibration,
+    /// What earlier attempts of a resumed run spent, $.
+    spent_before_usd: f64,
 }
 
 /// Where and why the budget stopped a run.
@@ -644,12 +1478,13 @@ impl BudgetTracker {
             start_ns,
             pending_warnings: BUDGET_WARNINGS.to_vec(),
             calibration: Calibration::default(),
+            spent_before_usd: 0.0,
         }
     }
 
     fn spent_usd(&self, now_ns: u64) -> f64 {
         let hours = now_ns.saturating_sub(self.start_ns) as f64 / 3.6e12;
-        hours * self.budget.usd_per_hour
+        self.spent_before_usd + hours * self.budget.usd_per_hour
     }
 
     fn record(&self) -> BudgetRecord {
@@ -882,6 +1717,14 @@ pub fn request_record(
     }
 }
 
+/// What [`run_cell`] left: the cell's result and, when it was asked to stop part-way, after how
+/// many requests (the result is then partial and must not be committed).
+struct CellRun {
+    result: CellResult,
+    stopped_after: Option<u64>,
+}
+
+/// Runs one cell; `after_request` is called after every request and returns whether to go on.
 fn run_cell(
     cell: &Cell,
     run_id: &str,
@@ -889,8 +1732,9 @@ fn run_cell(
     backends: &mut Backends,
     clock: &Clock,
     sampler: &Mutex<Box<dyn PowerSampler>>,
-    after_request: &mut dyn FnMut(),
-) -> CellResult {
+    after_request: &mut dyn FnMut() -> bool,
+) -> CellRun {
+    let mut stopped_after = None;
     let mut record = pending_record(cell);
     record.started_at = Some(chrono::Utc::now().to_rfc3339());
     let energy_method = sampler.lock().expect("sampler lock").method().to_string();
@@ -936,13 +1780,17 @@ fn run_cell(
             let row = request_record(cell, run_id, rep, warmup, &request, &m, &energy_method);
             let error = row.error.clone();
             requests.push(row);
-            after_request();
+            let go_on = after_request();
             if let Some(e) = error {
                 anyhow::bail!(
                     "request {} ({}): {e}",
                     rep,
                     if warmup { "warm-up" } else { "timed" }
                 );
+            }
+            if !go_on {
+                stopped_after = Some(requests.len() as u64);
+                break;
             }
         }
         Ok(())
@@ -957,12 +1805,23 @@ fn run_cell(
         backends.loaded = None;
         backends.key = None;
     }
-    record.status = if error.is_none() {
-        CellOutcome::Ok
-    } else {
+    record.status = if error.is_some() {
         CellOutcome::Failed
+    } else if let Some(done) = stopped_after.filter(|&d| d < cell.total_requests()) {
+        record.error = Some(format!(
+            "interrupted after {done} of {} requests; not committed, so `run --resume` runs it again",
+            cell.total_requests()
+        ));
+        CellOutcome::Pending
+    } else {
+        // A stop requested after the last request changes nothing: the cell is complete.
+        stopped_after = None;
+        CellOutcome::Ok
     };
-    record.error = error;
+    if error.is_some() {
+        stopped_after = None;
+        record.error = error;
+    }
     record.peak_rss_bytes = host::peak_rss_bytes();
     // The backend's own figure when it has one, else the driver's per-process figure (taken at
     // the end of the cell, where caching allocators hold their high-water mark).
@@ -975,10 +1834,13 @@ fn run_cell(
             Device::Cpu => None,
         });
     record.ended_at = Some(chrono::Utc::now().to_rfc3339());
-    CellResult {
-        record,
-        requests,
-        power: Vec::new(),
+    CellRun {
+        result: CellResult {
+            record,
+            requests,
+            power: Vec::new(),
+        },
+        stopped_after,
     }
 }
 

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Read;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
 
@@ -21,6 +22,12 @@ use tcobench_backends::{BuiltinModel, DType, Device};
 
 /// Longest `extends:` chain accepted (guards against accidental deep nesting).
 const MAX_EXTENDS_DEPTH: usize = 16;
+
+/// Most cells a matrix may expand to (before `exclude:`).
+const MAX_CELLS: usize = 100_000;
+
+/// Largest scenario file read, bytes (real ones are a few hundred).
+const MAX_SCENARIO_BYTES: u64 = 1 << 20;
 
 /// A scenario problem that points at its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -311,7 +318,9 @@ struct SourceFile {
 
 impl SourceFile {
     fn error(&self, key: &str, message: impl Into<String>) -> ScenarioError {
-        let (line, column) = locate(&self.text, key).unzip();
+        let (line, column) = locate(&self.text, key)
+            .or_else(|| locate_leaf(&self.text, key))
+            .unzip();
         ScenarioError {
             path: self.path.clone(),
             line,
@@ -324,13 +333,42 @@ impl SourceFile {
 
 /// Reads one YAML file into its raw form, with located errors.
 fn read_source(path: &Path) -> Result<SourceFile, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+    let fail = |message: String| ScenarioError {
         path: path.to_path_buf(),
         line: None,
         column: None,
         key: None,
-        message: format!("cannot read scenario: {e}"),
+        message,
+    };
+    // A scenario is a few hundred bytes; refuse to parse something that cannot be one (reading
+    // at most one byte past the limit, so a device file or a pipe cannot stall the read).
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SCENARIO_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|e| fail(format!("cannot read scenario: {e}")))?;
+    if bytes.len() as u64 > MAX_SCENARIO_BYTES {
+        return Err(fail(format!(
+            "too large for a scenario file (more than {MAX_SCENARIO_BYTES} bytes)"
+        )));
+    }
+    let text = String::from_utf8(bytes).map_err(|e| {
+        // Point at the first byte that is not UTF-8, like a parse error would.
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = valid.len() - valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+        ScenarioError {
+            path: path.to_path_buf(),
+            line: Some(line),
+            column: Some(column),
+            key: None,
+            message: "not UTF-8 text (a scenario is a YAML file)".into(),
+        }
     })?;
+    parse_source(path, text)
+}
+
+/// Parses the text of one scenario file (read from `path`) into its raw form.
+fn parse_source(path: &Path, text: String) -> Result<SourceFile, ScenarioError> {
     let raw: RawScenario = if text.trim().is_empty() {
         return Err(ScenarioError {
             path: path.to_path_buf(),
@@ -351,29 +389,55 @@ fn read_source(path: &Path) -> Result<SourceFile, ScenarioError> {
 
 /// Turns a serde_yaml error into a located [`ScenarioError`] with its key path.
 fn yaml_error(path: &Path, text: &str, e: &serde_yaml::Error) -> ScenarioError {
-    let mut message = e.to_string();
-    if let Some(i) = message.rfind(" at line ") {
-        message.truncate(i);
+    let mut message = without_positions(&e.to_string());
+    // The reader reports a byte offset for some errors (control characters): make it a place.
+    let mut offset_place = None;
+    if let Some((head, offset)) = message.rsplit_once(" at position ") {
+        if let Ok(offset) = offset.parse::<usize>() {
+            offset_place = place_of_offset(text, offset);
+            message = head.to_string();
+        }
+    }
+    let mut message = readable_types(&message);
+    // The parser's limits, in the file author's terms.
+    if message.ends_with("repetition limit exceeded") {
+        message.push_str(" (`*alias` references expand to too much data)");
+    } else if message.ends_with("recursion limit exceeded") {
+        message.push_str(" (values nested too deeply)");
     }
     // serde_yaml prefixes the key path ("matrix.batch_size[1]: …") when it knows it.
     let (mut key, message) = match message.split_once(": ") {
         Some((k, m)) if !k.contains(' ') => (Some(k.to_string()), m.to_string()),
         _ => (None, message),
     };
-    if let Some(field) = message
-        .strip_prefix("unknown field `")
-        .and_then(|m| m.split('`').next())
-    {
-        key = Some(match key {
-            Some(k) => format!("{k}.{field}"),
-            None => field.to_string(),
-        });
+    let mut duplicate = false;
+    for prefix in ["unknown field `", "duplicate field `"] {
+        if let Some(field) = message
+            .strip_prefix(prefix)
+            .and_then(|m| m.split('`').next())
+        {
+            duplicate = prefix.starts_with("duplicate");
+            key = Some(match key {
+                Some(k) => format!("{k}.{field}"),
+                None => field.to_string(),
+            });
+        }
     }
     // serde_yaml marks where the error surfaced, which for a value rejected after parsing can be
     // the enclosing mapping; the key's own position is more precise when it can be found.
-    let located = key.as_deref().and_then(|k| locate(text, k));
+    let located = key.as_deref().and_then(|k| {
+        if duplicate {
+            locate_duplicate(text, k)
+        } else {
+            locate(text, k)
+        }
+    });
     let loc = e.location().map(|l| (l.line(), l.column()));
-    let (line, column) = located.or(loc).unzip();
+    let (line, column) = located
+        .or(offset_place)
+        .or(loc)
+        .or_else(|| key.as_deref().and_then(|k| locate_leaf(text, k)))
+        .unzip();
     ScenarioError {
         path: path.to_path_buf(),
         line,
@@ -381,6 +445,63 @@ fn yaml_error(path: &Path, text: &str, e: &serde_yaml::Error) -> ScenarioError {
         key,
         message,
     }
+}
+
+/// `message` without the ` at line L column C` marks serde_yaml puts in it (the error carries
+/// its own place).
+fn without_positions(message: &str) -> String {
+    const MARK: &str = " at line ";
+    let digits = |s: &str| s.len() - s.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(i) = rest.find(MARK) {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + MARK.len()..];
+        let n = digits(after);
+        match after[n..].strip_prefix(" column ") {
+            Some(tail) if n > 0 && digits(tail) > 0 => rest = &tail[digits(tail)..],
+            _ => {
+                out.push_str(MARK);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// serde names the Rust types it expected (`struct RawMatrix`); the file's author knows them as
+/// mappings of keys.
+fn readable_types(message: &str) -> String {
+    const MARK: &str = "struct Raw";
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(i) = rest.find(MARK) {
+        out.push_str(&rest[..i]);
+        out.push_str("a mapping of keys");
+        rest = rest[i + MARK.len()..].trim_start_matches(|c: char| c.is_ascii_alphanumeric());
+    }
+    out.push_str(rest);
+    out
+}
+
+/// 1-based line and column of byte `offset` of `text`.
+fn place_of_offset(text: &str, offset: usize) -> Option<(usize, usize)> {
+    let before = text.get(..offset)?;
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    Some((line, column))
+}
+
+/// Where `key` is written a second time, at the same indentation as its first occurrence.
+fn locate_duplicate(text: &str, key: &str) -> Option<(usize, usize)> {
+    let (line, column) = locate(text, key)?;
+    let leaf = key.rsplit('.').next()?;
+    let written = format!("{leaf}:");
+    text.lines().enumerate().skip(line).find_map(|(i, l)| {
+        let (indent, body) = (l.get(..column - 1)?, l.get(column - 1..)?);
+        (indent.trim().is_empty() && body.starts_with(&written)).then_some((i + 1, column))
+    })
 }
 
 /// Finds where a dotted key path (`matrix.batch_size`, `exclude[1].model`) is written in block
@@ -448,6 +569,29 @@ fn locate(text: &str, key: &str) -> Option<(usize, usize)> {
         }
     }
     found
+}
+
+/// Where the last segment of `key` is first written as a key (after a line start, blank, `{`,
+/// `,` or `-`), for text [`locate`] cannot walk: flow style (`matrix: {batch_size: [0]}`) or
+/// keys laid out unusually. 1-based line and column.
+fn locate_leaf(text: &str, key: &str) -> Option<(usize, usize)> {
+    let leaf = key.rsplit('.').next()?.split('[').next()?;
+    if leaf.is_empty() {
+        return None;
+    }
+    let pattern = format!("{leaf}:");
+    for (i, line) in text.lines().enumerate() {
+        let mut from = 0;
+        while let Some(pos) = line[from..].find(&pattern) {
+            let at = from + pos;
+            let before = line[..at].chars().next_back();
+            if before.is_none_or(|c| c.is_whitespace() || matches!(c, '{' | ',' | '-')) {
+                return Some((i + 1, at + 1));
+            }
+            from = at + pattern.len();
+        }
+    }
+    None
 }
 
 /// Which file of the chain last set a key, so an error can point at it.
@@ -562,7 +706,23 @@ pub struct Overrides {
 impl Scenario {
     /// Loads, merges and validates a scenario file and its `extends:` chain.
     pub fn load(path: &Path, overrides: &Overrides) -> Result<Scenario, ScenarioError> {
-        let mut files = vec![read_source(path)?];
+        Scenario::resolve(read_source(path)?, overrides)
+    }
+
+    /// Like [`Scenario::load`] for a file whose text is already in memory: `path` is where the
+    /// text is said to come from (errors name it; `extends:`, model folders and
+    /// `pricing.catalog` are resolved relative to it).
+    pub fn from_text(
+        path: &Path,
+        text: &str,
+        overrides: &Overrides,
+    ) -> Result<Scenario, ScenarioError> {
+        Scenario::resolve(parse_source(path, text.to_string())?, overrides)
+    }
+
+    /// Follows the `extends:` chain of `first`, merges and validates.
+    fn resolve(first: SourceFile, overrides: &Overrides) -> Result<Scenario, ScenarioError> {
+        let mut files = vec![first];
         while let Some(parent) = files.last().and_then(|f| f.raw.extends.clone()) {
             let child = files.last().expect("non-empty");
             let base = child.path.parent().unwrap_or(Path::new("."));
@@ -575,10 +735,15 @@ impl Scenario {
                 );
             }
             if !parent_path.is_file() {
+                let what = if parent_path.exists() {
+                    "is not a file"
+                } else {
+                    "does not exist"
+                };
                 return Err(child.error(
                     "extends",
                     format!(
-                        "`{}` does not exist (paths are relative to this file)",
+                        "`{}` {what} (paths are relative to this file)",
                         parent_path.display()
                     ),
                 ));
@@ -990,6 +1155,26 @@ fn validate(
         exclude.push(Exclude(out));
     }
 
+    // A matrix is a product of its lists: a few long ones make a run of years (or a plan that
+    // does not fit in memory) before exclusions are even applied.
+    let cells = [
+        device.len(),
+        matrix.backend.len(),
+        matrix.model.len(),
+        matrix.dtype.len(),
+        matrix.batch_size.len(),
+        matrix.prompt_tokens.len(),
+        matrix.new_tokens.len(),
+    ]
+    .iter()
+    .fold(1u128, |n, &len| n.saturating_mul(len as u128));
+    if cells > MAX_CELLS as u128 {
+        return Err(at("matrix").error(
+            "matrix",
+            format!("expands to {cells} cells (at most {MAX_CELLS}); split it into scenarios"),
+        ));
+    }
+
     let (costing, budget) = validate_costing(&raw, &at, &device)?;
     let ort = raw.onnxruntime.clone().unwrap_or_default();
     let default_threads = tcobench_backends::OrtThreads::default();
@@ -1086,5 +1271,38 @@ mod tests {
         assert_eq!(e.line, Some(9), "{e}");
         assert_eq!(e.column, Some(3), "{e}");
         assert_eq!(e.key.as_deref(), Some("matrix.bach"), "{e}");
+    }
+
+    #[test]
+    fn parser_messages_are_cleaned_and_placed() {
+        assert_eq!(
+            without_positions(
+                "did not find key at line 4 column 4, while parsing at line 2 column 1"
+            ),
+            "did not find key, while parsing"
+        );
+        assert_eq!(without_positions("at line x"), "at line x");
+        assert_eq!(
+            readable_types("invalid type: sequence, expected struct RawMatrix"),
+            "invalid type: sequence, expected a mapping of keys"
+        );
+        assert_eq!(place_of_offset("name: a\nb\0", 9), Some((2, 2)));
+        assert_eq!(place_of_offset("é", 1), None, "not a character boundary");
+        let flow = "{name: x, matrix: {batch_size: [0]}}";
+        assert_eq!(locate(flow, "matrix.batch_size"), None);
+        assert_eq!(locate_leaf(flow, "matrix.batch_size"), Some((1, 20)));
+        assert_eq!(locate_leaf("rename: x\n", "name"), None);
+        let twice = "name: a\nmatrix:\n  model: [x]\n  model: [y]\n";
+        assert_eq!(locate_duplicate(twice, "matrix.model"), Some((4, 3)));
+    }
+
+    #[test]
+    fn text_entry_point_names_the_given_path() {
+        let path = Path::new("/nowhere/s.yaml");
+        let s = Scenario::from_text(path, OK, &Overrides::default()).unwrap();
+        assert_eq!(s.sources, vec![path.to_path_buf()]);
+        let e =
+            Scenario::from_text(path, "extends: base.yaml\n", &Overrides::default()).unwrap_err();
+        assert_eq!((e.path.as_path(), e.line), (path, Some(1)), "{e}");
     }
 }

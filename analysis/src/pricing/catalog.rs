@@ -941,9 +941,24 @@ impl Layer {
         let mut files = BTreeMap::new();
         for name in FILES.iter().chain(std::iter::once(&VERSION_FILE)) {
             let p = dir.join(name);
-            match std::fs::read_to_string(&p) {
-                Ok(t) => {
-                    files.insert((*name).to_string(), t);
+            match std::fs::read(&p) {
+                Ok(bytes) => {
+                    let text = String::from_utf8(bytes).map_err(|e| {
+                        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+                        CatalogError::Invalid(vec![ValidationError {
+                            file: p.display().to_string(),
+                            line: 1 + valid.iter().filter(|&&b| b == b'\n').count(),
+                            column: None,
+                            key: None,
+                            message: format!(
+                                "not UTF-8 (byte {} of the line); save the file as UTF-8",
+                                valid.len()
+                                    - valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+                                    + 1
+                            ),
+                        }])
+                    })?;
+                    files.insert((*name).to_string(), text);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(source) => return Err(CatalogError::Io { path: p, source }),
@@ -1024,6 +1039,20 @@ fn records(
             ),
         });
         return Vec::new();
+    }
+    // A row longer than the header has lost or shifted a value (typically an unquoted comma).
+    for r in body.iter().filter(|r| r.fields.len() > head.fields.len()) {
+        errors.push(ValidationError {
+            file: layer.path(file),
+            line: r.line,
+            column: None,
+            key: None,
+            message: format!(
+                "{} fields where the header has {} (quote a value that contains a comma)",
+                r.fields.len(),
+                head.fields.len()
+            ),
+        });
     }
     // Reorder fields into the canonical column order.
     body.iter()
@@ -2068,6 +2097,35 @@ mod tests {
         assert!(e
             .message
             .contains("duplicate key (first defined on line 2)"));
+    }
+
+    #[test]
+    fn rows_longer_than_the_header_are_errors() {
+        let e = errors(&with(
+            "prices.csv",
+            "aws,g.x,eu-west-1,on_demand,0.6,,2026-01-01,src,,a note, with a comma\n",
+        ));
+        let e = only(&e);
+        assert_eq!((e.line, e.column.as_deref()), (4, None));
+        assert!(
+            e.message.contains("11 fields where the header has 10"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_is_located() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pue.csv"), b"preset,pue\nx,1\xff\n").unwrap();
+        match Catalog::load(None, Some(dir.path()), &LoadOptions::default()) {
+            Err(CatalogError::Invalid(e)) => {
+                let e = only(&e);
+                assert!(e.file.ends_with("pue.csv"), "{e}");
+                assert_eq!(e.line, 2);
+                assert!(e.message.contains("not UTF-8 (byte 4 of the line)"), "{e}");
+            }
+            other => panic!("expected a located error, got {other:?}"),
+        }
     }
 
     #[test]

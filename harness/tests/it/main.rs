@@ -3,9 +3,13 @@
 mod common;
 mod compare_cli;
 mod estimate_cli;
+mod hostile;
 mod onnx_pipeline;
 mod pipeline;
 mod pricing_cli;
+mod process_cells;
+mod report_cli;
+mod resume;
 mod scenarios;
 mod stats_cli;
 mod sweep_cli;

@@ -1,0 +1,428 @@
+//! One cell, one process: how `run` starts a `run-cell` child per cell, follows it and tells
+//! how it ended.
+//!
+//! A native runtime that aborts, segfaults, hangs or is killed for memory takes its process with
+//! it; with one process per cell that costs the cell only. The child speaks on its standard
+//! output in lines `tcobench-cell {json}` ([`CellEvent`]): one per request (for the progress bar
+//! and the budget), one when it stopped or finished. Any other line it prints is passed on to
+//! our standard error. Our end of its standard input is its leash: the line `stop` asks it to
+//! stop after the request in flight, and end-of-file (we died, even by `kill -9`) makes it exit
+//! at once without committing anything.
+//!
+//! Ctrl-C: the first asks the cell in flight to stop after its current request (its partial
+//! status goes to the manifest; nothing is committed, so `run --resume` runs it again) and no
+//! further cell starts; the second kills the child and stops at once; a third exits on the spot.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use tcobench_analysis::schema::CellOutcome;
+
+/// Prefix of the child's protocol lines on its standard output.
+pub const EVENT_PREFIX: &str = "tcobench-cell ";
+
+/// What the child reports on its standard output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum CellEvent {
+    /// A request finished.
+    Request {
+        /// Requests done so far, warm-ups included.
+        done: u64,
+        /// Requests the cell issues in all.
+        total: u64,
+        /// The run clock now, ns.
+        clock_ns: u64,
+    },
+    /// The cell stopped part-way on request (Ctrl-C, `stop`); nothing was committed.
+    Stopped {
+        /// Requests done.
+        done: u64,
+        /// Requests the cell issues in all.
+        total: u64,
+        /// The run clock now, ns.
+        clock_ns: u64,
+    },
+    /// The cell is committed.
+    Finished {
+        /// Its outcome.
+        status: CellOutcome,
+        /// The run clock at its end, ns.
+        clock_ns: u64,
+    },
+}
+
+impl CellEvent {
+    /// The protocol line for this event (without the newline).
+    pub fn line(&self) -> String {
+        format!(
+            "{EVENT_PREFIX}{}",
+            serde_json::to_string(self).expect("events serialise")
+        )
+    }
+
+    /// Parses a protocol line; `None` for any other line.
+    pub fn parse(line: &str) -> Option<CellEvent> {
+        serde_json::from_str(line.strip_prefix(EVENT_PREFIX)?).ok()
+    }
+
+    fn clock_ns(&self) -> u64 {
+        match self {
+            CellEvent::Request { clock_ns, .. }
+            | CellEvent::Stopped { clock_ns, .. }
+            | CellEvent::Finished { clock_ns, .. } => *clock_ns,
+        }
+    }
+}
+
+/// How `run` starts its cells' processes.
+#[derive(Debug, Clone)]
+pub struct ProcessOptions {
+    /// The tcobench executable the children run (`std::env::current_exe()` for `tcobench run`).
+    pub exe: PathBuf,
+    /// A cell still running after this long is killed and recorded failed.
+    pub cell_timeout: Duration,
+    /// Handle Ctrl-C (SIGINT) as described in the module documentation; off for library callers
+    /// that keep the default.
+    pub handle_ctrl_c: bool,
+}
+
+/// The default per-cell time limit: generous, it catches hangs, not slow cells.
+pub const DEFAULT_CELL_TIMEOUT_S: f64 = 3600.0;
+
+/// How many of the child's last standard-error lines a failure record keeps.
+pub const STDERR_TAIL_LINES: usize = 20;
+
+/// Ctrl-C presses counted since the run began.
+#[derive(Debug, Clone, Default)]
+pub struct CtrlC {
+    presses: Arc<AtomicUsize>,
+    /// Set once no cell is in flight any more: a Ctrl-C then exits at once.
+    finishing: Arc<AtomicBool>,
+}
+
+/// Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
+pub const EXIT_INTERRUPTED: i32 = 130;
+
+impl CtrlC {
+    /// Counts SIGINT from now on (instead of dying of it).
+    pub fn install() -> Result<CtrlC> {
+        let ctrl_c = CtrlC::default();
+        let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT])
+            .context("installing the Ctrl-C handler")?;
+        let (presses, finishing) = (ctrl_c.presses.clone(), ctrl_c.finishing.clone());
+        std::thread::spawn(move || {
+            for _ in signals.forever() {
+                let n = presses.fetch_add(1, Ordering::SeqCst) + 1;
+                if finishing.load(Ordering::SeqCst) || n >= 3 {
+                    eprintln!("interrupted");
+                    std::process::exit(EXIT_INTERRUPTED);
+                }
+                if n == 1 {
+                    eprintln!(
+                        "\nCtrl-C: stopping after the request in flight; the cell is not committed \
+                         and `tcobench run --resume` runs it again (Ctrl-C again to stop at once)"
+                    );
+                } else {
+                    eprintln!("\nCtrl-C again: killing the cell in flight");
+                }
+            }
+        });
+        Ok(ctrl_c)
+    }
+
+    /// Ctrl-C presses so far.
+    pub fn presses(&self) -> usize {
+        self.presses.load(Ordering::SeqCst)
+    }
+
+    /// No cell is in flight any more: the next Ctrl-C exits at once.
+    pub fn finishing(&self) {
+        self.finishing.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Where and how to start one child.
+#[derive(Debug, Clone)]
+pub(crate) struct Spawn<'a> {
+    pub(crate) options: &'a ProcessOptions,
+    pub(crate) plan: &'a Path,
+    pub(crate) run_dir: &'a Path,
+    pub(crate) models_dir: &'a Path,
+    pub(crate) index: usize,
+    /// The virtual clock's reading to start from (runs on the mock backend's virtual clock).
+    pub(crate) virtual_start_ns: Option<u64>,
+}
+
+/// How a child ended.
+#[derive(Debug)]
+pub(crate) enum ChildEnd {
+    /// It exited by itself (or was killed by someone else).
+    Exited(ExitStatus),
+    /// It ran past the cell timeout and we killed it.
+    TimedOut(Duration),
+    /// A second Ctrl-C: we killed it.
+    KilledOnRequest,
+}
+
+/// What we learnt from one child.
+#[derive(Debug)]
+pub(crate) struct ChildReport {
+    pub(crate) end: ChildEnd,
+    /// Its last standard-error lines.
+    pub(crate) stderr_tail: Vec<String>,
+    /// Its last event.
+    pub(crate) last_event: Option<CellEvent>,
+    /// Requests it reported done.
+    pub(crate) done: u64,
+}
+
+impl ChildReport {
+    /// The run clock at the child's last event.
+    pub(crate) fn clock_ns(&self) -> Option<u64> {
+        self.last_event.as_ref().map(CellEvent::clock_ns)
+    }
+
+    /// Why a child that committed nothing failed, with its last standard-error lines.
+    pub(crate) fn failure(&self) -> String {
+        let mut cause = match &self.end {
+            ChildEnd::TimedOut(limit) => format!(
+                "run-cell exceeded the cell timeout of {} s and was killed (--cell-timeout-s)",
+                limit.as_secs_f64()
+            ),
+            ChildEnd::KilledOnRequest => "run-cell was killed by a second Ctrl-C".to_string(),
+            ChildEnd::Exited(status) => exit_cause(*status),
+        };
+        if !self.stderr_tail.is_empty() {
+            cause.push_str(&format!(
+                "\nlast {} lines of its standard error:\n{}",
+                self.stderr_tail.len(),
+                self.stderr_tail.join("\n")
+            ));
+        }
+        cause
+    }
+}
+
+/// How a process exit reads: `killed by signal 6 (SIGABRT, core dumped)`, `exited with code 101`.
+pub fn exit_cause(status: ExitStatus) -> String {
+    if let Some(sig) = status.signal() {
+        let name = signal_hook::low_level::signal_name(sig).unwrap_or("unknown signal");
+        let core = if status.core_dumped() {
+            ", core dumped"
+        } else {
+            ""
+        };
+        let hint = if sig == signal_hook::consts::SIGKILL {
+            "; a SIGKILL from outside tcobench is most often the kernel's out-of-memory killer"
+        } else {
+            ""
+        };
+        format!("run-cell was killed by signal {sig} ({name}{core}){hint}")
+    } else {
+        match status.code() {
+            Some(code) => format!("run-cell exited with code {code} without committing the cell"),
+            None => format!("run-cell ended without committing the cell ({status})"),
+        }
+    }
+}
+
+enum Msg {
+    Event(CellEvent),
+    Stdout(String),
+    Stderr(String),
+    Closed,
+}
+
+fn forward_lines(
+    stream: impl Read + Send + 'static,
+    tx: mpsc::Sender<Msg>,
+    wrap: fn(String) -> Msg,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(stream);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf)
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string();
+                    if tx.send(wrap(line)).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = tx.send(Msg::Closed);
+    })
+}
+
+fn stdout_msg(line: String) -> Msg {
+    match CellEvent::parse(&line) {
+        Some(e) => Msg::Event(e),
+        None => Msg::Stdout(line),
+    }
+}
+
+/// Starts the child for one cell and follows it to its end: `on_event` sees its events,
+/// `on_output` each line it printed that is not an event (to show the user).
+pub(crate) fn run_child(
+    spawn: &Spawn<'_>,
+    ctrl_c: &CtrlC,
+    on_event: &mut dyn FnMut(&CellEvent),
+    on_output: &mut dyn FnMut(&str),
+) -> Result<ChildReport> {
+    let mut cmd = Command::new(&spawn.options.exe);
+    cmd.arg("run-cell")
+        .arg("--plan")
+        .arg(spawn.plan)
+        .arg("--index")
+        .arg(spawn.index.to_string())
+        .arg("--run-dir")
+        .arg(spawn.run_dir)
+        .arg("--models-dir")
+        .arg(spawn.models_dir)
+        .arg("--supervised");
+    if let Some(ns) = spawn.virtual_start_ns {
+        cmd.arg("--virtual-start-ns").arg(ns.to_string());
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {} run-cell", spawn.options.exe.display()))?;
+    let mut stdin: Option<ChildStdin> = child.stdin.take();
+    let (tx, rx) = mpsc::channel();
+    let readers = [
+        forward_lines(
+            child.stdout.take().expect("piped stdout"),
+            tx.clone(),
+            stdout_msg,
+        ),
+        forward_lines(child.stderr.take().expect("piped stderr"), tx, Msg::Stderr),
+    ];
+    let started = Instant::now();
+    let mut report = ChildReport {
+        end: ChildEnd::KilledOnRequest,
+        stderr_tail: Vec::new(),
+        last_event: None,
+        done: 0,
+    };
+    let mut asked_to_stop = false;
+    let mut open_streams = readers.len();
+    let mut handle = |msg: Msg, report: &mut ChildReport, open: &mut usize| match msg {
+        Msg::Event(e) => {
+            if let CellEvent::Request { done, .. } | CellEvent::Stopped { done, .. } = e {
+                report.done = done;
+            }
+            on_event(&e);
+            report.last_event = Some(e);
+        }
+        Msg::Stdout(line) => on_output(&line),
+        Msg::Stderr(line) => {
+            on_output(&line);
+            report.stderr_tail.push(line);
+            if report.stderr_tail.len() > STDERR_TAIL_LINES {
+                report.stderr_tail.remove(0);
+            }
+        }
+        Msg::Closed => *open -= 1,
+    };
+    let end = loop {
+        // Once its output is closed the child is exiting: look for its end often.
+        let wait = if open_streams > 0 {
+            Duration::from_millis(50)
+        } else {
+            Duration::from_millis(1)
+        };
+        match rx.recv_timeout(wait) {
+            Ok(msg) => handle(msg, &mut report, &mut open_streams),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                open_streams = 0;
+                std::thread::sleep(wait);
+            }
+        }
+        let presses = ctrl_c.presses();
+        if presses >= 2 {
+            kill(&mut child);
+            break ChildEnd::KilledOnRequest;
+        }
+        if presses == 1 && !asked_to_stop {
+            asked_to_stop = true;
+            if let Some(s) = stdin.as_mut() {
+                // A child that already exited has closed its end; that is fine.
+                let _ = s.write_all(b"stop\n").and_then(|()| s.flush());
+            }
+        }
+        if started.elapsed() > spawn.options.cell_timeout {
+            kill(&mut child);
+            break ChildEnd::TimedOut(spawn.options.cell_timeout);
+        }
+        if let Some(status) = child.try_wait().context("waiting for run-cell")? {
+            break ChildEnd::Exited(status);
+        }
+    };
+    // The child is gone; collect what it wrote last (a grandchild holding the pipes open must
+    // not keep us waiting long).
+    let drain_until = Instant::now() + Duration::from_secs(2);
+    while open_streams > 0 {
+        let left = drain_until.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(msg) => handle(msg, &mut report, &mut open_streams),
+            Err(_) => break,
+        }
+    }
+    drop(stdin);
+    if open_streams == 0 {
+        for r in readers {
+            let _ = r.join();
+        }
+    }
+    report.end = end;
+    Ok(report)
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_and_other_lines_are_not_events() {
+        let e = CellEvent::Request {
+            done: 2,
+            total: 5,
+            clock_ns: 123,
+        };
+        assert_eq!(CellEvent::parse(&e.line()), Some(e));
+        assert_eq!(CellEvent::parse("some library chatter"), None);
+        assert_eq!(CellEvent::parse("tcobench-cell {not json"), None);
+    }
+
+    #[test]
+    fn exit_causes_name_the_signal() {
+        let aborted = ExitStatus::from_raw(6);
+        assert!(exit_cause(aborted).contains("signal 6 (SIGABRT"));
+        let killed = ExitStatus::from_raw(9);
+        assert!(exit_cause(killed).contains("out-of-memory"));
+        let code = ExitStatus::from_raw(101 << 8);
+        assert!(exit_cause(code).contains("code 101"));
+    }
+}

@@ -1,0 +1,252 @@
+//! `tcobench run-cell --plan PLAN --index I`: one cell of a plan, in a process of its own.
+//!
+//! This is the primitive every way of running a plan shares: `tcobench run` starts one per cell,
+//! and a scheduler's array job can do the same. It loads the cell's backend, runs the agreement
+//! gate and the requests, samples power while the cell runs, and commits `cells/<cell-id>/` in
+//! the run folder atomically. A cell that is already committed is left as it is.
+//!
+//! Progress goes to standard output as `tcobench-cell {json}` lines (see
+//! [`crate::cell_process::CellEvent`]). SIGINT or SIGTERM asks the cell to stop after the request
+//! in flight: nothing is committed and the exit status is 130; a second one exits at once.
+//!
+//! For tests only, `TCOBENCH_MOCK_FAULT=INDEX:KIND` makes the mock backend's cell number INDEX
+//! misbehave after its first request, so that the harness's handling of dying cells can be
+//! exercised without a broken native library. KIND is `abort` (SIGABRT), `exit` (exit code 101
+//! without committing), `hang` (never finishes), or `slow-MS` (every request of the cell takes MS
+//! more milliseconds of wall time). Cells of real backends ignore it.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tcobench_analysis::schema::{self, files};
+
+use crate::cell_process::{CellEvent, EXIT_INTERRUPTED};
+use crate::plan::Plan;
+use crate::results::RunDir;
+use crate::runner::{self, CellClockStart};
+use crate::scenario::BackendKind;
+
+/// The test-only fault-injection variable (see the module documentation).
+pub const MOCK_FAULT_ENV: &str = "TCOBENCH_MOCK_FAULT";
+
+/// Exit status of a supervised child whose parent went away.
+const EXIT_ORPHANED: u8 = 125;
+
+/// `tcobench run-cell` options.
+#[derive(clap::Args, Debug)]
+pub struct RunCellArgs {
+    /// The plan file (`plan.json` of a run folder, or `tcobench plan --json` output).
+    #[arg(long)]
+    plan: PathBuf,
+    /// The cell to run: its index in the plan (0-based).
+    #[arg(long)]
+    index: usize,
+    /// The run folder to commit the cell into (default: the folder holding the plan).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Where built-in models are generated and cached.
+    #[arg(long, env = "TCOBENCH_MODELS_DIR")]
+    models_dir: Option<PathBuf>,
+    /// Standard input is the controlling `tcobench run`: `stop` asks for a stop after the
+    /// request in flight; end of file means it died, and this process exits at once.
+    #[arg(long, hide = true)]
+    supervised: bool,
+    /// The virtual clock's reading to start from (runs on the mock backend's virtual clock).
+    #[arg(long, hide = true)]
+    virtual_start_ns: Option<u64>,
+}
+
+/// What `TCOBENCH_MOCK_FAULT` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Abort,
+    Exit,
+    Hang,
+    Slow(u64),
+}
+
+fn parse_fault(value: &str) -> Option<(usize, Fault)> {
+    let (index, kind) = value.split_once(':')?;
+    let fault = match kind {
+        "abort" => Fault::Abort,
+        "exit" => Fault::Exit,
+        "hang" => Fault::Hang,
+        _ => Fault::Slow(kind.strip_prefix("slow-")?.parse().ok()?),
+    };
+    Some((index.trim().parse().ok()?, fault))
+}
+
+fn inject(fault: Fault, done: u64) {
+    if done == 1 {
+        eprintln!("{MOCK_FAULT_ENV}: {fault:?} after the first request");
+    }
+    match fault {
+        Fault::Abort if done == 1 => std::process::abort(),
+        Fault::Exit if done == 1 => std::process::exit(101),
+        Fault::Hang if done == 1 => loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        },
+        Fault::Slow(ms) => std::thread::sleep(Duration::from_millis(ms)),
+        _ => {}
+    }
+}
+
+fn emit(event: &CellEvent) {
+    let mut out = std::io::stdout().lock();
+    // A parent that stopped listening is noticed through standard input, not here.
+    let _ = writeln!(out, "{}", event.line()).and_then(|()| out.flush());
+}
+
+/// Installs the stop flag: SIGINT/SIGTERM set it (a second one exits at once) and, when
+/// supervised, so does a `stop` line on standard input.
+fn stop_flag(supervised: bool) -> Result<Arc<AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [SIGINT, SIGTERM] {
+        // The shutdown must be registered first: it fires only once the flag is already set.
+        signal_hook::flag::register_conditional_shutdown(sig, EXIT_INTERRUPTED, stop.clone())
+            .context("installing the signal handlers")?;
+        signal_hook::flag::register(sig, stop.clone()).context("installing the signal handlers")?;
+    }
+    if supervised {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let stdin = std::io::stdin();
+            for line in stdin.lock().lines() {
+                match line {
+                    Ok(l) if l.trim() == "stop" => stop.store(true, Ordering::SeqCst),
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+            }
+            // The parent is gone (killed, perhaps): a cell nobody will account for is not
+            // committed; `run --resume` runs it again.
+            std::process::exit(i32::from(EXIT_ORPHANED));
+        });
+    }
+    Ok(stop)
+}
+
+/// Runs one cell of a plan and commits it.
+pub fn run(args: &RunCellArgs) -> Result<ExitCode> {
+    let plan = Plan::read(&args.plan)?;
+    let Some(cell) = plan.cells.get(args.index) else {
+        anyhow::bail!(
+            "{} has {} cells; there is no index {}",
+            args.plan.display(),
+            plan.cells.len(),
+            args.index
+        );
+    };
+    let run_dir_path = match &args.run_dir {
+        Some(d) => d.clone(),
+        None => args
+            .plan
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf(),
+    };
+    let run_dir = RunDir::for_cells(&run_dir_path)?;
+    if run_dir.is_committed(&cell.cell_id) {
+        let record = run_dir.read_cell_status(&cell.cell_id)?;
+        eprintln!(
+            "cell {} is already committed in {}; nothing to do",
+            cell.cell_id,
+            run_dir.path.display()
+        );
+        emit(&CellEvent::Finished {
+            status: record.status,
+            clock_ns: 0,
+        });
+        return Ok(ExitCode::SUCCESS);
+    }
+    let stop = stop_flag(args.supervised)?;
+    let fault = std::env::var(MOCK_FAULT_ENV)
+        .ok()
+        .and_then(|v| parse_fault(&v))
+        .filter(|(i, _)| *i == args.index && cell.backend == BackendKind::Mock)
+        .map(|(_, f)| f);
+
+    // The run's clock: the parent's virtual clock, or wall time since the run started.
+    let start = match args.virtual_start_ns {
+        Some(ns) => CellClockStart::Virtual(ns),
+        None => CellClockStart::Wall(
+            schema::read_manifest(&run_dir.path.join(files::MANIFEST))
+                .ok()
+                .map(|m| m.started_at),
+        ),
+    };
+    let models_dir = args
+        .models_dir
+        .clone()
+        .unwrap_or_else(runner::default_models_dir);
+    let total = cell.total_requests();
+    let single = runner::run_single_cell(
+        &plan,
+        args.index,
+        &run_dir,
+        &models_dir,
+        &start,
+        &mut |done, clock_ns| {
+            if let Some(f) = fault {
+                inject(f, done);
+            }
+            emit(&CellEvent::Request {
+                done,
+                total,
+                clock_ns,
+            });
+            !stop.load(Ordering::SeqCst)
+        },
+    )?;
+    if let Some(done) = single.stopped_after {
+        emit(&CellEvent::Stopped {
+            done,
+            total,
+            clock_ns: single.clock_end_ns,
+        });
+        eprintln!(
+            "cell {}: stopped after {done} of {total} requests; not committed",
+            cell.cell_id
+        );
+        return Ok(ExitCode::from(EXIT_INTERRUPTED as u8));
+    }
+    run_dir
+        .commit_cell(&single.result)
+        .with_context(|| format!("committing cell {}", cell.cell_id))?;
+    let status = single.result.record.status;
+    emit(&CellEvent::Finished {
+        status,
+        clock_ns: single.clock_end_ns,
+    });
+    if !args.supervised {
+        if let Some(e) = &single.result.record.error {
+            eprintln!("cell {} failed: {e}", cell.cell_id);
+        }
+    }
+    Ok(if status == schema::CellOutcome::Ok {
+        ExitCode::SUCCESS
+    } else {
+        // The run this cell belongs to is incomplete.
+        ExitCode::from(3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_parse() {
+        assert_eq!(parse_fault("3:abort"), Some((3, Fault::Abort)));
+        assert_eq!(parse_fault("0:slow-250"), Some((0, Fault::Slow(250))));
+        assert_eq!(parse_fault("x:abort"), None);
+        assert_eq!(parse_fault("1:explode"), None);
+    }
+}

@@ -1,0 +1,133 @@
+//! `tcobench report RUN_DIR`: re-renders a run's report from its stored results.
+//!
+//! Reads `manifest.json` and `stats.json` and renders the formats asked for (`--format md,html`,
+//! both by default) with the built-in templates or a folder of overrides (`--templates DIR`).
+//! Nothing is re-measured, and nothing is re-analysed unless `stats.json` is missing, unreadable
+//! or written with another results layout (then the run is analysed again from
+//! `requests.parquet`, and the reason is printed). Prints each file written, one a line.
+//!
+//! Exit codes: `0` done; `2` the folder is not a run, the manifest's layout is not supported, an
+//! unknown format, or a template folder that is missing or holds a broken template.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use tcobench_analysis::report::{self, ReportFormat};
+use tcobench_analysis::schema::{files, SCHEMA_VERSION};
+use tcobench_analysis::{AnalysisError, RunStats};
+
+/// Exit code for bad input.
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// Arguments of `tcobench report`.
+#[derive(clap::Args, Debug)]
+pub struct ReportArgs {
+    /// Run folder (the one `tcobench run` prints last; it holds manifest.json).
+    pub run_dir: PathBuf,
+    /// Formats to write, comma-separated: md, html.
+    #[arg(long, value_delimiter = ',', default_value = "md,html", value_parser = parse_format)]
+    pub format: Vec<ReportFormat>,
+    /// Folder whose report.md.j2 / report.html.j2 replace the built-in templates.
+    #[arg(long, value_name = "DIR")]
+    pub templates: Option<PathBuf>,
+}
+
+fn parse_format(s: &str) -> Result<ReportFormat, String> {
+    ReportFormat::parse(s).ok_or_else(|| {
+        format!(
+            "`{s}` is not a report format (known: {})",
+            ReportFormat::ALL.map(ReportFormat::name).join(", ")
+        )
+    })
+}
+
+/// Why `stats.json` cannot be used as it is.
+fn stored_stats(run_dir: &Path) -> Result<RunStats, String> {
+    let path = run_dir.join(files::STATS);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("{} is missing", files::STATS))
+        }
+        Err(e) => return Err(format!("{}: {e}", path.display())),
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    match value
+        .get("schema_version")
+        .and_then(serde_json::Value::as_u64)
+    {
+        Some(v) if v == u64::from(SCHEMA_VERSION) => {}
+        Some(v) => {
+            return Err(format!(
+                "{} has schema_version {v}; this build writes {SCHEMA_VERSION}",
+                files::STATS
+            ))
+        }
+        None => return Err(format!("{} has no schema_version", files::STATS)),
+    }
+    serde_json::from_value(value)
+        .map_err(|e| format!("{} does not have this build's layout: {e}", files::STATS))
+}
+
+fn bad(msg: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    eprintln!("error: {msg}");
+    Ok(ExitCode::from(EXIT_BAD_INPUT))
+}
+
+/// Runs `tcobench report`, printing each file written to `out`.
+pub fn run(args: &ReportArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let dir = &args.run_dir;
+    if !dir.is_dir() {
+        return bad(format_args!(
+            "`{}` is not a run folder: no such directory",
+            dir.display()
+        ));
+    }
+    if !dir.join(files::MANIFEST).is_file() {
+        return bad(format_args!(
+            "`{}` is not a run folder: it has no {} (a run folder is what `tcobench run` prints last)",
+            dir.display(),
+            files::MANIFEST
+        ));
+    }
+    if let Some(t) = &args.templates {
+        if !t.is_dir() {
+            return bad(format_args!(
+                "--templates `{}` is not a directory",
+                t.display()
+            ));
+        }
+    }
+    // The manifest decides whether this is a run this build reads at all.
+    if let Err(e) = tcobench_analysis::read_run_manifest(dir) {
+        return bad(format_args!(
+            "`{}` is not a run folder this build reads: {e}",
+            dir.display()
+        ));
+    }
+    let mut formats = args.format.clone();
+    formats.sort();
+    formats.dedup();
+
+    let stats = match stored_stats(dir) {
+        Ok(s) => s,
+        Err(why) => {
+            eprintln!("{why}: analysing the run again from its stored requests");
+            tcobench_analysis::analyze(dir)
+                .with_context(|| format!("analysing {}", dir.display()))?
+        }
+    };
+    match report::write_formats(dir, &stats, args.templates.as_deref(), &formats) {
+        Ok(written) => {
+            for p in written {
+                writeln!(out, "{}", p.display())?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ AnalysisError::Template { .. }) => bad(e),
+        Err(e) => Err(e).with_context(|| format!("writing the report in {}", dir.display())),
+    }
+}

@@ -1,0 +1,592 @@
+//! `tcobench report` re-rendering from stored results, and the HTML report's TCO calculator
+//! driven in headless Chromium: its figures equal `tcobench tco` on the same inputs, and markup in
+//! a scenario's name and model stays text.
+//!
+//! The browser tests need Node.js, Debian's `chromium` (or `TCOBENCH_CHROMIUM`) and
+//! `npm ci` in `tests/browser`; without them they print `skipped: …` and pass, unless
+//! `TCOBENCH_REQUIRE_BROWSER=1` (set by `.ci/run`), where a missing prerequisite fails them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::common::{tcobench, write, MOCK};
+
+/// The mock scenario priced on two CPU instances of the shipped catalog.
+fn priced_mock() -> String {
+    format!(
+        "{MOCK}pricing:
+  instances: [gcp/t2d-standard-8/us-central1, aws/m8i.4xlarge/us-east-1]
+  tiers: [on_demand, spot]
+energy:
+  pue: uptime_2023_average
+  grid: gcp:us-central1
+slo:
+  max_ms: 1000000
+workload:
+  requests_per_day: 100000
+"
+    )
+}
+
+/// Runs the scenario file `scenario` with the CLI and returns the run folder.
+fn run_cli(dir: &Path, scenario: &Path) -> PathBuf {
+    let out = tcobench(
+        &[
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            dir.join("results").to_str().unwrap(),
+            "--no-log",
+            "--quiet",
+        ],
+        dir,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    PathBuf::from(stdout.lines().last().unwrap().trim())
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap()
+}
+
+/// The report with its calculator data cut out, and that data parsed.
+fn split_tco_data(html: &str) -> (String, Value) {
+    let open = "<script type=\"application/json\" id=\"tco-data\">";
+    let start = html.find(open).expect("calculator data") + open.len();
+    let len = html[start..].find("</script>").unwrap();
+    let rest = format!("{}{}", &html[..start], &html[start + len..]);
+    (
+        rest,
+        serde_json::from_str(&html[start..start + len]).unwrap(),
+    )
+}
+
+/// Equal JSON, numbers to 1e-15 relative: serde_json reads a stored float back to within an
+/// ulp of what was written, not always bit for bit.
+fn assert_json_close(a: &Value, b: &Value, at: &str) {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!(
+                (x - y).abs() <= 1e-15 * x.abs().max(y.abs()),
+                "{at}: {x} vs {y}"
+            );
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}");
+            for (i, (x, y)) in x.iter().zip(y).enumerate() {
+                assert_json_close(x, y, &format!("{at}[{i}]"));
+            }
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            assert_eq!(
+                x.keys().collect::<Vec<_>>(),
+                y.keys().collect::<Vec<_>>(),
+                "{at}"
+            );
+            for (k, x) in x {
+                assert_json_close(x, &y[k], &format!("{at}.{k}"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}
+
+/// The same report: identical text outside the calculator data, that data equal as numbers.
+fn assert_same_html(a: &str, b: &str) {
+    let (a_text, a_data) = split_tco_data(a);
+    let (b_text, b_data) = split_tco_data(b);
+    assert!(
+        a_text == b_text,
+        "report.html differs outside the calculator data"
+    );
+    assert_json_close(&a_data, &b_data, "tco-data");
+}
+
+fn stdout_lines(out: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn report_rerenders_from_stored_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(dir.path(), "priced.yaml", &priced_mock());
+    let run = run_cli(dir.path(), &scenario);
+    let run_s = run.to_str().unwrap();
+    let html = read(&run.join("report.html"));
+    let md = read(&run.join("report.md"));
+    let stats = read(&run.join("stats.json"));
+
+    // Both formats by default, the same as the run wrote; stats.json is not rewritten.
+    std::fs::remove_file(run.join("report.html")).unwrap();
+    std::fs::remove_file(run.join("report.md")).unwrap();
+    let out = tcobench(&["report", run_s], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = stdout_lines(&out);
+    assert_eq!(lines[0], run.join("report.md").display().to_string());
+    assert_eq!(lines[1], run.join("report.html").display().to_string());
+    assert!(
+        lines.iter().any(|l| l.ends_with("throughput.svg")),
+        "{lines:?}"
+    );
+    assert_same_html(&read(&run.join("report.html")), &html);
+    assert_eq!(read(&run.join("report.md")), md);
+    assert_eq!(read(&run.join("stats.json")), stats);
+
+    // --format picks the files written.
+    std::fs::remove_file(run.join("report.html")).unwrap();
+    std::fs::remove_file(run.join("report.md")).unwrap();
+    let out = tcobench(&["report", run_s, "--format", "html"], dir.path());
+    assert!(out.status.success());
+    assert_eq!(
+        stdout_lines(&out),
+        [run.join("report.html").display().to_string()]
+    );
+    assert!(!run.join("report.md").exists());
+    let out = tcobench(&["report", run_s, "--format", "md,html"], dir.path());
+    assert!(out.status.success());
+    assert!(run.join("report.md").is_file());
+
+    // Custom templates; the HTML keeps the built-in one.
+    let tpl = dir.path().join("templates");
+    std::fs::create_dir(&tpl).unwrap();
+    write(
+        &tpl,
+        "report.md.j2",
+        "custom {{ stats.scenario_name }} {{ cells | length }}\n",
+    );
+    let out = tcobench(
+        &["report", run_s, "--templates", tpl.to_str().unwrap()],
+        dir.path(),
+    );
+    assert!(out.status.success());
+    assert_eq!(read(&run.join("report.md")), "custom mock-run 4\n");
+    assert_same_html(&read(&run.join("report.html")), &html);
+
+    // A missing stats.json, or one of another layout, is analysed again, and said so.
+    std::fs::remove_file(run.join("stats.json")).unwrap();
+    let out = tcobench(&["report", run_s, "--format", "html"], dir.path());
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stats.json is missing"));
+    assert_eq!(read(&run.join("stats.json")), stats);
+    assert_same_html(&read(&run.join("report.html")), &html);
+    let mut old: Value = serde_json::from_str(&stats).unwrap();
+    old["schema_version"] = json!(0);
+    std::fs::write(run.join("stats.json"), old.to_string()).unwrap();
+    let out = tcobench(&["report", run_s, "--format", "html"], dir.path());
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("schema_version 0") && err.contains("analysing the run again"),
+        "{err}"
+    );
+    assert_eq!(read(&run.join("stats.json")), stats);
+
+    // Not a run: exit 2 with the reason.
+    let not_run = dir.path().join("templates");
+    for (path, want) in [
+        (not_run.clone(), "has no manifest.json"),
+        (dir.path().join("nowhere"), "no such directory"),
+    ] {
+        let out = tcobench(&["report", path.to_str().unwrap()], dir.path());
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("is not a run folder") && err.contains(want),
+            "{err}"
+        );
+    }
+    let out = tcobench(&["report", run_s, "--format", "pdf"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`pdf` is not a report format"));
+    let out = tcobench(&["report", run_s, "--templates", "nowhere"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    // A broken template is bad input too, located by minijinja.
+    write(&tpl, "report.md.j2", "{{ stats.run_id ");
+    let out = tcobench(
+        &["report", run_s, "--templates", tpl.to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("report.md.j2"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// In the browser
+// ---------------------------------------------------------------------------------------------
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Where screenshots are kept after the test.
+fn artefacts() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-browser");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The Chromium binary and the checker script, or why the browser tests cannot run here.
+fn browser() -> Result<(PathBuf, PathBuf), String> {
+    let chromium = std::env::var_os("TCOBENCH_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    if !chromium.is_file() {
+        return Err(format!(
+            "no Chromium at {} (apt-get install chromium, or set TCOBENCH_CHROMIUM)",
+            chromium.display()
+        ));
+    }
+    match Command::new("node").arg("--version").output() {
+        Ok(o) if o.status.success() => {}
+        _ => return Err("no working `node` on PATH".into()),
+    }
+    let browser_dir = repo_root().join("tests/browser");
+    if !browser_dir
+        .join("node_modules/playwright-core/package.json")
+        .is_file()
+    {
+        return Err(format!(
+            "playwright-core is not installed (run `npm ci` in {})",
+            browser_dir.display()
+        ));
+    }
+    Ok((chromium, browser_dir.join("check-report.mjs")))
+}
+
+/// The browser prerequisites, or `None` after printing why the test is skipped (a failure when
+/// `TCOBENCH_REQUIRE_BROWSER` is set).
+fn browser_or_skip(test: &str) -> Option<(PathBuf, PathBuf)> {
+    match browser() {
+        Ok(b) => Some(b),
+        Err(why) if std::env::var_os("TCOBENCH_REQUIRE_BROWSER").is_some() => {
+            panic!("{test}: TCOBENCH_REQUIRE_BROWSER is set but {why}")
+        }
+        Err(why) => {
+            // Straight to the process's stderr: the test harness captures `eprintln!` of a
+            // passing test, and a skip must be seen.
+            let _ = writeln!(std::io::stderr().lock(), "skipped: {test}: {why}");
+            None
+        }
+    }
+}
+
+/// Runs the checker on `pages`; fails the test with its output when a check fails.
+fn check_in_chromium(dir: &Path, chromium: &Path, script: &Path, pages: Value) {
+    let spec = write(
+        dir,
+        "browser-spec.json",
+        &serde_json::to_string_pretty(&json!({ "chromium": chromium, "pages": pages })).unwrap(),
+    );
+    let out = Command::new("node")
+        .arg(script)
+        .arg(&spec)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "browser checks failed:\n{stdout}\n{stderr}"
+    );
+    eprintln!("{stdout}");
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+}
+
+/// `tcobench tco --run RUN --cell ID …` with `inputs` (flag → value), as JSON.
+fn tco_cli(dir: &Path, run: &Path, cell: &str, inputs: &[(&str, &str)]) -> Value {
+    let mut args = vec![
+        "tco",
+        "--run",
+        run.to_str().unwrap(),
+        "--cell",
+        cell,
+        "--json",
+    ];
+    for (flag, value) in inputs {
+        args.push(flag);
+        args.push(value);
+    }
+    let out = tcobench(&args, dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every output of the calculator, expected from the CLI's JSON (and kWh × $/kWh for the
+/// electricity lines, which the CLI does not print).
+fn expected_from_cli(tco: &Value, usd_per_kwh: f64) -> Value {
+    let f = |k: &str| tco[k].as_f64();
+    json!({
+        "tokens_per_s": tco["inputs"]["tokens_per_s"],
+        "watts": tco["inputs"]["watts"],
+        "usd_per_1m_tokens": f("usd_per_1m_tokens"),
+        "tokens_per_usd": f("tokens_per_usd"),
+        "kwh_per_1m_tokens": f("kwh_per_1m_tokens"),
+        "gco2e_per_1m_tokens": f("gco2e_per_1m_tokens"),
+        "electricity_usd_per_1m_tokens": f("kwh_per_1m_tokens").map(|k| k * usd_per_kwh),
+        "instances": f("instances"),
+        "utilization": f("utilization"),
+        "usd_per_month": f("usd_per_month"),
+        "kwh_per_month": f("kwh_per_month"),
+        "kgco2e_per_month": f("kgco2e_per_month"),
+        "electricity_usd_per_month": f("kwh_per_month").map(|k| k * usd_per_kwh),
+    })
+}
+
+/// One case of typed inputs: the cell, the `tcobench tco` flags (each the twin of a calculator
+/// field) and the electricity price.
+struct Typed<'a> {
+    cell: &'a str,
+    flags: &'a [(&'a str, &'a str)],
+    usd_per_kwh: f64,
+}
+
+#[test]
+fn calculator_in_chromium_agrees_with_the_tco_cli() {
+    let Some((chromium, script)) =
+        browser_or_skip("calculator_in_chromium_agrees_with_the_tco_cli")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(dir.path(), "priced.yaml", &priced_mock());
+    let run = run_cli(dir.path(), &scenario);
+    let stats = json(&run.join("stats.json"));
+    let costing = &stats["costing"]["cells"];
+    let cell_a = costing[1]["cell_id"].as_str().unwrap().to_string();
+    let cell_b = costing[2]["cell_id"].as_str().unwrap().to_string();
+
+    let mut cases = Vec::new();
+
+    // 1. As prefilled, for one catalog offer: the figures of the report's own cost table.
+    let price = &costing[1]["prices"][3];
+    let energy = &costing[1]["energy"];
+    let workload = &price["workload"];
+    cases.push(json!({
+        "name": "prefilled from the run's costing, offer 3",
+        "set": [["tco-cell", cell_a], ["tco-offer", "3"]],
+        "expect": {
+            "usd_per_1m_tokens": price["usd_per_1m_tokens"]["value"],
+            "tokens_per_usd": price["tokens_per_usd"]["value"],
+            "tokens_per_s": price["instance_tokens_per_s"]["value"],
+            "kwh_per_1m_tokens": energy["kwh_per_1m_tokens"]["value"],
+            "gco2e_per_1m_tokens": energy["gco2e_per_1m_tokens"]["value"],
+            "instances": workload["instances"],
+            "utilization": workload["utilization"],
+            "usd_per_month": workload["usd_per_month"],
+            "kwh_per_month": workload["kwh_per_month"],
+            "kgco2e_per_month": workload["kgco2e_per_month"],
+            "electricity_usd_per_1m_tokens": null,
+        },
+    }));
+
+    // 2 and 3. Typed inputs, every output against `tcobench tco` on the same inputs.
+    let typed = [
+        Typed {
+            cell: &cell_a,
+            flags: &[
+                ("--price-usd-per-hour", "0.61"),
+                ("--utilization", "0.35"),
+                ("--pue", "1.3"),
+                ("--grid-g-per-kwh", "420"),
+                ("--requests-per-day", "250000"),
+                ("--tokens-per-request", "37"),
+                ("--peak-factor", "2.5"),
+            ],
+            usd_per_kwh: 0.12,
+        },
+        Typed {
+            cell: &cell_b,
+            flags: &[
+                ("--price-usd-per-hour", "3.0417"),
+                ("--utilization", "0.8"),
+                ("--pue", "1.12"),
+                ("--grid-g-per-kwh", "35.5"),
+                ("--idle-watts", "20"),
+                ("--embodied-kg", "1200"),
+                ("--lifetime-years", "4"),
+                ("--requests-per-day", "3300000"),
+                ("--tokens-per-request", "180"),
+                ("--peak-factor", "1.7"),
+            ],
+            usd_per_kwh: 0.0713,
+        },
+    ];
+    // The calculator's field of a `tcobench tco` flag.
+    let field = |flag: &str| -> String {
+        match flag {
+            "--price-usd-per-hour" => "tco-price".into(),
+            "--grid-g-per-kwh" => "tco-grid".into(),
+            other => format!("tco-{}", other.trim_start_matches("--")),
+        }
+    };
+    for (
+        i,
+        Typed {
+            cell,
+            flags: inputs,
+            usd_per_kwh,
+        },
+    ) in typed.into_iter().enumerate()
+    {
+        let tco = tco_cli(dir.path(), &run, cell, inputs);
+        let mut set = vec![
+            json!(["tco-cell", cell]),
+            json!(["tco-offer", "custom"]),
+            json!(["tco-replicas", "1"]),
+            json!(["tco-usd-per-kwh", usd_per_kwh.to_string()]),
+        ];
+        for id in ["tco-idle-watts", "tco-embodied-kg", "tco-lifetime-years"] {
+            set.push(json!([id, ""]));
+        }
+        for (flag, value) in inputs {
+            set.push(json!([field(flag), value]));
+        }
+        cases.push(json!({
+            "name": format!("typed inputs {} = tcobench tco", i + 1),
+            "set": set,
+            "expect": expected_from_cli(&tco, usd_per_kwh),
+            "all_keys": true,
+        }));
+    }
+
+    // 4. An input out of range: the same message as the CLI's, and no figure that needs it.
+    let out = tcobench(
+        &[
+            "tco",
+            "--run",
+            run.to_str().unwrap(),
+            "--cell",
+            &cell_a,
+            "--price-usd-per-hour",
+            "0.61",
+            "--utilization",
+            "1.5",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let message = err
+        .trim()
+        .strip_prefix("error: --utilization: ")
+        .unwrap_or_else(|| panic!("{err}"))
+        .to_string();
+    cases.push(json!({
+        "name": "utilisation out of range",
+        "set": [["tco-utilization", "1.5"]],
+        "expect": {
+            "usd_per_1m_tokens": null,
+            "tokens_per_usd": null,
+            "kwh_per_1m_tokens": null,
+            "gco2e_per_1m_tokens": null,
+        },
+        "problems": [message],
+    }));
+
+    let shots = artefacts();
+    check_in_chromium(
+        dir.path(),
+        &chromium,
+        &script,
+        json!([{
+            "name": "priced mock run",
+            "report": run.join("report.html"),
+            "screenshot": shots.join("priced-report.png"),
+            "calculator_screenshot": shots.join("priced-calculator.png"),
+            "cases": cases,
+        }]),
+    );
+    assert!(shots.join("priced-calculator.png").is_file());
+    eprintln!("screenshots kept in {}", shots.display());
+}
+
+/// Markup in a scenario's name and a model's folder name.
+const SCRIPT_TAG: &str = "<script>alert(1)</script>";
+const PWN: &str = "<img src=x onerror=\"window.__pwned=1\">";
+
+#[test]
+fn markup_from_run_data_stays_text_in_chromium() {
+    let Some((chromium, script)) = browser_or_skip("markup_from_run_data_stays_text_in_chromium")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // A user model folder whose path holds the markup (the `/` of `</script>` nests a folder).
+    let model_rel = format!("m{SCRIPT_TAG} \"q\" 'a'");
+    let out = tcobench(
+        &[
+            "model",
+            "build",
+            "--size",
+            "tiny",
+            "--out",
+            dir.path().join(&model_rel).to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = format!("{SCRIPT_TAG}{PWN} \"q\" 'a' & co");
+    let yaml_quote = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let scenario = write(
+        dir.path(),
+        "nasty.yaml",
+        &format!(
+            "name: {}\nseed: 3\nwarmup: 1\nrepetitions: 3\nmatrix:\n  backend: [mock]\n  model: [{}]\n  batch_size: [1]\n  prompt_tokens: [8]\n  new_tokens: [4]\npower:\n  source: mock\n  mock_watts: 40\n",
+            yaml_quote(&name),
+            yaml_quote(&model_rel)
+        ),
+    );
+    let run = run_cli(dir.path(), &scenario);
+    let html = read(&run.join("report.html"));
+    assert!(!html.contains(SCRIPT_TAG) && !html.contains("<img"));
+
+    let shots = artefacts();
+    check_in_chromium(
+        dir.path(),
+        &chromium,
+        &script,
+        json!([{
+            "name": "markup in scenario and model",
+            "report": run.join("report.html"),
+            "screenshot": shots.join("markup-report.png"),
+            "expect_text": [format!("tcobench report: {name}")],
+            "option_text": [format!("{SCRIPT_TAG} \"q\" 'a'")],
+            "cases": [{
+                "name": "calculator runs on the cell",
+                "set": [["tco-price", "1.5"]],
+                "expect": { "instances": null },
+            }],
+        }]),
+    );
+}
