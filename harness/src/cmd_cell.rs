@@ -153,6 +153,8 @@ pub fn run(args: &RunCellArgs) -> Result<ExitCode> {
             .to_path_buf(),
     };
     let run_dir = RunDir::for_cells(&run_dir_path)?;
+    // Until this process ends, a clean-up of the folder (`run --resume`) waits for it.
+    let _writer = run_dir.lock_writer()?;
     if run_dir.is_committed(&cell.cell_id) {
         let record = run_dir.read_cell_status(&cell.cell_id)?;
         eprintln!(

@@ -3,6 +3,12 @@
 //! A cell's files are written into a hidden temporary folder, each fsynced, and the folder is
 //! renamed to `cells/<cell-id>/` in one step, so a cell is either complete or absent; a killed
 //! run loses at most the cell in flight. Run-level files are merged from the committed cells.
+//!
+//! Two lock files keep processes from stepping on each other: `.run.lock`, held by the process
+//! driving the run (`run`, `run --resume`), and `.writers.lock`, held shared by every `run-cell`
+//! process; a resume waits for the writers of a killed attempt to be gone before it clears what
+//! they left half-written. `reference_logits/` keeps the agreement gate's reference logits per
+//! model, computed by the first cell that needs them, for the other cells' processes.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -13,6 +19,21 @@ use tcobench_analysis::schema::{self, files, CellRecord, Manifest, PowerSample, 
 
 /// Power samples taken outside any cell, merged into `power.parquet`.
 pub const RUN_POWER: &str = "run_power.parquet";
+
+/// Held by the process that drives a run folder's cells (see [`RunDir::lock_run`]).
+pub const RUN_LOCK: &str = ".run.lock";
+
+/// Held, shared, by every process that may be writing a cell (see [`RunDir::lock_writer`]).
+pub const WRITERS_LOCK: &str = ".writers.lock";
+
+fn lock_file(path: &Path) -> Result<fs::File> {
+    fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
 
 /// What one cell produced.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,7 +71,7 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// The process id in the name of a temporary file or folder of ours: `.tmp-<cell>-<pid>` (a cell
+/// The process id in the name of a temporary file or folder of ours (`None`: not one of them): `.tmp-<cell>-<pid>` (a cell
 /// commit), `.<name>.tmp-<pid>-<n>` (an atomic write) or `.<name>.<pid>.tmp` (a merged frame).
 fn temp_writer_pid(name: &str) -> Option<u32> {
     if !name.starts_with('.') {
@@ -63,19 +84,6 @@ fn temp_writer_pid(name: &str) -> Option<u32> {
         return after.split('-').next()?.parse().ok();
     }
     name.strip_suffix(".tmp")?.rsplit_once('.')?.1.parse().ok()
-}
-
-/// Whether process `pid` is running (a zombie, killed but not yet reaped, is not). Where `/proc`
-/// does not exist every writer counts as gone.
-fn process_alive(pid: u32) -> bool {
-    let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    // `pid (comm) state …`: the state follows the last `)`, as comm may hold anything.
-    let state = stat
-        .rsplit_once(')')
-        .and_then(|(_, rest)| rest.trim_start().chars().next());
-    !matches!(state, Some('Z' | 'X' | 'x') | None)
 }
 
 impl RunDir {
@@ -173,10 +181,70 @@ impl RunDir {
         Ok(ids)
     }
 
+    /// Takes the run folder for this process: the lock is held until the returned file is
+    /// dropped or the process ends (however it ends). When another process holds it for longer
+    /// than `wait` (the kernel may release a killed process's lock a moment after its end), the
+    /// folder is refused: a second `run --resume` of a folder that a live process is still
+    /// running would duplicate its cells.
+    pub fn lock_run(&self, wait: std::time::Duration) -> Result<fs::File> {
+        let path = self.path.join(RUN_LOCK);
+        let file = lock_file(&path)?;
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(fs::TryLockError::WouldBlock) => bail!(
+                    "another tcobench process is running {} (it holds {})",
+                    self.path.display(),
+                    path.display()
+                ),
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("locking {}", path.display()))
+                }
+            }
+        }
+    }
+
+    /// Declares this process a writer of cells until the returned file is dropped or the
+    /// process ends; writers share the lock, and a clean-up ([`RunDir::remove_stale_temp`])
+    /// waits for them.
+    pub fn lock_writer(&self) -> Result<fs::File> {
+        let path = self.path.join(WRITERS_LOCK);
+        let file = lock_file(&path)?;
+        file.lock_shared()
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(file)
+    }
+
     /// Removes what writers killed part-way left behind — unfinished cell commits and temporary
     /// files of atomic writes, in the run folder, `cells/` and `plots/` — and returns how many.
-    /// Anything whose writer process is still alive is left alone.
-    pub fn remove_stale_temp(&self) -> Result<usize> {
+    /// It first waits, up to `wait`, until no process writes cells any more (a cell process
+    /// whose run was killed exits as soon as it notices, and a killed process may take a moment
+    /// to go), so nothing it removes is still in use.
+    pub fn remove_stale_temp(&self, wait: std::time::Duration) -> Result<usize> {
+        let path = self.path.join(WRITERS_LOCK);
+        let lock = lock_file(&path)?;
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(fs::TryLockError::WouldBlock) => bail!(
+                    "a cell process of an earlier attempt is still writing in {} after {} s; \
+                     stop it, then resume",
+                    self.path.display(),
+                    wait.as_secs()
+                ),
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("locking {}", path.display()))
+                }
+            }
+        }
         let mut removed = 0;
         for dir in [
             self.path.clone(),
@@ -189,10 +257,7 @@ impl RunDir {
             for entry in entries {
                 let entry = entry?;
                 let name = entry.file_name();
-                let Some(pid) = name.to_str().and_then(temp_writer_pid) else {
-                    continue;
-                };
-                if pid != std::process::id() && process_alive(pid) {
+                if name.to_str().and_then(temp_writer_pid).is_none() {
                     continue;
                 }
                 let path = entry.path();

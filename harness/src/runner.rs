@@ -5,6 +5,17 @@
 //! observer), stops the clock and reads the energy source again. A failing cell — an error or a
 //! panic inside a backend — is recorded with its cause and the run goes on.
 //!
+//! `tcobench run` carries out every cell in a `run-cell` child process of its own
+//! ([`Execution::Processes`], see [`crate::cell_process`]), so that an abort, a segfault, a hang
+//! or the out-of-memory killer costs one cell; the parent keeps the plan, the progress bar, the
+//! budget, the idle baseline, the manifest, and merges and analyses at the end. The mock
+//! backend's virtual clock is handed from cell to cell, so its runs stay deterministic. Running
+//! every cell in this process ([`Execution::InProcess`], consecutive cells sharing a loaded
+//! model) remains for benchmarks and tests.
+//!
+//! A run killed in any way is finished by [`resume`]: the cells without a committed folder run
+//! with the plan's seeds, once the scenario and the versions are checked to be the same.
+//!
 //! A scenario with `budget_usd` is charged run time (on the run's clock, so virtual time for
 //! mock runs) × the budget's $/h. Crossing 50, 75 and 90 % of the budget prints a warning once
 //! each; before each cell its cost is predicted (the heuristic of [`crate::estimate`],
@@ -613,6 +624,8 @@ pub fn run_with(
         sanitize(&scenario.name)
     );
     let run_dir = RunDir::create(&opts.out, &run_id)?;
+    // Held until this function returns: `run --resume` of this folder waits for this run's end.
+    let _run_lock = run_dir.lock_run(Duration::ZERO)?;
     run_dir.write_plan(&plan)?;
 
     let (sampler, why) = power::open(
@@ -696,6 +709,9 @@ pub fn resume(
     }
     let plan = Plan::read(&plan_path).map_err(|e| refuse(format!("{e:#}")))?;
     let run_dir = RunDir::open(run_dir_path).map_err(|e| refuse(format!("{e:#}")))?;
+    let _run_lock = run_dir
+        .lock_run(Duration::from_secs(3))
+        .map_err(|e| refuse(format!("{e:#}")))?;
     let mut manifest = schema::read_manifest(&run_dir.path.join(files::MANIFEST))
         .map_err(|e| refuse(e.to_string()))?;
 
@@ -758,7 +774,9 @@ pub fn resume(
             );
         }
     }
-    let stale = run_dir.remove_stale_temp()?;
+    let stale = run_dir
+        .remove_stale_temp(STALE_WRITER_WAIT)
+        .map_err(|e| refuse(format!("{e:#}")))?;
     if stale > 0 {
         tracing::info!("removed {stale} unfinished cell commit(s)");
     }
@@ -802,6 +820,9 @@ pub fn resume(
         execution,
     )
 }
+
+/// How long `--resume` waits for the cell processes of a killed attempt to go.
+const STALE_WRITER_WAIT: Duration = Duration::from_secs(30);
 
 /// Why `now` is not the same plan as `then`, if it is not.
 fn same_plan(then: &Plan, now: &Plan) -> std::result::Result<(), String> {

@@ -4,7 +4,8 @@
 //! unknown keys and wrong types (serde_yaml reports the line and column); files chained with
 //! `extends:` are merged key by key (the child wins; `matrix` and `power` merge per key); then
 //! cross-field checks run, and any failure points back at the file, line, column and key that
-//! caused it. Nothing downstream ever sees an unvalidated value.
+//! caused it. Nothing downstream ever sees an unvalidated value. Input that cannot be a scenario
+//! (over 1 MiB, not UTF-8) and matrices of more than 100 000 cells are refused up front.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -353,13 +354,12 @@ fn read_source(path: &Path) -> Result<SourceFile, ScenarioError> {
     }
     let text = String::from_utf8(bytes).map_err(|e| {
         // Point at the first byte that is not UTF-8, like a parse error would.
-        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
-        let column = valid.len() - valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+        let valid = String::from_utf8_lossy(&e.as_bytes()[..e.utf8_error().valid_up_to()]);
+        let (line, column) = place_of_offset(&valid, valid.len()).unzip();
         ScenarioError {
             path: path.to_path_buf(),
-            line: Some(line),
-            column: Some(column),
+            line,
+            column,
             key: None,
             message: "not UTF-8 text (a scenario is a YAML file)".into(),
         }

@@ -22,7 +22,8 @@
 //! # Validation
 //!
 //! Load-time errors name the file, the line (the physical line where the CSV record starts; the
-//! header is line 1), the column and the row key: unparsable or missing values, prices ≤ 0,
+//! header is line 1), the column and the row key: files that are not UTF-8, rows with more fields
+//! than the header (an unquoted comma), unparsable or missing values, prices ≤ 0,
 //! unknown tiers, duplicate keys within one file, spot above on-demand for the same instance and
 //! region (unless the spot row sets `spot_above_on_demand_ok`), accelerator counts inconsistent
 //! with the accelerator columns, accelerators missing from `accelerators.csv`, prices for unknown

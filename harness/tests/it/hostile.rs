@@ -811,6 +811,7 @@ fn readers(file: &str) -> &'static [&'static [&'static str]] {
             &["validate", "RUN"],
             &["sweep", "RUN", "--variants", "VARIANTS", "--out", "OUT"],
             &["export", "RUN", "--format", "csv"],
+            &["report", "RUN"],
         ],
         files::REQUESTS => &[
             &["compare", "GOOD", "RUN"],

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use polars::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tcobench::results::RunDir;
+use tcobench::results::{RunDir, RUN_LOCK, WRITERS_LOCK};
 use tcobench_analysis::schema::{self, files, CellOutcome, CellRecord, Manifest};
 
 use crate::common::{models_dir, write, MOCK};
@@ -63,7 +63,10 @@ fn signal(pid: u32, sig: &str, whole_group: bool) {
 
 /// `kill -9` of the whole process group: the run and the cell in flight.
 fn kill_group(mut child: Child) {
-    signal(child.id(), "-KILL", true);
+    // A run that already ended has no group left (and its id may be reused).
+    if child.try_wait().unwrap().is_none() {
+        signal(child.id(), "-KILL", true);
+    }
     let _ = child.wait();
 }
 
@@ -86,6 +89,9 @@ fn live_members(pgid: u32) -> usize {
 /// `kill -9` of the run alone: the cell in flight loses its parent and must go at once.
 fn kill_parent_only(mut child: Child) {
     let pgid = child.id();
+    if child.try_wait().unwrap().is_some() {
+        return;
+    }
     signal(pgid, "-KILL", false);
     let _ = child.wait();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -175,7 +181,7 @@ fn assert_same_cells(run: &Path, reference: &Path, what: &str) {
     let leftovers: Vec<_> = std::fs::read_dir(run)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.starts_with('.'))
+        .filter(|n| n.starts_with('.') && ![RUN_LOCK, WRITERS_LOCK].contains(&n.as_str()))
         .collect();
     assert!(leftovers.is_empty(), "{what}: {leftovers:?}");
     // The mock backend runs on a virtual clock: every timing, energy and hash is reproducible.
@@ -420,6 +426,38 @@ fn resume_refuses_a_changed_scenario_or_another_version() {
     let o = resume(&run, dir.path());
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("tcobench 0.0.1 →"), "{}", stderr(&o));
+
+    // A run still going: its folder is not resumed under it.
+    let out = dir.path().join("busy");
+    let child = start(
+        &[
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--no-log",
+        ],
+        dir.path(),
+        &[("TCOBENCH_MOCK_FAULT", "0:hang")],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let busy = loop {
+        if let Some(run) = the_run(&out)
+            .filter(|r| r.join("plan.json").is_file() && r.join(files::MANIFEST).is_file())
+        {
+            break run;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let o = resume(&busy, dir.path());
+    kill_group(child);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("another tcobench process is running"),
+        "{}",
+        stderr(&o)
+    );
 
     // Not a run folder.
     let o = resume(dir.path(), dir.path());
