@@ -1150,7 +1150,7 @@ fn batch_saturation(stats: &RunStats, costs: &[CellCost]) -> Vec<BatchSaturation
         // throughput interval lies wholly above the smaller batch's.
         let mut at = batches.len() - 1;
         for i in 0..batches.len() - 1 {
-            let (lo_b, lo_t) = batches[i];
+            let lo_t = batches[i].1;
             let (_, hi_t) = batches[i + 1];
             let clearly = match (lo_t.ci95, hi_t.ci95) {
                 (Some([_, a_hi]), Some([b_lo, _])) => b_lo > a_hi,
@@ -1158,7 +1158,6 @@ fn batch_saturation(stats: &RunStats, costs: &[CellCost]) -> Vec<BatchSaturation
             };
             if !clearly {
                 at = i;
-                let _ = lo_b;
                 break;
             }
         }

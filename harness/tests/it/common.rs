@@ -20,6 +20,29 @@ pub(crate) fn tcobench(args: &[&str], cwd: &Path) -> Output {
         .expect("tcobench runs")
 }
 
+/// Runs the scenario file `scenario` with the CLI into `dir/results`, asserts success and returns
+/// the run folder (the last line printed).
+pub(crate) fn run_scenario(dir: &Path, scenario: &Path) -> PathBuf {
+    let out = tcobench(
+        &[
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            dir.join("results").to_str().unwrap(),
+            "--no-log",
+            "--quiet",
+        ],
+        dir,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    PathBuf::from(stdout.lines().last().unwrap().trim())
+}
+
 /// A shared model cache for the tests (models are deterministic, so sharing is safe).
 pub(crate) fn models_dir() -> PathBuf {
     std::env::temp_dir().join("tcobench-test-models")

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::common::{tcobench, write, MOCK};
+use crate::common::{run_scenario, tcobench, write, MOCK};
 
 /// The mock scenario priced on two CPU instances of the shipped catalog.
 fn priced_mock() -> String {
@@ -33,24 +33,7 @@ workload:
 
 /// Runs the scenario file `scenario` with the CLI and returns the run folder.
 fn run_cli(dir: &Path, scenario: &Path) -> PathBuf {
-    let out = tcobench(
-        &[
-            "run",
-            scenario.to_str().unwrap(),
-            "--out",
-            dir.join("results").to_str().unwrap(),
-            "--no-log",
-            "--quiet",
-        ],
-        dir,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    PathBuf::from(stdout.lines().last().unwrap().trim())
+    run_scenario(dir, scenario)
 }
 
 fn json(path: &Path) -> Value {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::common::{tcobench, write, MOCK};
+use crate::common::{run_scenario, tcobench, write, MOCK};
 
 /// The mock scenario priced on two CPU instances of the shipped catalog.
 fn priced_mock() -> String {
@@ -30,25 +30,7 @@ fn variants_dir() -> PathBuf {
 
 /// Runs `text` with the CLI and returns the run folder.
 fn run_cli(dir: &Path, text: &str) -> PathBuf {
-    let scenario = write(dir, "priced.yaml", text);
-    let out = tcobench(
-        &[
-            "run",
-            scenario.to_str().unwrap(),
-            "--out",
-            dir.join("results").to_str().unwrap(),
-            "--no-log",
-            "--quiet",
-        ],
-        dir,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    PathBuf::from(stdout.lines().last().unwrap().trim())
+    run_scenario(dir, &write(dir, "priced.yaml", text))
 }
 
 fn json(path: &Path) -> Value {
