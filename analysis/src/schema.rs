@@ -432,12 +432,44 @@ pub fn read_parquet(path: &std::path::Path) -> Result<DataFrame, SchemaError> {
         path: path.display().to_string(),
         source,
     })?;
-    ParquetReader::new(file)
-        .finish()
-        .map_err(|source| SchemaError::Polars {
-            path: path.display().to_string(),
-            source,
-        })
+    catch_polars_panic(|| ParquetReader::new(file).finish()).map_err(|source| SchemaError::Polars {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Runs a polars read, turning a panic inside polars into an error.
+///
+/// polars' Parquet reader panics on some corrupt files (a metadata field it `expect`s) where it
+/// should return an error. While such a read runs, a panic raised in polars' own code is not
+/// printed by the panic hook (installed once, chaining to the previous one): it becomes the
+/// read's error, which the caller reports with the file's name.
+pub fn catch_polars_panic<T>(read: impl FnOnce() -> PolarsResult<T>) -> PolarsResult<T> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static READS: AtomicUsize = AtomicUsize::new(0);
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let in_polars = info.location().is_some_and(|l| l.file().contains("polars"));
+            if !(in_polars && READS.load(Ordering::SeqCst) > 0) {
+                previous(info);
+            }
+        }));
+    });
+    READS.fetch_add(1, Ordering::SeqCst);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(read));
+    READS.fetch_sub(1, Ordering::SeqCst);
+    result.unwrap_or_else(|payload| {
+        let why = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        Err(PolarsError::ComputeError(
+            format!("corrupt file: the reader failed ({why})").into(),
+        ))
+    })
 }
 
 /// Reads `manifest.json` with a located error on malformed input.

@@ -301,16 +301,14 @@ fn read_parquet(path: &Path, by: &str, metric: &str) -> Result<DataFrame, TableE
         source,
     })?;
     let mut reader = ParquetReader::new(file);
-    let schema = reader.schema().map_err(parse)?;
+    let schema = crate::schema::catch_polars_panic(|| reader.schema()).map_err(parse)?;
     for column in [by, metric] {
         if !schema.contains(column) {
             let available = schema.iter_names().map(|n| n.to_string()).collect();
             return Err(missing(path, column, available));
         }
     }
-    reader
-        .with_columns(Some(projection(by, metric)))
-        .finish()
+    crate::schema::catch_polars_panic(|| reader.with_columns(Some(projection(by, metric))).finish())
         .map_err(parse)
 }
 
@@ -333,10 +331,12 @@ fn read_csv(path: &Path, separator: u8, by: &str, metric: &str) -> Result<DataFr
         .into_iter()
         .map(PlSmallStr::from)
         .collect();
-    let read = csv_options(separator)
-        .with_columns(Some(columns))
-        .try_into_reader_with_file_path(Some(path.to_path_buf()))
-        .and_then(|r| r.finish());
+    let read = crate::schema::catch_polars_panic(|| {
+        csv_options(separator)
+            .with_columns(Some(columns))
+            .try_into_reader_with_file_path(Some(path.to_path_buf()))
+            .and_then(|r| r.finish())
+    });
     match read {
         Ok(df) => Ok(df),
         Err(PolarsError::NoData(_)) => Err(TableError::Empty {

@@ -1,5 +1,6 @@
-//! Bytes given as `requests.parquet` / `power.parquet` → a frame and the loaders' checks, or an
-//! error; never a panic. The manifest is a mock run's, so rows of the seeds match its cells.
+//! Bytes given as `requests.parquet` / `power.parquet` → a frame (read like
+//! `schema::read_parquet` does) and the loaders' checks, or an error; never a panic. The manifest
+//! is a mock run's, so rows of the seeds match its cells.
 
 #![no_main]
 
@@ -9,10 +10,12 @@ use std::path::Path;
 use libfuzzer_sys::fuzz_target;
 use polars::prelude::{ParquetReader, SerReader};
 use tcobench_analysis::load::{power_from_frame, requests_from_frame};
-use tcobench_analysis::schema::Manifest;
+use tcobench_analysis::schema::{catch_polars_panic, Manifest};
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(df) = ParquetReader::new(Cursor::new(data)).finish() else {
+    // polars panics on some corrupt files; the loaders read through this guard.
+    let read = catch_polars_panic(|| ParquetReader::new(Cursor::new(data)).finish());
+    let Ok(df) = read else {
         return;
     };
     let manifest: Manifest =

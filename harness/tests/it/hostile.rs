@@ -748,6 +748,17 @@ const BAD_RUNS: &[BadRun] = &[
         },
     },
     BadRun {
+        // Found by the `results` fuzz target: polars' reader panicked on this metadata.
+        name: "requests-corrupt-metadata",
+        file: files::REQUESTS,
+        message: "corrupt file: the reader failed (thrift bool field)",
+        whole_file: true,
+        corrupt: |run| {
+            let fixture = corpus("results").join("thrift-bool-field.parquet");
+            std::fs::copy(fixture, run.join(files::REQUESTS)).unwrap();
+        },
+    },
+    BadRun {
         name: "requests-missing-column",
         file: files::REQUESTS,
         message: "`e2e_ms`",
@@ -997,5 +1008,28 @@ fn stats_on_a_file_that_is_neither_csv_nor_parquet() {
             dir.path(),
         );
         rejected(&out, BAD_INPUT, &[file.to_str().unwrap()]);
+    }
+}
+
+/// Files on which polars' Parquet reader allocates what the file claims (a list length in the
+/// footer, a value count in a page header) and the process aborts with "memory allocation of N
+/// bytes failed". Found by the `results` fuzz target; kept to be re-checked when polars is
+/// upgraded.
+#[test]
+#[ignore = "polars-parquet 0.55 aborts on sizes read from a corrupt file"]
+fn parquet_files_claiming_huge_sizes_are_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in entries(&corpus("results/aborts")) {
+        let run = copy_run(dir.path(), &name);
+        std::fs::copy(
+            corpus("results/aborts").join(&name),
+            run.join(files::REQUESTS),
+        )
+        .unwrap();
+        let out = tcobench(
+            &["export", run.to_str().unwrap(), "--format", "csv"],
+            dir.path(),
+        );
+        rejected(&out, BAD_INPUT, &[files::REQUESTS]);
     }
 }
