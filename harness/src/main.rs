@@ -342,9 +342,11 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Analyze { run_dir } => {
-            analyze(&run_dir)?;
-            writeln!(stdout, "{}", run_dir.display())?;
-            Ok(ExitCode::SUCCESS)
+            let code = analyze(&run_dir)?;
+            if code == ExitCode::SUCCESS {
+                writeln!(stdout, "{}", run_dir.display())?;
+            }
+            Ok(code)
         }
     }
 }
@@ -358,11 +360,25 @@ fn command_line() -> Vec<String> {
     args
 }
 
-fn analyze(run_dir: &Path) -> Result<()> {
-    let stats = tcobench_analysis::analyze(run_dir)
-        .with_context(|| format!("analysing {}", run_dir.display()))?;
+/// `tcobench analyze RUN_DIR`: a results folder that cannot be read (a missing, corrupt or
+/// foreign file) is bad input, exit code 2, with the file named once; a failure to write the
+/// report is an error of this run (exit code 1).
+fn analyze(run_dir: &Path) -> Result<ExitCode> {
+    use tcobench_analysis::AnalysisError;
+    let stats = match tcobench_analysis::analyze(run_dir) {
+        Ok(stats) => stats,
+        Err(
+            e @ (AnalysisError::Schema(_)
+            | AnalysisError::UnsupportedSchema { .. }
+            | AnalysisError::Io { .. }),
+        ) => {
+            eprintln!("error: analysing {}: {e}", run_dir.display());
+            return Ok(ExitCode::from(EXIT_BAD_INPUT));
+        }
+        Err(e) => return Err(e).with_context(|| format!("analysing {}", run_dir.display())),
+    };
     tcobench_analysis::write_report(run_dir, &stats, None)
         .with_context(|| format!("writing the report in {}", run_dir.display()))?;
     eprintln!("{}", stats.headline());
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

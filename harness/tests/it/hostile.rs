@@ -871,9 +871,7 @@ fn corrupt_results_folders_are_bad_input_for_every_reader() {
             let named = err.contains(file.to_str().unwrap())
                 || (err.contains(run.to_str().unwrap()) && err.contains(bad.file));
             let code = out.status.code();
-            // `analyze` reports through the binary's generic error path (exit code 1); its exit
-            // code is pinned by `analyze_rejects_bad_results_folders_with_exit_code_2`.
-            let code_ok = code == Some(BAD_INPUT) || (reader[0] == "analyze" && code == Some(1));
+            let code_ok = code == Some(BAD_INPUT);
             if err.contains("panicked")
                 || !code_ok
                 || !err.starts_with("error: ")
@@ -897,7 +895,6 @@ fn corrupt_results_folders_are_bad_input_for_every_reader() {
 }
 
 #[test]
-#[ignore = "`tcobench analyze` exits 1 on any error until main.rs maps analysis input errors to 2"]
 fn analyze_rejects_bad_results_folders_with_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     for bad in BAD_RUNS.iter().filter(|b| b.file != files::STATS) {
