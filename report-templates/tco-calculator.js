@@ -180,6 +180,112 @@
     };
   }
 
+  // formulas.rs: fraction
+  function fraction(input, value) {
+    if (Number.isFinite(value) && value >= 0.0 && value < 1.0) {
+      return value;
+    }
+    return fail(input, value, "must be in [0, 1)");
+  }
+
+  // formulas.rs: onprem_usd_per_hour —
+  // $/h = capex · (1 − residual) / (lifetime_years · 8760) + W · PUE · $/kWh / 1000 + maintenance.
+  // `c` has the fields of the Rust `OnPremCost`.
+  function onpremUsdPerHour(c) {
+    var capex = positive("capex_usd", c.capex_usd);
+    var r = fraction("residual_fraction", c.residual_fraction);
+    var years = positive("lifetime_years", c.lifetime_years);
+    var w = nonNegative("watts", c.watts);
+    var pv = pue(c.pue);
+    var kwhPrice = nonNegative("usd_per_kwh", c.usd_per_kwh);
+    var maint = nonNegative("maintenance_usd_per_hour", c.maintenance_usd_per_hour);
+    return capex * (1.0 - r) / (years * HOURS_PER_YEAR) + w * pv * kwhPrice / 1000.0 + maint;
+  }
+
+  // formulas.rs: onprem_opex_usd_per_hour — W · PUE · $/kWh / 1000 + maintenance.
+  function onpremOpexUsdPerHour(c) {
+    onpremUsdPerHour(c);
+    return c.watts * c.pue * c.usd_per_kwh / 1000.0 + c.maintenance_usd_per_hour;
+  }
+
+  // formulas.rs: break_even_months — capex / (cloud $/month − on-prem opex $/month), null: never.
+  function breakEvenMonths(cloudUsdPerMonth, capexUsd, opexUsdPerMonth) {
+    var cloud = nonNegative("cloud_usd_per_month", cloudUsdPerMonth);
+    var capex = positive("capex_usd", capexUsd);
+    var opex = nonNegative("onprem_opex_usd_per_month", opexUsdPerMonth);
+    var saving = cloud - opex;
+    return saving > 0.0 ? capex / saving : null;
+  }
+
+  // formulas.rs: break_even_utilization — U* = U_cloud · P_onprem / P_cloud.
+  function breakEvenUtilization(onpremUsdPerHourValue, cloudUsdPerHour, cloudUtil) {
+    var o = positive("onprem_usd_per_hour", onpremUsdPerHourValue);
+    var c = positive("cloud_usd_per_hour", cloudUsdPerHour);
+    var u = utilization(cloudUtil);
+    return u * o / c;
+  }
+
+  // formulas.rs: compare_onprem (the figures the calculator shows; ROI is left to the CLI).
+  function compareOnprem(c, tokensPerS, util, instances, cloudUsdPerHour) {
+    var hourly = onpremUsdPerHour(c);
+    var opexHourly = onpremOpexUsdPerHour(c);
+    var n = positive("instances", instances);
+    var out = {
+      usd_per_hour: hourly,
+      usd_per_1m_tokens: usdPer1mTokens(hourly, tokensPerS, util),
+      usd_per_month: n * hourly * HOURS_PER_MONTH,
+      break_even_months: null,
+      break_even_utilization: null
+    };
+    var p = positive("price_usd_per_hour", cloudUsdPerHour);
+    var cloudMonth = n * p * HOURS_PER_MONTH;
+    var opexMonth = n * opexHourly * HOURS_PER_MONTH;
+    var capex = n * c.capex_usd;
+    out.break_even_months = breakEvenMonths(cloudMonth, capex, opexMonth);
+    out.break_even_utilization = breakEvenUtilization(hourly, p, util);
+    return out;
+  }
+
+  // formulas.rs: api_usd_per_request —
+  // $/request = (i · (1 − c) · p_in + i · c · p_cached + o · p_out) / 10⁶.
+  function apiUsdPerRequest(api, inputTokens, outputTokens, cachedFraction) {
+    var pIn = nonNegative("input_usd_per_1m", api.input_usd_per_1m);
+    var pOut = nonNegative("output_usd_per_1m", api.output_usd_per_1m);
+    var pCached = api.cached_input_usd_per_1m !== null
+      ? nonNegative("cached_input_usd_per_1m", api.cached_input_usd_per_1m)
+      : pIn;
+    var i = nonNegative("input_tokens", inputTokens);
+    var o = positive("output_tokens", outputTokens);
+    if (!(Number.isFinite(cachedFraction) && cachedFraction >= 0.0 && cachedFraction <= 1.0)) {
+      fail("cached_fraction", cachedFraction, "must be in [0, 1]");
+    }
+    var c = cachedFraction;
+    return (i * (1.0 - c) * pIn + i * c * pCached + o * pOut) / MILLION;
+  }
+
+  // formulas.rs: api_usd_per_month — R · $/request · 730 / 24.
+  function apiUsdPerMonth(requestsPerDay, usdPerRequest) {
+    var r = positive("requests_per_day", requestsPerDay);
+    var a = nonNegative("api_usd_per_request", usdPerRequest);
+    return r * a * HOURS_PER_MONTH / 24.0;
+  }
+
+  // formulas.rs: compare_api — API $/request and $/1M generated tokens, the self-hosted fleet's
+  // $/day (instances · P · 24) and the break-even requests/day (fleet $/day / API $/request).
+  function compareApi(api, inputTokens, outputTokens, cachedFraction, selfhostUsdPerHour, instances, requestsPerDay) {
+    var perRequest = apiUsdPerRequest(api, inputTokens, outputTokens, cachedFraction);
+    var per1m = perRequest * MILLION / outputTokens;
+    var selfhostDay = instances * selfhostUsdPerHour * 24.0;
+    var f = positive("selfhost_usd_per_day", selfhostDay);
+    var a = positive("api_usd_per_request", perRequest);
+    return {
+      usd_per_request: perRequest,
+      usd_per_1m_output_tokens: per1m,
+      break_even_requests_per_day: f / a,
+      usd_per_month: requestsPerDay !== null ? apiUsdPerMonth(requestsPerDay, perRequest) : null
+    };
+  }
+
   // ------------------------------------------------------------------------------------------
   // The form
   // ------------------------------------------------------------------------------------------
@@ -205,7 +311,15 @@
     lifetime_years: "tco-lifetime-years",
     requests_per_day: "tco-requests-per-day",
     tokens_per_request: "tco-tokens-per-request",
-    peak_factor: "tco-peak-factor"
+    peak_factor: "tco-peak-factor",
+    capex_usd: "tco-capex-usd",
+    residual_fraction: "tco-residual-fraction",
+    maintenance_usd_per_hour: "tco-maintenance-usd-per-hour",
+    input_usd_per_1m: "tco-api-input-usd-per-1m",
+    output_usd_per_1m: "tco-api-output-usd-per-1m",
+    cached_input_usd_per_1m: "tco-api-cached-input-usd-per-1m",
+    input_tokens: "tco-input-tokens-per-request",
+    cached_fraction: "tco-cached-fraction"
   };
 
   function setNumber(id, value) {
@@ -286,6 +400,13 @@
     return d.tokens_per_request !== null ? d.tokens_per_request : cell.new_tokens;
   }
 
+  // Input tokens per request unless the reader typed another: the scenario's API section, else
+  // the cell's own `prompt_tokens`.
+  function defaultInputTokens(cell) {
+    var d = data.defaults;
+    return d.input_tokens_per_request !== null ? d.input_tokens_per_request : cell.prompt_tokens;
+  }
+
   var shownCell = null;
   function onCellChange() {
     var wasCustom = offerSelect.value === CUSTOM;
@@ -295,6 +416,10 @@
     var typed = readOptional("tco-tokens-per-request");
     if (typed === null || (shownCell !== null && typed === defaultTokensPerRequest(shownCell))) {
       setNumber("tco-tokens-per-request", defaultTokensPerRequest(currentCell()));
+    }
+    var typedInput = readOptional("tco-input-tokens-per-request");
+    if (typedInput === null || (shownCell !== null && typedInput === defaultInputTokens(shownCell))) {
+      setNumber("tco-input-tokens-per-request", defaultInputTokens(currentCell()));
     }
     shownCell = currentCell();
   }
@@ -346,7 +471,16 @@
       lifetimeYears: lifetimeYears,
       requestsPerDay: readOptional("tco-requests-per-day"),
       tokensPerRequest: readNumber("tco-tokens-per-request"),
-      peakFactor: readNumber("tco-peak-factor")
+      peakFactor: readNumber("tco-peak-factor"),
+      capexUsd: readOptional("tco-capex-usd"),
+      onpremLifetimeYears: readNumber("tco-onprem-lifetime-years"),
+      residualFraction: readOptional("tco-residual-fraction"),
+      maintenanceUsdPerHour: readOptional("tco-maintenance-usd-per-hour"),
+      apiInput: readOptional("tco-api-input-usd-per-1m"),
+      apiOutput: readOptional("tco-api-output-usd-per-1m"),
+      apiCached: readOptional("tco-api-cached-input-usd-per-1m"),
+      inputTokens: readNumber("tco-input-tokens-per-request"),
+      cachedFraction: readOptional("tco-cached-fraction")
     };
   }
 
@@ -454,6 +588,63 @@
           s.kwh_per_month !== null && kwhPrice !== null ? s.kwh_per_month * kwhPrice : null;
       }
     }
+
+    // As `tcobench tco`: a fleet of the sized instances, or one instance without a workload.
+    var fleet = v.instances !== null ? v.instances : 1.0;
+    var onpremKeys = ["usd_per_hour", "usd_per_1m_tokens", "usd_per_month", "break_even_months",
+      "break_even_utilization"];
+    onpremKeys.forEach(function (k) {
+      v["onprem_" + k] = null;
+    });
+    if (x.capexUsd !== null) {
+      if (x.watts === null) {
+        problems.push("on-prem cost needs the power, and energy was not measured in this cell");
+      } else if (kwhPrice === null) {
+        problems.push("on-prem cost needs the electricity price ($/kWh)");
+      } else {
+        var o = attempt(function () {
+          return compareOnprem({
+            capex_usd: x.capexUsd,
+            residual_fraction: x.residualFraction !== null ? x.residualFraction : 0.0,
+            lifetime_years: x.onpremLifetimeYears,
+            watts: x.watts,
+            pue: x.pue,
+            usd_per_kwh: kwhPrice,
+            maintenance_usd_per_hour: x.maintenanceUsdPerHour !== null ? x.maintenanceUsdPerHour : 0.0
+          }, x.tokensPerS, x.utilization, fleet, x.price);
+        });
+        if (o !== null) {
+          onpremKeys.forEach(function (k) {
+            v["onprem_" + k] = o[k];
+          });
+        }
+      }
+    }
+
+    var apiKeys = ["usd_per_request", "usd_per_1m_output_tokens", "usd_per_month",
+      "break_even_requests_per_day"];
+    apiKeys.forEach(function (k) {
+      v["api_" + k] = null;
+    });
+    if (x.apiInput !== null || x.apiOutput !== null) {
+      if (x.apiInput === null || x.apiOutput === null) {
+        problems.push("the API comparison needs both its input and its output price");
+      } else {
+        var a = attempt(function () {
+          return compareApi({
+            input_usd_per_1m: x.apiInput,
+            output_usd_per_1m: x.apiOutput,
+            cached_input_usd_per_1m: x.apiCached
+          }, x.inputTokens, x.tokensPerRequest, x.cachedFraction !== null ? x.cachedFraction : 0.0,
+          x.price, fleet, x.requestsPerDay);
+        });
+        if (a !== null) {
+          apiKeys.forEach(function (k) {
+            v["api_" + k] = a[k];
+          });
+        }
+      }
+    }
     return { values: v, problems: problems, invalid: invalid };
   }
 
@@ -535,6 +726,18 @@
   setNumber("tco-requests-per-day", d.requests_per_day);
   setNumber("tco-tokens-per-request", defaultTokensPerRequest(currentCell()));
   setNumber("tco-peak-factor", d.peak_factor);
+  setNumber("tco-capex-usd", d.capex_usd);
+  setNumber("tco-onprem-lifetime-years", d.onprem_lifetime_years);
+  setNumber("tco-residual-fraction", d.residual_fraction);
+  setNumber("tco-maintenance-usd-per-hour", d.maintenance_usd_per_hour);
+  setNumber("tco-api-input-usd-per-1m", d.api_input_usd_per_1m);
+  setNumber("tco-api-output-usd-per-1m", d.api_output_usd_per_1m);
+  setNumber("tco-api-cached-input-usd-per-1m", d.api_cached_input_usd_per_1m);
+  setNumber("tco-cached-fraction", d.cached_fraction);
+  setNumber("tco-input-tokens-per-request", defaultInputTokens(currentCell()));
+  if (d.api_name !== null) {
+    el("tco-api-name").textContent = ": " + d.api_name;
+  }
   shownCell = currentCell();
 
   cellSelect.addEventListener("change", function () {

@@ -28,6 +28,7 @@ pub mod export;
 pub mod groups;
 pub mod inference;
 pub mod load;
+pub mod meter;
 pub mod plots;
 pub mod pricing;
 pub mod report;
@@ -78,6 +79,9 @@ pub enum AnalysisError {
         /// Underlying error.
         source: serde_json::Error,
     },
+    /// The run folder's meter log import or calibration cannot be used.
+    #[error(transparent)]
+    Meter(#[from] meter::MeterError),
     /// A file or directory could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -234,6 +238,115 @@ pub struct CellStats {
     /// How the backend ran the cell (threads, model file, key/value cache…).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub backend_info: BTreeMap<String, String>,
+    /// The cell's energy over its whole measured window, gross and net of idle, with
+    /// provenance, uncertainty, validity and flags (absent when the run did not record it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<CellEnergy>,
+}
+
+/// Energy of a cell's measured window (all its timed requests, back to back): gross for TCO and
+/// carbon, net of the idle baseline for comparing models.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellEnergy {
+    /// The window as the harness recorded it: method, scope, basis, device, periods, length,
+    /// gross energy, uncertainty, validity, cross-check and throttling.
+    pub window: schema::EnergyWindow,
+    /// Gross energy per generated token, J: `energy_j / generated_tokens`.
+    pub gross_j_per_token: Option<f64>,
+    /// Absolute uncertainty of `gross_j_per_token`, J.
+    pub gross_uncertainty_j_per_token: Option<f64>,
+    /// Idle power subtracted for the net figures, W (the run's idle baseline).
+    pub idle_watts: Option<f64>,
+    /// Gross energy minus idle power × window, J.
+    pub net_energy_j: Option<f64>,
+    /// Net energy per generated token, J.
+    pub net_j_per_token: Option<f64>,
+    /// Relative uncertainty of the net figure: the gross uncertainty plus the baseline's, both
+    /// in joules, over the net energy.
+    pub net_uncertainty_rel: Option<f64>,
+    /// Why there is no net figure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_unavailable: Option<String>,
+    /// What a reader must know before using the figures: `invalid_window`, `estimated`,
+    /// `cross_check_disagreement`, `hw_slowdown`, `thermal_slowdown`, `power_capped`.
+    pub flags: Vec<String>,
+}
+
+/// Gross and net energy of a cell window against the run's idle baseline.
+pub fn cell_energy(
+    window: &schema::EnergyWindow,
+    idle: Option<&schema::IdleBaseline>,
+) -> CellEnergy {
+    let tokens = window.generated_tokens as f64;
+    let per_token = |e: f64| (tokens > 0.0).then(|| e / tokens);
+    let gross = window.energy_j;
+    let gross_u = gross.zip(window.uncertainty_rel).map(|(e, u)| e * u);
+    let window_s = window.window_ms / 1e3;
+    let net = match (gross, idle) {
+        (None, _) => Err("no gross energy".to_string()),
+        (Some(_), None) => Err("no idle baseline (set power.idle_baseline_s)".to_string()),
+        (Some(g), Some(b)) => {
+            if b.window.method != window.method || b.window.device != window.device {
+                Err(format!(
+                    "the idle baseline was measured with {} on {}, the cell with {} on {}",
+                    b.window.method, b.window.device, window.method, window.device
+                ))
+            } else if b.window.validity != schema::EnergyValidity::Valid {
+                Err(format!(
+                    "the idle baseline is invalid: {}",
+                    b.window
+                        .invalid_reason
+                        .as_deref()
+                        .unwrap_or("no reason recorded")
+                ))
+            } else if let Some(w) = b.watts {
+                let idle_j = w * window_s;
+                let idle_u = idle_j * b.window.uncertainty_rel.unwrap_or(0.0);
+                Ok((w, g - idle_j, gross_u.unwrap_or(0.0) + idle_u))
+            } else {
+                Err("the idle baseline has no power figure".to_string())
+            }
+        }
+    };
+    let mut flags = Vec::new();
+    if window.validity == schema::EnergyValidity::Invalid {
+        flags.push("invalid_window".to_string());
+    }
+    if window.basis == "estimated" {
+        flags.push("estimated".to_string());
+    }
+    if window.cross_check.as_ref().is_some_and(|c| c.flagged) {
+        flags.push("cross_check_disagreement".to_string());
+    }
+    if let Some(t) = &window.throttling {
+        if t.hw_slowdown {
+            flags.push("hw_slowdown".to_string());
+        }
+        if t.thermal_slowdown {
+            flags.push("thermal_slowdown".to_string());
+        }
+        if t.sw_power_cap_ms.is_some_and(|ms| ms > 0.0) {
+            flags.push("power_capped".to_string());
+        }
+    }
+    let (idle_watts, net_energy_j, net_u_j, net_unavailable) = match net {
+        Ok((w, n, u)) => (Some(w), Some(n), Some(u), None),
+        Err(why) => (None, None, None, Some(why)),
+    };
+    CellEnergy {
+        window: window.clone(),
+        gross_j_per_token: gross.and_then(per_token),
+        gross_uncertainty_j_per_token: gross_u.and_then(per_token),
+        idle_watts,
+        net_energy_j,
+        net_j_per_token: net_energy_j.and_then(per_token),
+        net_uncertainty_rel: net_energy_j
+            .zip(net_u_j)
+            .filter(|(n, _)| *n > 0.0)
+            .map(|(n, u)| u / n),
+        net_unavailable,
+        flags,
+    }
 }
 
 /// Robust companions of a metric's [`Descriptives`].
@@ -290,6 +403,10 @@ pub struct RunStats {
     /// Cost, energy and carbon per cell under the scenario's selection, with recommendations
     /// (`None` when the scenario selects nothing to price).
     pub costing: Option<pricing::costing::RunCosts>,
+    /// An external power meter's energy beside ours, and the calibration applied to this run
+    /// (`meter.json` / `calibration.json` in the run folder; `None` when it has neither).
+    #[serde(default)]
+    pub meter: Option<meter::MeterStats>,
 }
 
 /// Counts of cells by outcome.
@@ -425,6 +542,7 @@ fn cell_stats(
     record: &CellRecord,
     samples: &load::CellSamples,
     bootstrap: &inference::Bootstrap,
+    idle: Option<&schema::IdleBaseline>,
 ) -> CellStats {
     let energy_method = record.energy_method.clone().or_else(|| {
         let methods: Vec<&str> = samples.energy_methods.iter().map(String::as_str).collect();
@@ -480,6 +598,24 @@ fn cell_stats(
             }),
         }
     }
+    let energy = record.energy.as_ref().map(|w| cell_energy(w, idle));
+    if let Some(w) = &record.energy {
+        if w.requests_below_min_window > 0 {
+            warnings.push(format!(
+                "energy_j_per_token: {} timed request(s) shorter than the {} ms minimum window \
+                 of the energy source (their per-request figures are imprecise); the cell's \
+                 whole-window figure is energy.gross_j_per_token",
+                w.requests_below_min_window,
+                fmt_sig(w.min_window_ms, 3),
+            ));
+        }
+        if w.validity == schema::EnergyValidity::Invalid {
+            warnings.push(format!(
+                "energy: the cell's window is invalid: {}",
+                w.invalid_reason.as_deref().unwrap_or("no reason recorded")
+            ));
+        }
+    }
     if record.status == CellOutcome::Ok && samples.n_used < record.repetitions as usize {
         warnings.push(format!(
             "{} of {} configured repetitions usable",
@@ -512,6 +648,7 @@ fn cell_stats(
         warnings,
         agreement: record.agreement.clone(),
         backend_info: record.backend_info.clone(),
+        energy,
     }
 }
 
@@ -525,7 +662,14 @@ pub fn compute_stats(manifest: &Manifest, requests: &load::LoadedRequests) -> Ru
         .cells
         .iter()
         .zip(&requests.cells)
-        .map(|(record, samples)| cell_stats(record, samples, &bootstrap))
+        .map(|(record, samples)| {
+            cell_stats(
+                record,
+                samples,
+                &bootstrap,
+                manifest.power.idle_baseline.as_ref(),
+            )
+        })
         .collect();
     // Cells whose logits disagree with the reference run different maths: comparing their
     // timings would mislead, so they stay out unless the run was told otherwise.
@@ -564,6 +708,7 @@ pub fn compute_stats(manifest: &Manifest, requests: &load::LoadedRequests) -> Ru
         bootstrap,
         comparisons,
         costing: None,
+        meter: None,
     }
 }
 
@@ -619,6 +764,7 @@ pub fn analyze(run_dir: &Path) -> Result<RunStats, AnalysisError> {
             Err(e) => stats.warnings.push(format!("costing skipped: {e}")),
         }
     }
+    stats.meter = meter::meter_stats(run_dir, &stats.cells)?;
     let path = run_dir.join(files::STATS);
     let mut json = serde_json::to_vec_pretty(&stats).map_err(|source| AnalysisError::Json {
         path: path.clone(),
@@ -642,7 +788,7 @@ pub fn write_report(
     let manifest = read_run_manifest(run_dir)?;
     let requests = load::load_requests(&run_dir.join(files::REQUESTS), &manifest)?;
     let power = load::load_power(&run_dir.join(files::POWER))?;
-    let plots = plots::render_all(stats, &manifest, &requests, &power)?;
+    let plots = plots::render_run(run_dir, stats, &manifest, &requests, &power)?;
 
     let plot_dir = run_dir.join(files::PLOTS);
     std::fs::create_dir_all(&plot_dir).map_err(|source| AnalysisError::Io {
@@ -738,6 +884,7 @@ pub(crate) mod testutil {
             window_end_ms: Some(1000.0 * i as f64 + 800.0),
             agreement: None,
             backend_info: Default::default(),
+            energy: None,
         }
     }
 
@@ -772,6 +919,7 @@ pub(crate) mod testutil {
                 basis: "estimated".into(),
                 sample_period_ms: 100.0,
                 notes: BTreeMap::from([("tdp_w".into(), "65".into())]),
+                idle_baseline: None,
             },
             started_at: "2025-01-01T00:00:00Z".into(),
             ended_at: Some("2025-01-01T00:01:00Z".into()),
@@ -812,6 +960,7 @@ pub(crate) mod testutil {
             tokens_per_s: e2e.map(|e| f64::from(c.batch_size * c.new_tokens) / (e / 1000.0)),
             energy_j: e2e.map(|e| 2.0 * e),
             energy_method: "mock".into(),
+            energy_valid: None,
             input_hash: "0123456789abcdef".into(),
             output_hash: Some("fedcba9876543210".into()),
             status: "ok".into(),
@@ -933,6 +1082,78 @@ mod tests {
         assert!(h.contains("#1"), "{h}");
         assert!(h.contains("2 ok, 1 failed"), "{h}");
         assert!(h.contains("95% CI"), "{h}");
+    }
+
+    fn window(method: &str, energy_j: f64, window_ms: f64, tokens: u64) -> schema::EnergyWindow {
+        schema::EnergyWindow {
+            method: method.into(),
+            scope: "gpu-board".into(),
+            basis: "measured".into(),
+            device: "cuda:0".into(),
+            sample_period_ms: 100.0,
+            update_period_ms: 100.0,
+            window_ms,
+            min_window_ms: 10_000.0,
+            energy_j: Some(energy_j),
+            generated_tokens: tokens,
+            quantisation_rel: Some(100.0 / window_ms),
+            gain_error_rel: 0.05,
+            uncertainty_rel: Some(100.0 / window_ms + 0.05),
+            validity: schema::EnergyValidity::Valid,
+            invalid_reason: None,
+            requests_below_min_window: 0,
+            dram_energy_j: None,
+            cross_check: None,
+            throttling: None,
+        }
+    }
+
+    #[test]
+    fn cell_energy_gross_and_net_of_idle_by_hand() {
+        // 20 s at 300 W = 6000 J for 4000 tokens; idle 50 W over 10 s, same method and device.
+        let w = window("nvml_energy_counter", 6000.0, 20_000.0, 4000);
+        let idle = schema::IdleBaseline {
+            window: window("nvml_energy_counter", 500.0, 10_000.0, 0),
+            watts: Some(50.0),
+        };
+        let e = cell_energy(&w, Some(&idle));
+        assert_eq!(e.gross_j_per_token, Some(1.5));
+        // Net: 6000 − 50 × 20 = 5000 J, 1.25 J/token.
+        assert_eq!(e.net_energy_j, Some(5000.0));
+        assert_eq!(e.net_j_per_token, Some(1.25));
+        // Gross ±(0.005 + 0.05) × 6000 = 330 J; idle ±(0.01 + 0.05) × 1000 = 60 J; over 5000 J.
+        assert!((e.net_uncertainty_rel.unwrap() - 390.0 / 5000.0).abs() < 1e-12);
+        assert!((e.gross_uncertainty_j_per_token.unwrap() - 330.0 / 4000.0).abs() < 1e-12);
+        assert!(e.flags.is_empty());
+        // Another method's baseline is not subtracted; an invalid window is flagged.
+        let mut other = idle.clone();
+        other.window.method = "rapl".into();
+        let mut short = w.clone();
+        short.validity = schema::EnergyValidity::Invalid;
+        let e = cell_energy(&short, Some(&other));
+        assert!(e.net_energy_j.is_none());
+        assert!(e.net_unavailable.unwrap().contains("rapl"));
+        assert_eq!(e.flags, vec!["invalid_window"]);
+        assert!(cell_energy(&w, None)
+            .net_unavailable
+            .unwrap()
+            .contains("idle_baseline_s"));
+    }
+
+    #[test]
+    fn older_manifests_without_energy_fields_still_load() {
+        let m = testutil::manifest("r", "s", "m");
+        let mut json = serde_json::to_value(&m).unwrap();
+        for c in json["cells"].as_array_mut().unwrap() {
+            c.as_object_mut().unwrap().remove("energy");
+        }
+        json["power"]
+            .as_object_mut()
+            .unwrap()
+            .remove("idle_baseline");
+        let back: Manifest = serde_json::from_value(json).unwrap();
+        assert!(back.cells.iter().all(|c| c.energy.is_none()));
+        assert!(back.power.idle_baseline.is_none());
     }
 
     #[test]

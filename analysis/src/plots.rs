@@ -1,17 +1,28 @@
 //! SVG plots, rendered in memory with plotters' SVG backend.
 //!
 //! * `throughput`: mean tokens/s per completed cell (bars) with 95 % Student-t CI error bars;
+//! * `throughput_batch`: mean tokens/s against the batch size, one line per configuration
+//!   (everything but the batch size), with CI error bars ([`batch`]);
 //! * `latency`: box plot of end-to-end latency per completed cell — box = quartiles (type-7,
 //!   [`crate::stats::quantile_sorted`]), whiskers to the most extreme values within 1.5 IQR,
 //!   outliers as circles, mean as a cross;
+//! * `cost_pareto`: $/1M tokens against tokens/s per pricing tier, the Pareto-optimal cells
+//!   joined by a step line and labelled ([`cost`]);
+//! * `energy`: J per generated token per cell, grouped by backend, measured or estimated as the
+//!   run's power basis says ([`energy`]);
+//! * `carbon`: gCO2e per 1M generated tokens per cell under the run's energy selection and, when
+//!   the run folder holds a `sweep.json`, under each of its variants ([`energy`]);
 //! * `power`: power over time per sampled device, each cell's measured window shaded; drawn only
-//!   when there are power samples.
+//!   when there are power samples;
+//! * `effects`: a forest plot of the in-run comparisons' effect sizes with 95 % CIs ([`forest`]).
 //!
-//! Colours come from the Okabe–Ito palette (colour-blind safe). Text is emitted as SVG `<text>`
-//! (no fonts embedded or referenced). plotters-svg XML-escapes text content and attribute values
-//! (`< > & " '`); labels are additionally stripped of control characters, which XML forbids.
-//! Axis labels are short (`#index` plus the configuration fields that differ between cells); a
-//! key under each chart gives every cell's full configuration and id.
+//! A plot without data is not drawn (`None`); non-finite values are skipped, never drawn as zero.
+//! Colours come from the Okabe–Ito palette (colour-blind safe); beyond its seven usable colours,
+//! series differ by marker shape too. Text is emitted as SVG `<text>` (no fonts embedded or
+//! referenced). plotters-svg XML-escapes text content and attribute values (`< > & " '`); labels
+//! are additionally stripped of control characters, which XML forbids. Axis labels are short
+//! (`#index` plus the configuration fields that differ between cells); a key under each chart
+//! gives every cell's or series' full configuration and id.
 
 use std::collections::BTreeMap;
 
@@ -24,8 +35,22 @@ use crate::schema::{CellOutcome, CellRecord, Manifest, PowerSample};
 use crate::stats;
 use crate::{AnalysisError, CellStats, Metric, RunStats};
 
-/// Names of the plots this module can draw (file stem under `plots/`).
-pub const PLOT_NAMES: [&str; 3] = ["throughput", "latency", "power"];
+pub mod batch;
+pub mod cost;
+pub mod energy;
+pub mod forest;
+
+/// Names of the plots this module can draw (file stem under `plots/`), in report order.
+pub const PLOT_NAMES: [&str; 8] = [
+    "throughput",
+    "throughput_batch",
+    "latency",
+    "cost_pareto",
+    "energy",
+    "carbon",
+    "power",
+    "effects",
+];
 
 /// The Okabe–Ito colour-blind-safe palette, in its usual order: orange, sky blue, bluish green,
 /// yellow, blue, vermillion, reddish purple, black.
@@ -178,6 +203,192 @@ where
     Ok(())
 }
 
+/// Marker shapes; series beyond the seven palette colours differ by shape as well.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Marker {
+    Circle,
+    Triangle,
+    Square,
+    Diamond,
+}
+
+/// Colour and marker of series `i`: the palette first, then the next shape with the palette again.
+fn series_style(i: usize) -> (RGBColor, Marker) {
+    const SHAPES: [Marker; 4] = [
+        Marker::Circle,
+        Marker::Triangle,
+        Marker::Square,
+        Marker::Diamond,
+    ];
+    (
+        SERIES[i % SERIES.len()],
+        SHAPES[(i / SERIES.len()) % SHAPES.len()],
+    )
+}
+
+/// Draws `shape` markers at `points` (data coordinates), `size` pixels from their centres.
+fn draw_markers<'a, DB, X, Y>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+    points: impl IntoIterator<Item = (f64, f64)>,
+    shape: Marker,
+    size: i32,
+    style: ShapeStyle,
+) -> DrawResult
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let points = points.into_iter();
+    match shape {
+        Marker::Circle => {
+            chart.draw_series(points.map(|p| Circle::new(p, size, style)))?;
+        }
+        Marker::Triangle => {
+            chart.draw_series(points.map(|p| TriangleMarker::new(p, size + 1, style)))?;
+        }
+        Marker::Square => {
+            let r = size - 1;
+            chart.draw_series(
+                points.map(|p| EmptyElement::at(p) + Rectangle::new([(-r, -r), (r, r)], style)),
+            )?;
+        }
+        Marker::Diamond => {
+            chart.draw_series(points.map(|p| {
+                EmptyElement::at(p)
+                    + Polygon::new(vec![(0, -size), (size, 0), (0, size), (-size, 0)], style)
+            }))?;
+        }
+    }
+    Ok(())
+}
+
+/// Draws one `shape` marker at pixel `at` of `area` (for keys).
+fn draw_key_marker<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    shape: Marker,
+    at: (i32, i32),
+    size: i32,
+    style: ShapeStyle,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    match shape {
+        Marker::Circle => area.draw(&Circle::new(at, size, style))?,
+        Marker::Triangle => area.draw(&TriangleMarker::new(at, size + 1, style))?,
+        Marker::Square => {
+            let r = size - 1;
+            area.draw(&Rectangle::new(
+                [(at.0 - r, at.1 - r), (at.0 + r, at.1 + r)],
+                style,
+            ))?
+        }
+        Marker::Diamond => area.draw(&Polygon::new(
+            vec![
+                (at.0, at.1 - size),
+                (at.0 + size, at.1),
+                (at.0, at.1 + size),
+                (at.0 - size, at.1),
+            ],
+            style,
+        ))?,
+    }
+    Ok(())
+}
+
+/// One line of a key: text, drawn after a marker or line sample when `style` is set.
+struct KeyEntry {
+    style: Option<KeyStyle>,
+    text: String,
+}
+
+/// How a key line's sample is drawn.
+#[derive(Clone, Copy)]
+enum KeyStyle {
+    /// A series marker.
+    Marker(RGBColor, Marker, bool),
+    /// A line segment.
+    Line(RGBColor, u32),
+}
+
+impl KeyEntry {
+    fn text(text: String) -> Self {
+        Self { style: None, text }
+    }
+
+    fn marker(color: RGBColor, shape: Marker, filled: bool, text: String) -> Self {
+        Self {
+            style: Some(KeyStyle::Marker(color, shape, filled)),
+            text,
+        }
+    }
+}
+
+fn key_height(entries: &[KeyEntry]) -> u32 {
+    12 + KEY_LINE * entries.len() as u32
+}
+
+/// Draws a key whose lines may start with a marker or line sample.
+fn draw_styled_key<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    entries: &[KeyEntry],
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    for (i, e) in entries.iter().enumerate() {
+        let y = 4 + (i as u32 * KEY_LINE) as i32;
+        let x = match e.style {
+            None => 12,
+            Some(KeyStyle::Marker(color, shape, filled)) => {
+                let style = if filled {
+                    color.filled()
+                } else {
+                    color.stroke_width(2)
+                };
+                draw_key_marker(area, shape, (22, y + 7), 5, style)?;
+                36
+            }
+            Some(KeyStyle::Line(color, width)) => {
+                area.draw(&PathElement::new(
+                    vec![(12, y + 7), (32, y + 7)],
+                    color.stroke_width(width),
+                ))?;
+                36
+            }
+        };
+        area.draw(&Text::new(
+            e.text.clone(),
+            (x, y),
+            (FONT, 13).into_font().color(&BLACK),
+        ))?;
+    }
+    Ok(())
+}
+
+/// `x` when finite.
+fn finite(x: f64) -> Option<f64> {
+    x.is_finite().then_some(x)
+}
+
+/// `ci` when both ends are finite and ordered.
+fn finite_ci(ci: Option<[f64; 2]>) -> Option<[f64; 2]> {
+    ci.filter(|[lo, hi]| lo.is_finite() && hi.is_finite() && lo <= hi)
+}
+
+/// The lowest and highest of `values` (finite ones only); `None` when there is none.
+fn extent(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
+    values
+        .into_iter()
+        .filter(|v| v.is_finite())
+        .fold(None, |acc, v| match acc {
+            None => Some((v, v)),
+            Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+        })
+}
+
 /// A categorical x axis: cells at integer positions `0..n`, key points only there.
 struct CategoryAxis {
     n: usize,
@@ -215,6 +426,110 @@ impl Ranged for CategoryAxis {
 impl ValueFormatter<f64> for CategoryAxis {
     fn format(value: &f64) -> String {
         format!("{value}")
+    }
+}
+
+/// A numeric axis that is linear, or logarithmic (ticks at 1, 2, 5 × 10^k) when the values span
+/// more than [`LOG_RATIO`] and are all positive — so that small configurations stay readable
+/// beside large ones.
+struct ValueAxis {
+    lo: f64,
+    hi: f64,
+    log: bool,
+    inner: RangedCoordf64,
+}
+
+/// Highest/lowest ratio of positive values beyond which a [`ValueAxis`] turns logarithmic.
+const LOG_RATIO: f64 = 30.0;
+
+impl ValueAxis {
+    /// An axis for values in `[lo, hi]` (finite); `floor_at_zero` starts a linear axis of
+    /// non-negative values at 0.
+    fn fit(lo: f64, hi: f64, floor_at_zero: bool) -> Self {
+        if lo > 0.0 && hi / lo > LOG_RATIO {
+            let (lo, hi) = (lo / 1.25, hi * 1.25);
+            return Self {
+                lo,
+                hi,
+                log: true,
+                inner: (lo.log10()..hi.log10()).into(),
+            };
+        }
+        let (l, h) = padded(if floor_at_zero { lo.min(0.0) } else { lo }, hi, 0.06);
+        let l = if floor_at_zero && lo >= 0.0 { 0.0 } else { l };
+        Self {
+            lo: l,
+            hi: h,
+            log: false,
+            inner: (l..h).into(),
+        }
+    }
+
+    /// `desc`, with the scale named when it is logarithmic.
+    fn describe(&self, desc: &str) -> String {
+        if self.log {
+            format!("{desc}, log scale")
+        } else {
+            desc.to_string()
+        }
+    }
+}
+
+impl Ranged for ValueAxis {
+    type FormatOption = NoDefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        if self.log {
+            self.inner.map(&value.max(self.lo).log10(), limit)
+        } else {
+            self.inner.map(value, limit)
+        }
+    }
+
+    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        if !self.log {
+            return self.inner.key_points(hint);
+        }
+        let max = hint.max_num_points().max(2);
+        let decades = self.lo.log10().floor() as i32..=self.hi.log10().ceil() as i32;
+        let points = |mantissas: &'static [f64]| -> Vec<f64> {
+            decades
+                .clone()
+                .flat_map(|k| mantissas.iter().map(move |m| m * 10f64.powi(k)))
+                .filter(|v| (self.lo..=self.hi).contains(v))
+                .collect()
+        };
+        let fine = points(&[1.0, 2.0, 5.0]);
+        if fine.len() <= max {
+            return fine;
+        }
+        let ones = points(&[1.0]);
+        let step = ones.len().div_ceil(max).max(1);
+        ones.into_iter().step_by(step).collect()
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.lo..self.hi
+    }
+}
+
+impl ValueFormatter<f64> for ValueAxis {
+    fn format(value: &f64) -> String {
+        fmt_tick(*value)
+    }
+}
+
+/// Category labels for an axis of `n` slots over `width_px`: the short labels when they fit
+/// (about 7 px a character), else `#index` alone (the key under the chart names every cell).
+fn fitting_labels(cells: &[&CellStats], width_px: u32) -> Vec<String> {
+    let labels = short_labels(cells);
+    let slot = f64::from(width_px) / cells.len().max(1) as f64;
+    let widest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
+    if widest as f64 * 7.0 <= slot {
+        labels
+    } else {
+        cells.iter().map(|c| format!("#{}", c.index)).collect()
     }
 }
 
@@ -686,35 +1001,91 @@ fn draw_power(
     Ok(())
 }
 
-/// Renders every plot that has data, in [`PLOT_NAMES`] order.
+/// Renders every plot that has data, in [`PLOT_NAMES`] order, with the carbon plot showing the
+/// run's own energy selection only (see [`render_all_with_sweep`]).
 pub fn render_all(
     stats: &RunStats,
     manifest: &Manifest,
     requests: &LoadedRequests,
     power: &[PowerSample],
 ) -> Result<Vec<Plot>, AnalysisError> {
+    render_all_with_sweep(stats, manifest, requests, power, None)
+}
+
+/// Renders every plot of the run folder `run_dir`: [`render_all_with_sweep`] with the variants
+/// of its `sweep.json` when there is one ([`energy::read_sweep`]).
+pub fn render_run(
+    run_dir: &std::path::Path,
+    stats: &RunStats,
+    manifest: &Manifest,
+    requests: &LoadedRequests,
+    power: &[PowerSample],
+) -> Result<Vec<Plot>, AnalysisError> {
+    let sweep = energy::read_sweep(run_dir, &stats.run_id)?;
+    render_all_with_sweep(stats, manifest, requests, power, sweep.as_ref())
+}
+
+/// Renders every plot that has data, in [`PLOT_NAMES`] order; `sweep` adds one carbon series
+/// per variant of a `tcobench sweep`.
+pub fn render_all_with_sweep(
+    stats: &RunStats,
+    manifest: &Manifest,
+    requests: &LoadedRequests,
+    power: &[PowerSample],
+    sweep: Option<&energy::SweepVariants>,
+) -> Result<Vec<Plot>, AnalysisError> {
     let mut plots = Vec::new();
-    if let Some(svg) = throughput_svg(stats)? {
-        plots.push(Plot {
-            name: "throughput",
-            title: "Throughput by cell: mean tokens/s with 95 % CI".into(),
-            svg,
-        });
-    }
-    if let Some(svg) = latency_svg(stats, requests)? {
-        plots.push(Plot {
-            name: "latency",
-            title: "End-to-end latency distribution per cell".into(),
-            svg,
-        });
-    }
-    if let Some(svg) = power_svg(power, stats, &manifest.cells)? {
-        plots.push(Plot {
-            name: "power",
-            title: "Power over time, measured windows shaded".into(),
-            svg,
-        });
-    }
+    let mut push = |name: &'static str, title: String, svg: Option<String>| {
+        if let Some(svg) = svg {
+            plots.push(Plot { name, title, svg });
+        }
+    };
+    push(
+        "throughput",
+        "Throughput by cell: mean tokens/s with 95 % CI".into(),
+        throughput_svg(stats)?,
+    );
+    push(
+        "throughput_batch",
+        "Throughput vs batch size per configuration: mean tokens/s with 95 % CI".into(),
+        batch::throughput_batch_svg(stats)?,
+    );
+    push(
+        "latency",
+        "End-to-end latency distribution per cell".into(),
+        latency_svg(stats, requests)?,
+    );
+    push(
+        "cost_pareto",
+        "Cost vs throughput per pricing tier, Pareto front marked".into(),
+        cost::cost_pareto_svg(stats)?,
+    );
+    push(
+        "energy",
+        format!(
+            "Energy per generated token by backend ({})",
+            energy::basis_words(&manifest.power)
+        ),
+        energy::energy_svg(stats, &manifest.power)?,
+    );
+    push(
+        "carbon",
+        "Carbon per 1M generated tokens per grid scenario".into(),
+        energy::carbon_svg(stats, sweep)?,
+    );
+    push(
+        "power",
+        "Power over time, measured windows shaded".into(),
+        power_svg(power, stats, &manifest.cells)?,
+    );
+    push(
+        "effects",
+        format!(
+            "Effect sizes of the in-run comparisons: relative change of mean {} with 95 % CI",
+            forest::FOREST_METRIC.name()
+        ),
+        forest::effects_svg(stats, forest::FOREST_METRIC)?,
+    );
     Ok(plots)
 }
 
@@ -725,7 +1096,7 @@ mod tests {
     use crate::{compute_stats, load};
     use std::path::Path;
 
-    fn stats_for(
+    pub(crate) fn stats_for(
         rows: &[crate::schema::RequestRecord],
         m: &Manifest,
     ) -> (RunStats, LoadedRequests) {
@@ -734,11 +1105,288 @@ mod tests {
         (compute_stats(m, &loaded), loaded)
     }
 
-    fn check_svg(svg: &str) {
+    const COSTING: &str = "
+pricing:
+  instances: [gcp/t2d-standard-8/us-central1, aws/m8i.4xlarge/us-east-1]
+  tiers: [on_demand, spot]
+  utilization: 1.0
+energy:
+  pue: uptime_2023_average
+  grid: gcp:us-central1
+";
+
+    /// The test manifest's run (cells aaaa and bbbb completed, cccc failed), priced on two
+    /// instances under two tiers with a grid intensity.
+    pub(crate) fn priced_stats() -> RunStats {
+        let m = manifest("r", "s", "org/model");
+        let rows: Vec<_> = m.cells[..2]
+            .iter()
+            .flat_map(|c| (0..4).map(move |r| request(c, r, false, Some(100.0 + f64::from(r)))))
+            .collect();
+        let (mut stats, _) = stats_for(&rows, &m);
+        let spec: crate::pricing::costing::CostingSpec = serde_yaml::from_str(COSTING).unwrap();
+        stats.costing = Some(crate::price_run(&stats, &m, &spec, None).unwrap());
+        stats
+    }
+
+    /// A small XML well-formedness check: every tag closed in order, attributes quoted, no raw
+    /// `<` or bare `&` in text or attribute values, and one root element.
+    fn check_well_formed(svg: &str) {
+        let mut stack: Vec<&str> = Vec::new();
+        let mut rest = svg;
+        let mut roots = 0;
+        let check_text = |t: &str| {
+            let mut parts = t.split('&');
+            parts.next();
+            for p in parts {
+                let end = p.find(';').unwrap_or_else(|| panic!("bare & in {t:?}"));
+                let entity = &p[..end];
+                assert!(
+                    ["lt", "gt", "amp", "quot", "apos"].contains(&entity)
+                        || entity.starts_with('#'),
+                    "unknown entity &{entity};"
+                );
+            }
+        };
+        while let Some(open) = rest.find('<') {
+            check_text(&rest[..open]);
+            let close = rest[open..].find('>').expect("unterminated tag") + open;
+            let tag = &rest[open + 1..close];
+            rest = &rest[close + 1..];
+            if tag.starts_with('?') || tag.starts_with('!') {
+                continue;
+            }
+            if let Some(name) = tag.strip_prefix('/') {
+                assert_eq!(stack.pop(), Some(name.trim()), "mismatched </{name}>");
+                continue;
+            }
+            let self_closing = tag.ends_with('/');
+            let body = tag.trim_end_matches('/');
+            let name = body.split_whitespace().next().expect("tag name");
+            // Attributes: name="value" pairs, values without `<` and with valid entities.
+            let mut attrs = body[name.len()..].trim();
+            while !attrs.is_empty() {
+                let eq = attrs.find('=').unwrap_or_else(|| panic!("attribute without value in <{tag}>"));
+                let quote = attrs[eq + 1..].chars().next().unwrap();
+                assert!(quote == '"' || quote == '\'', "unquoted attribute in <{tag}>");
+                let value_end = attrs[eq + 2..].find(quote).expect("unterminated attribute") + eq + 2;
+                let value = &attrs[eq + 2..value_end];
+                assert!(!value.contains('<'), "< in attribute of <{tag}>");
+                check_text(value);
+                for token in value.split([' ', ',']) {
+                    if let Ok(x) = token.parse::<f64>() {
+                        assert!(x.is_finite(), "non-finite number {token:?} in <{tag}>");
+                    }
+                }
+                attrs = attrs[value_end + 1..].trim_start();
+            }
+            if stack.is_empty() {
+                roots += 1;
+            }
+            if !self_closing {
+                stack.push(name);
+            }
+        }
+        check_text(rest);
+        assert!(stack.is_empty(), "unclosed {stack:?}");
+        assert_eq!(roots, 1, "one root element");
+    }
+
+    pub(crate) fn check_svg(svg: &str) {
         assert!(svg.starts_with("<svg"), "{}", &svg[..40.min(svg.len())]);
         assert!(svg.trim_end().ends_with("</svg>"));
         assert!(!svg.contains("<script"), "unescaped user text in SVG");
         assert!(!svg.contains("NaN") && !svg.contains("=\"inf") && !svg.contains("=\"-inf"));
+        check_well_formed(svg);
+    }
+
+    #[test]
+    fn value_axis_turns_logarithmic_for_wide_positive_ranges() {
+        let log = ValueAxis::fit(1.0, 1000.0, true);
+        assert!(log.log);
+        assert_eq!(
+            log.key_points(10usize),
+            [1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]
+        );
+        assert_eq!(log.key_points(4usize), [1.0, 10.0, 100.0, 1000.0]);
+        assert_eq!(log.key_points(2usize), [1.0, 100.0]);
+        // Decades are equally spaced on the pixel range.
+        let px = |v: f64| log.map(&v, (0, 300));
+        assert!(((px(10.0) - px(1.0)) - (px(100.0) - px(10.0))).abs() <= 1);
+        assert!(px(1.0) < px(10.0) && px(1000.0) < px(log.range().end));
+        assert!(log.describe("x").ends_with("log scale"));
+        let lin = ValueAxis::fit(10.0, 100.0, true);
+        assert!(!lin.log);
+        assert_eq!(lin.range().start, 0.0);
+        let neg = ValueAxis::fit(-5.0, 1000.0, true);
+        assert!(!neg.log && neg.range().start < -5.0);
+    }
+
+    #[test]
+    fn well_formed_check_rejects_broken_markup() {
+        check_well_formed("<svg a=\"1\"><g><text>a &amp; b</text></g></svg>");
+        for bad in [
+            "<svg><g></svg>",
+            "<svg><text>a & b</text></svg>",
+            "<svg><text>a</g></svg>",
+            "<svg a=1></svg>",
+            "<svg a=\"<\"></svg>",
+            "<svg></svg><svg></svg>",
+            "<svg x=\"NaN\"></svg>",
+            "<svg points=\"1,2 inf,3\"></svg>",
+        ] {
+            let caught = std::panic::catch_unwind(|| check_well_formed(bad));
+            assert!(caught.is_err(), "accepted {bad}");
+        }
+    }
+
+    fn power_samples(n: u32) -> Vec<PowerSample> {
+        (0..n)
+            .map(|i| PowerSample {
+                t_ms: 100.0 * f64::from(i),
+                source: "rapl".into(),
+                device: "cpu-package".into(),
+                cell_id: None,
+                watts: Some(20.0 + f64::from(i % 7)),
+                energy_j_cum: None,
+                temp_c: None,
+                sm_clock_mhz: None,
+                throttle_reasons: None,
+            })
+            .collect()
+    }
+
+    /// `n` completed cells over 2 backends × 5 batch sizes × as many models as needed, each with
+    /// `reps` requests, priced like [`priced_stats`].
+    fn many_cells(n: usize, reps: u32, model: &str) -> (RunStats, Manifest, LoadedRequests) {
+        let mut m = manifest("r", "s", model);
+        let template = m.cells[0].clone();
+        m.cells = (0..n)
+            .map(|i| {
+                let mut c = template.clone();
+                c.index = i;
+                c.cell_id = format!("{i:04x}");
+                c.backend = ["candle", "onnxruntime"][i % 2].into();
+                c.batch_size = 1 << ((i / 2) % 5);
+                c.model = format!("{model}-{}", i / 10);
+                c.window_start_ms = Some(1000.0 * i as f64);
+                c.window_end_ms = Some(1000.0 * i as f64 + 800.0);
+                c
+            })
+            .collect();
+        let rows: Vec<_> = m
+            .cells
+            .iter()
+            .flat_map(|c| {
+                let base = 50.0 + 10.0 * c.index as f64;
+                (0..reps).map(move |r| request(c, r, false, Some(base + f64::from(r))))
+            })
+            .collect();
+        let (mut stats, loaded) = stats_for(&rows, &m);
+        let spec: crate::pricing::costing::CostingSpec = serde_yaml::from_str(COSTING).unwrap();
+        stats.costing = Some(crate::price_run(&stats, &m, &spec, None).unwrap());
+        (stats, m, loaded)
+    }
+
+    #[test]
+    fn render_all_draws_every_plot_in_order() {
+        let (stats, m, loaded) = many_cells(4, 4, "org/model");
+        let plots = render_all(&stats, &m, &loaded, &power_samples(40)).unwrap();
+        let names: Vec<&str> = plots.iter().map(|p| p.name).collect();
+        assert_eq!(names, PLOT_NAMES);
+        for p in &plots {
+            check_svg(&p.svg);
+            assert!(!p.title.is_empty());
+        }
+        // Without costing, comparisons or power the plots that need them are left out.
+        let mut bare = stats.clone();
+        bare.costing = None;
+        bare.comparisons.clear();
+        let names: Vec<&str> = render_all(&bare, &m, &loaded, &[])
+            .unwrap()
+            .iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(names, ["throughput", "throughput_batch", "latency", "energy"]);
+    }
+
+    #[test]
+    fn hundred_cells_render_with_a_key_line_each() {
+        let (stats, m, loaded) = many_cells(100, 3, "org/model");
+        let plots = render_all(&stats, &m, &loaded, &power_samples(600)).unwrap();
+        assert_eq!(plots.len(), PLOT_NAMES.len());
+        for p in &plots {
+            check_svg(&p.svg);
+        }
+        let svg = |name: &str| &plots.iter().find(|p| p.name == name).unwrap().svg;
+        // Every cell is named in the key of the per-cell plots (by its id).
+        for name in ["energy", "carbon"] {
+            for c in &stats.cells {
+                assert!(svg(name).contains(&format!("[{}]", c.cell_id)), "{name}: {}", c.cell_id);
+            }
+        }
+        // 10 models × 2 backends = 20 configurations, each a series over 5 batch sizes.
+        let series = batch::batch_series(&stats);
+        assert_eq!(series.len(), 20);
+        assert!(series.iter().all(|s| s.points.len() == 5));
+        assert!(svg("throughput_batch").contains("S20 "));
+        assert!(!svg("throughput_batch").contains("S21 "));
+        // Forest rows: one per pair of the comparison sets (backend sets of 2 cells each).
+        let pairs: usize = stats
+            .comparisons
+            .iter()
+            .filter_map(|s| s.metrics.get("tokens_per_s"))
+            .map(|a| a.pairwise.len())
+            .sum();
+        assert_eq!(pairs, 50);
+        assert_eq!(forest::forest_rows(&stats, Metric::TokensPerS).0.len(), pairs);
+        assert!(svg("effects").contains("R50 ") && !svg("effects").contains("R51 "));
+    }
+
+    #[test]
+    fn new_plots_escape_user_text() {
+        let (mut stats, m, loaded) = many_cells(4, 3, &format!("org/{NASTY}"));
+        for c in &mut stats.cells {
+            c.backend = format!("{NASTY} {}", c.backend);
+        }
+        let mut power = m.power.clone();
+        power.method = NASTY.into();
+        let sweep = energy::SweepVariants {
+            run_id: stats.run_id.clone(),
+            variants: vec![],
+        };
+        for svg in [
+            batch::throughput_batch_svg(&stats).unwrap().unwrap(),
+            cost::cost_pareto_svg(&stats).unwrap().unwrap(),
+            energy::energy_svg(&stats, &power).unwrap().unwrap(),
+            energy::carbon_svg(&stats, Some(&sweep)).unwrap().unwrap(),
+        ] {
+            check_svg(&svg);
+            assert!(svg.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{svg}");
+            assert!(svg.contains("&quot;q&quot;"));
+            assert!(!svg.contains("\"q\""));
+        }
+        let _ = loaded;
+    }
+
+    #[test]
+    fn new_plots_with_one_cell_and_no_data() {
+        let (stats, m, loaded) = many_cells(1, 1, "m");
+        check_svg(&batch::throughput_batch_svg(&stats).unwrap().unwrap());
+        check_svg(&energy::energy_svg(&stats, &m.power).unwrap().unwrap());
+        // One request: no CI, but a point estimate to price and plot.
+        check_svg(&cost::cost_pareto_svg(&stats).unwrap().unwrap());
+        check_svg(&energy::carbon_svg(&stats, None).unwrap().unwrap());
+        assert_eq!(forest::effects_svg(&stats, Metric::TokensPerS).unwrap(), None);
+        let _ = loaded;
+
+        let m = manifest("r", "s", "m");
+        let (empty, _) = stats_for(&[], &m);
+        assert_eq!(batch::throughput_batch_svg(&empty).unwrap(), None);
+        assert_eq!(cost::cost_pareto_svg(&empty).unwrap(), None);
+        assert_eq!(energy::energy_svg(&empty, &m.power).unwrap(), None);
+        assert_eq!(energy::carbon_svg(&empty, None).unwrap(), None);
+        assert_eq!(forest::effects_svg(&empty, Metric::TokensPerS).unwrap(), None);
     }
 
     #[test]

@@ -72,6 +72,12 @@ pub struct RequestRecord {
     pub energy_j: Option<f64>,
     /// How `energy_j` was obtained (`nvml_energy_counter`, `rapl`, `cpu_estimate`, `mock`, `none`).
     pub energy_method: String,
+    /// Whether the request's own window was long enough for `energy_j` to meet the run's target
+    /// uncertainty (see [`EnergyWindow::min_window_ms`]); null when there is no energy figure or
+    /// the run predates the check. An invalid per-request figure is kept but imprecise: the
+    /// cell's whole-window figure ([`CellRecord::energy`]) is the one to use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy_valid: Option<bool>,
     /// SHA-256 (hex, first 16 chars) of the prompt token ids.
     pub input_hash: String,
     /// SHA-256 (hex, first 16 chars) of the generated token ids; null when the request failed.
@@ -168,6 +174,141 @@ pub struct CellRecord {
     /// How the backend ran this cell: threads, model file, key/value cache, runtime library.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub backend_info: BTreeMap<String, String>,
+    /// The energy of the cell's measured window with its provenance, uncertainty, validity,
+    /// cross-check and throttling (absent in runs before it was recorded, and in cells that did
+    /// not run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<EnergyWindow>,
+}
+
+/// Whether an energy figure may be reported as a measurement with its stated uncertainty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnergyValidity {
+    /// The window is long enough for the source's resolution and the readings are complete.
+    Valid,
+    /// The figure exists but must not be presented as precise (`invalid_reason` says why:
+    /// window shorter than the minimum, readings missing, counter reset).
+    Invalid,
+    /// No energy source (method `none`): there is no figure.
+    NotMeasured,
+}
+
+/// The energy of one measured window (a cell's timed requests, or the idle baseline), with
+/// everything needed to judge it.
+///
+/// Uncertainty model: `uncertainty_rel = quantisation_rel + gain_error_rel`, a worst-case linear
+/// sum of the counter's quantisation (`update_period_ms / window_ms`: each window edge may read a
+/// value up to one update period stale) and the sensor's stated gain error (see the harness's
+/// power sources for the figures assumed and their references).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnergyWindow {
+    /// Method (same vocabulary as `energy_method`).
+    pub method: String,
+    /// What the figure covers: `gpu-board`, `cpu-package`, `whole-system`, `mock`, `none`.
+    pub scope: String,
+    /// `measured`, `estimated` (a model, e.g. TDP × load) or `synthetic`.
+    pub basis: String,
+    /// Device the figure covers (`cuda:0`, `cpu-package`); a MIG instance is reported as its
+    /// whole GPU.
+    pub device: String,
+    /// Period of the background timeline, ms.
+    pub sample_period_ms: f64,
+    /// How often the source's counter updates, ms (0: continuous, e.g. a model or a mock).
+    pub update_period_ms: f64,
+    /// Length of the window, ms.
+    pub window_ms: f64,
+    /// Shortest window that meets the target uncertainty: `max(power.min_window_ms,
+    /// update_period_ms / power.target_uncertainty)`, ms.
+    pub min_window_ms: f64,
+    /// Gross energy of the window (nothing subtracted), J; null when not measured.
+    pub energy_j: Option<f64>,
+    /// Tokens generated inside the window (timed requests only).
+    #[serde(default)]
+    pub generated_tokens: u64,
+    /// Relative quantisation error bound, `update_period_ms / window_ms`.
+    pub quantisation_rel: Option<f64>,
+    /// Relative gain error the source's sensor is stated to have.
+    pub gain_error_rel: f64,
+    /// Relative uncertainty of `energy_j`: quantisation + gain error.
+    pub uncertainty_rel: Option<f64>,
+    /// Whether the figure may be reported as precise.
+    pub validity: EnergyValidity,
+    /// Why the figure is invalid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid_reason: Option<String>,
+    /// Timed requests whose own window was shorter than `min_window_ms` (their per-request
+    /// `energy_valid` is false).
+    #[serde(default)]
+    pub requests_below_min_window: u32,
+    /// DRAM energy of the window where RAPL exposes a DRAM domain, J (not included in
+    /// `energy_j`, whose scope is the package).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dram_energy_j: Option<f64>,
+    /// Instant power integrated over the same window, compared with the counter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_check: Option<CrossCheck>,
+    /// Clocks, temperatures and throttling seen during the window (GPU sources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttling: Option<Throttling>,
+}
+
+/// The energy counter against independently polled instant power over the same window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CrossCheck {
+    /// What was integrated (`nvml_power_instant`).
+    pub method: String,
+    /// Instant power integrated (trapezoids between readings) over the window, J.
+    pub energy_j: f64,
+    /// Readings of instant power inside the window.
+    pub readings: u32,
+    /// `|cross-check − counter| / counter`.
+    pub disagreement_rel: f64,
+    /// The threshold (`power.cross_check_tolerance`).
+    pub tolerance_rel: f64,
+    /// Whether the disagreement exceeds the threshold (aliasing, a sensor fault, or a window too
+    /// short for polling).
+    pub flagged: bool,
+}
+
+/// Throttling and thermal state of a device over a window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Throttling {
+    /// Union of the driver's throttle / clock-event reason bits seen in the window.
+    pub reasons_bits: u64,
+    /// Names of those reasons (`sw_power_cap`, `hw_slowdown`, `sw_thermal_slowdown`, …).
+    pub reasons: Vec<String>,
+    /// A hardware slowdown (including power brake) was seen: timings are not representative.
+    pub hw_slowdown: bool,
+    /// A software or hardware thermal slowdown was seen, or the thermal violation counter grew.
+    pub thermal_slowdown: bool,
+    /// Time the software power cap held clocks down: the power-violation counter's difference
+    /// over the window where the driver has it, else the sampled time with the `sw_power_cap`
+    /// bit set, ms.
+    pub sw_power_cap_ms: Option<f64>,
+    /// Difference of the driver's power-violation counter over the window, ms.
+    pub power_violation_ms: Option<f64>,
+    /// Difference of the driver's thermal-violation counter over the window, ms.
+    pub thermal_violation_ms: Option<f64>,
+    /// Highest temperature read, °C.
+    pub max_temp_c: Option<f64>,
+    /// Lowest SM clock read, MHz.
+    pub min_sm_clock_mhz: Option<f64>,
+    /// Highest SM clock read, MHz.
+    pub max_sm_clock_mhz: Option<f64>,
+    /// Enforced power limit, W.
+    pub power_limit_w: Option<f64>,
+    /// Whether the cell is flagged: hardware or thermal slowdown.
+    pub flagged: bool,
+}
+
+/// Idle power measured with the run's own energy method before the matrix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdleBaseline {
+    /// The window, with its method, device, uncertainty and validity.
+    pub window: EnergyWindow,
+    /// Mean idle power, W (`energy_j / window`).
+    pub watts: Option<f64>,
 }
 
 /// Outcome of the logits-agreement gate.
@@ -227,6 +368,10 @@ pub struct PowerInfo {
     pub sample_period_ms: f64,
     /// Inputs of an estimate (TDP, idle fraction…) or notes on why a source was not used.
     pub notes: BTreeMap<String, String>,
+    /// Idle power measured before the matrix with the same method (absent when
+    /// `power.idle_baseline_s` is 0, on virtual clocks, and in runs before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_baseline: Option<IdleBaseline>,
 }
 
 /// Host description.
@@ -377,6 +522,7 @@ pub fn requests_frame(rows: &[RequestRecord]) -> PolarsResult<DataFrame> {
             col!("tokens_per_s", |r| r.tokens_per_s),
             col!("energy_j", |r| r.energy_j),
             col!("energy_method", |r| r.energy_method.clone()),
+            col!("energy_valid", |r| r.energy_valid),
             col!("input_hash", |r| r.input_hash.clone()),
             col!("output_hash", |r| r.output_hash.clone()),
             col!("status", |r| r.status.clone()),

@@ -48,6 +48,9 @@ fn bench(c: &mut Criterion) {
         cpu_tdp_from_user: false,
         cpu_idle_fraction: 0.3,
         mock_watts: 0.0,
+        target_uncertainty: 0.01,
+        min_window_ms: 0.0,
+        cross_check_tolerance: 0.1,
     };
     let sampler: Mutex<Box<dyn PowerSampler>> = Mutex::new(Box::new(CpuEstimate::new(&settings)));
     let clock = Clock::Wall(Instant::now());

@@ -6,8 +6,14 @@
 //! or written with another results layout (then the run is analysed again from
 //! `requests.parquet`, and the reason is printed). Prints each file written, one a line.
 //!
+//! `--pricing FILE` and `--energy FILE` re-price the stored measurements before rendering: each
+//! file is a YAML file in the scenario syntax (like `scenarios/variants/*.yaml`, read by the same
+//! code as `tcobench sweep`) whose `pricing:` (respectively `energy:`) section is laid key by key
+//! over the run's own; the report states the files used. `stats.json` is left as it is.
+//!
 //! Exit codes: `0` done; `2` the folder is not a run, the manifest's layout is not supported, an
-//! unknown format, or a template folder that is missing or holds a broken template.
+//! unknown format, a template folder that is missing or holds a broken template, or an override
+//! file that is unreadable, lacks its section or does not resolve against the catalog.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -32,6 +38,60 @@ pub struct ReportArgs {
     /// Folder whose report.md.j2 / report.html.j2 replace the built-in templates.
     #[arg(long, value_name = "DIR")]
     pub templates: Option<PathBuf>,
+    /// YAML file whose `pricing:` section replaces the run's, key by key (scenario syntax).
+    #[arg(long, value_name = "FILE")]
+    pub pricing: Option<PathBuf>,
+    /// YAML file whose `energy:` section replaces the run's, key by key (scenario syntax).
+    #[arg(long, value_name = "FILE")]
+    pub energy: Option<PathBuf>,
+}
+
+/// The run's costing with the `--pricing` / `--energy` sections laid over it, priced again.
+fn repriced(
+    args: &ReportArgs,
+    stats: &RunStats,
+    manifest: &tcobench_analysis::schema::Manifest,
+) -> Result<Option<tcobench_analysis::pricing::costing::RunCosts>, String> {
+    use tcobench_analysis::pricing::costing::CostingSpec;
+    if args.pricing.is_none() && args.energy.is_none() {
+        return Ok(None);
+    }
+    let mut spec = manifest.costing.clone().unwrap_or_default();
+    let mut names = Vec::new();
+    let mut overrides = Vec::new();
+    for (flag, section, file) in [
+        ("--pricing", "pricing", &args.pricing),
+        ("--energy", "energy", &args.energy),
+    ] {
+        let Some(path) = file else {
+            continue;
+        };
+        let (name, _, layer) =
+            crate::cmd_sweep::read_variant(path).map_err(|e| format!("{flag}: {e}"))?;
+        let top = match section {
+            "pricing" => CostingSpec {
+                pricing: layer.pricing,
+                ..CostingSpec::default()
+            },
+            _ => CostingSpec {
+                energy: layer.energy,
+                ..CostingSpec::default()
+            },
+        };
+        if top.is_empty() {
+            return Err(format!(
+                "{flag}: {} has no `{section}:` section",
+                path.display()
+            ));
+        }
+        spec.overlay(&top);
+        names.push(name);
+        overrides.push(format!("the `{section}:` section of `{}`", path.display()));
+    }
+    let mut costs = tcobench_analysis::price_run(stats, manifest, &spec, Some(names.join(" + ")))
+        .map_err(|e| format!("re-pricing with {}: {e}", overrides.join(" and ")))?;
+    costs.overrides = overrides;
+    Ok(Some(costs))
 }
 
 fn parse_format(s: &str) -> Result<ReportFormat, String> {
@@ -112,7 +172,7 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     formats.sort();
     formats.dedup();
 
-    let stats = match stored_stats(dir) {
+    let mut stats = match stored_stats(dir) {
         Ok(s) => s,
         Err(why) => {
             eprintln!("{why}: analysing the run again from its stored requests");
@@ -120,6 +180,15 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("analysing {}", dir.display()))?
         }
     };
+    if args.pricing.is_some() || args.energy.is_some() {
+        let manifest = tcobench_analysis::read_run_manifest(dir)
+            .with_context(|| format!("reading {}", dir.display()))?;
+        match repriced(args, &stats, &manifest) {
+            Ok(Some(costs)) => stats.costing = Some(costs),
+            Ok(None) => {}
+            Err(e) => return bad(e),
+        }
+    }
     match report::write_formats(dir, &stats, args.templates.as_deref(), &formats) {
         Ok(written) => {
             for p in written {

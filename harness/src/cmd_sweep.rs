@@ -107,9 +107,9 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn read_variant(path: &Path) -> Result<(String, String, CostingSpec), Bad> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| Bad(format!("{}: {e}", path.display())))?;
+/// Reads one variant file: its name (`name:`, else the file stem), description and sections.
+pub(crate) fn read_variant(path: &Path) -> Result<(String, String, CostingSpec), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let v: VariantFile = serde_yaml::from_str(&text).map_err(|e| {
         let loc = e
             .location()
@@ -119,13 +119,14 @@ fn read_variant(path: &Path) -> Result<(String, String, CostingSpec), Bad> {
         if let Some(i) = msg.rfind(" at line ") {
             msg.truncate(i);
         }
-        Bad(format!("{}{loc}: {msg}", path.display()))
+        format!("{}{loc}: {msg}", path.display())
     })?;
     let mut spec = CostingSpec {
         pricing: v.pricing,
         energy: v.energy,
         slo: v.slo,
         workload: v.workload,
+        ..CostingSpec::default()
     };
     if let Some(p) = spec.pricing.as_mut() {
         if let Some(dir) = &p.catalog {
@@ -171,7 +172,7 @@ fn sweep(args: &SweepArgs) -> Result<(Sweep, String, PathBuf), Bad> {
     let base = manifest.costing.clone().unwrap_or_default();
     let mut variants = Vec::new();
     for path in &files {
-        let (name, description, layer) = read_variant(path)?;
+        let (name, description, layer) = read_variant(path).map_err(Bad)?;
         let mut spec = base.clone();
         spec.overlay(&layer);
         let costing = tcobench_analysis::price_run(&stats, &manifest, &spec, Some(name.clone()))

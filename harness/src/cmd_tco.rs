@@ -338,14 +338,13 @@ fn compute(a: &TcoOptions) -> Result<Value, Bad> {
                 maintenance_usd_per_hour: a.maintenance_usd_per_hour,
             };
             let hourly = f::onprem_usd_per_hour(&c)?;
-            let opex_hourly = w * pue * kwh_price / 1000.0 + a.maintenance_usd_per_hour;
-            Some((c, hourly, opex_hourly))
+            Some((c, hourly))
         }
         None => None,
     };
     let price = match (cloud_price, &onprem) {
         (Some(p), _) => p,
-        (None, Some((_, h, _))) => {
+        (None, Some((_, h))) => {
             notes.push(format!("price = on-prem {h} $/h (no cloud price given)"));
             *h
         }
@@ -438,28 +437,22 @@ fn compute(a: &TcoOptions) -> Result<Value, Bad> {
     }
 
     // Cloud vs on-prem.
-    if let Some((c, hourly, opex_hourly)) = &onprem {
+    if let Some((c, _)) = &onprem {
+        let cmp = f::compare_onprem(c, t, u, instances, cloud_price, a.horizon_months)?;
         let mut o = json!({
-            "usd_per_hour": hourly,
-            "usd_per_1m_tokens": f::usd_per_1m_tokens(*hourly, t, u)?,
-            "opex_usd_per_hour": opex_hourly,
+            "usd_per_hour": cmp.usd_per_hour,
+            "usd_per_1m_tokens": cmp.usd_per_1m_tokens,
+            "opex_usd_per_hour": cmp.opex_usd_per_hour,
+            "usd_per_month": cmp.usd_per_month,
             "inputs": c,
         });
-        if let Some(p) = cloud_price {
-            let cloud_month = instances * p * f::HOURS_PER_MONTH;
-            let opex_month = instances * opex_hourly * f::HOURS_PER_MONTH;
-            let capex = instances * c.capex_usd;
-            o["fleet_instances"] = json!(instances);
-            o["cloud_usd_per_month"] = json!(cloud_month);
-            o["break_even_months"] = json!(f::break_even_months(cloud_month, capex, opex_month)?);
-            o["roi"] = json!(f::roi(
-                a.horizon_months,
-                cloud_month,
-                capex,
-                opex_month,
-                c.residual_fraction
-            )?);
+        if cloud_price.is_some() {
+            o["fleet_instances"] = json!(cmp.fleet_instances);
+            o["cloud_usd_per_month"] = json!(cmp.cloud_usd_per_month);
+            o["break_even_months"] = json!(cmp.break_even_months);
+            o["roi"] = json!(cmp.roi);
             o["horizon_months"] = json!(a.horizon_months);
+            o["break_even_utilization"] = json!(cmp.break_even_utilization);
         }
         v["onprem"] = o;
     }
@@ -496,22 +489,23 @@ fn compute(a: &TcoOptions) -> Result<Value, Bad> {
                 "the API comparison needs --tokens-per-request (generated tokens per request)",
             );
         };
-        let per_req =
-            f::api_usd_per_request(&api, a.input_tokens_per_request, out_tok, a.cached_fraction)?;
-        let per_1m = f::api_usd_per_1m_output_tokens(
+        let cmp = f::compare_api(
             &api,
             a.input_tokens_per_request,
             out_tok,
             a.cached_fraction,
+            price,
+            instances,
+            a.requests_per_day,
         )?;
-        let selfhost_day = instances * price * 24.0;
         v["api"] = json!({
-            "usd_per_request": per_req,
-            "usd_per_1m_output_tokens": per_1m,
+            "usd_per_request": cmp.usd_per_request,
+            "usd_per_1m_output_tokens": cmp.usd_per_1m_output_tokens,
             "selfhost_usd_per_1m_tokens": usd_1m,
-            "selfhost_usd_per_day": selfhost_day,
-            "break_even_requests_per_day": f::break_even_requests_per_day(selfhost_day, per_req)?,
-            "selfhost_instances": instances,
+            "selfhost_usd_per_day": cmp.selfhost_usd_per_day,
+            "break_even_requests_per_day": cmp.break_even_requests_per_day,
+            "selfhost_instances": cmp.selfhost_instances,
+            "usd_per_month": cmp.usd_per_month,
         });
     }
 

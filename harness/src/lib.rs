@@ -8,7 +8,10 @@
 pub mod cell_process;
 pub mod cmd_catalog;
 pub mod cmd_cell;
+pub mod cmd_collect;
 pub mod cmd_compare;
+pub mod cmd_emit;
+pub mod cmd_meter;
 pub mod cmd_report;
 pub mod cmd_stats;
 pub mod cmd_sweep;

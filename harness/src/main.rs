@@ -87,6 +87,12 @@ enum Command {
     /// Run one cell of a plan in this process and commit it into the run folder (what `run`
     /// starts once per cell; a scheduler's array job can do the same).
     RunCell(tcobench::cmd_cell::RunCellArgs),
+    /// Prepare a run folder and write a scheduler job that runs its cells (`slurm`: an
+    /// `sbatch --array` script; `k8s`: an Indexed Job); prints the run folder last.
+    Emit(tcobench::cmd_emit::EmitArgs),
+    /// Merge the cells a scheduler's tasks committed into a run folder, analyse and report;
+    /// lists missing cells (exit code 3 when any is missing or failed).
+    Collect(tcobench::cmd_collect::CollectArgs),
     /// Print the cells a scenario would run (`--json`: the plan file).
     Plan {
         #[command(flatten)]
@@ -125,6 +131,9 @@ enum Command {
     Sweep(tcobench::cmd_sweep::SweepArgs),
     /// Re-render a run's report (Markdown, HTML) from its stored results.
     Report(tcobench::cmd_report::ReportArgs),
+    /// An external power meter's log beside our energy; calibrations fitted from it.
+    #[command(subcommand)]
+    Meter(tcobench::cmd_meter::MeterCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -315,6 +324,8 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             })
         }
         Command::RunCell(args) => tcobench::cmd_cell::run(&args),
+        Command::Emit(args) => tcobench::cmd_emit::run(&args, &mut stdout),
+        Command::Collect(args) => tcobench::cmd_collect::run(&args, &mut stdout),
         Command::Stats(args) => tcobench::cmd_stats::run(&args, &mut stdout),
         Command::Compare(args) => tcobench::cmd_compare::compare(&args, &mut stdout),
         Command::Export(args) => tcobench::cmd_compare::export(&args, &mut stdout),
@@ -323,6 +334,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Validate(args) => tcobench::cmd_validate::run(&args, &mut stdout),
         Command::Sweep(args) => tcobench::cmd_sweep::run(&args, &mut stdout),
         Command::Report(args) => tcobench::cmd_report::run(&args, &mut stdout),
+        Command::Meter(cmd) => tcobench::cmd_meter::run(&cmd, &mut stdout),
         Command::Model(ModelCommand::Build { size, seed, out }) => {
             let model = match size.parse::<tcobench_backends::BuiltinModel>() {
                 Ok(m) => m,
@@ -370,6 +382,7 @@ fn analyze(run_dir: &Path) -> Result<ExitCode> {
         Err(
             e @ (AnalysisError::Schema(_)
             | AnalysisError::UnsupportedSchema { .. }
+            | AnalysisError::Meter(_)
             | AnalysisError::Io { .. }),
         ) => {
             eprintln!("error: analysing {}: {e}", run_dir.display());

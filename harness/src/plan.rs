@@ -158,6 +158,20 @@ struct ResolvedPower {
     cpu_tdp_from_user: bool,
     cpu_idle_fraction: f64,
     mock_watts: f64,
+    #[serde(default = "default_target_uncertainty")]
+    target_uncertainty: f64,
+    #[serde(default)]
+    min_window_ms: f64,
+    #[serde(default = "default_cross_check_tolerance")]
+    cross_check_tolerance: f64,
+}
+
+fn default_target_uncertainty() -> f64 {
+    PowerSettings::DEFAULT_TARGET_UNCERTAINTY
+}
+
+fn default_cross_check_tolerance() -> f64 {
+    PowerSettings::DEFAULT_CROSS_CHECK_TOLERANCE
 }
 
 #[derive(Debug, Deserialize)]
@@ -315,6 +329,9 @@ impl Plan {
                 cpu_tdp_from_user: p.cpu_tdp_from_user,
                 cpu_idle_fraction: p.cpu_idle_fraction,
                 mock_watts: p.mock_watts,
+                target_uncertainty: p.target_uncertainty,
+                min_window_ms: p.min_window_ms,
+                cross_check_tolerance: p.cross_check_tolerance,
             },
             devices: parts.device,
             ort_threads: OrtThreadSettings {

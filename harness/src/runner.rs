@@ -55,7 +55,8 @@ use crate::cell_process::{self, CellEvent, ChildEnd, CtrlC, ProcessOptions, Spaw
 use crate::estimate::{self, fmt_usd, Calibration};
 use crate::host;
 use crate::plan::{self, sanitize, Cell, Plan, PlanOverrides, PLAN_FILE};
-use crate::power::{self, PowerSampler};
+use crate::power::window::{self as energy_window, Edge, SourceInfo, WindowPolicy};
+use crate::power::{self, PowerSampler, Reading};
 use crate::results::{write_atomic, CellResult, RunDir};
 use crate::scenario::{BackendKind, Budget, Overrides, Scenario};
 
@@ -503,13 +504,13 @@ impl Timeline {
     ) -> JoinHandle<()> {
         let (sampler, timeline, clock) = (sampler.clone(), self.clone(), clock.clone());
         std::thread::spawn(move || {
-            while !timeline.stop.load(Ordering::Relaxed) {
+            // On a fixed schedule, parked rather than slept, so that stopping never waits a
+            // whole period and delays do not accumulate.
+            power::sample_every(period, &timeline.stop, || {
                 let cell = timeline.current_cell.lock().expect("lock").clone();
                 let s = sample(&sampler, &clock, cell);
                 timeline.samples.lock().expect("lock").push(s);
-                // Parked rather than slept, so that stopping never waits a whole period.
-                std::thread::park_timeout(period);
-            }
+            });
         })
     }
 
@@ -533,9 +534,18 @@ fn sample(
     clock: &Clock,
     cell: Option<String>,
 ) -> PowerSample {
+    sample_with_reading(sampler, clock, cell).0
+}
+
+/// A timeline sample and the full reading behind it.
+fn sample_with_reading(
+    sampler: &Mutex<Box<dyn PowerSampler>>,
+    clock: &Clock,
+    cell: Option<String>,
+) -> (PowerSample, Reading) {
     let mut s = sampler.lock().expect("sampler lock");
     let r = s.read();
-    PowerSample {
+    let sample = PowerSample {
         t_ms: clock.now_ms(),
         source: s.method().to_string(),
         device: s.device(),
@@ -545,7 +555,43 @@ fn sample(
         temp_c: r.temp_c,
         sm_clock_mhz: r.sm_clock_mhz,
         throttle_reasons: r.throttle_reasons,
+    };
+    (sample, r)
+}
+
+/// Measures idle power for `seconds` with the run's own sampler, reading it every `sample_ms`
+/// (the samples are returned for the run's timeline).
+fn idle_baseline(
+    sampler: &Mutex<Box<dyn PowerSampler>>,
+    clock: &Clock,
+    settings: &crate::scenario::PowerSettings,
+) -> (schema::IdleBaseline, Vec<PowerSample>) {
+    let policy = WindowPolicy::from(settings);
+    let source = SourceInfo::of(sampler.lock().expect("sampler lock").as_ref());
+    let (first, r0) = sample_with_reading(sampler, clock, None);
+    let period = Duration::from_millis(u64::from(settings.sample_ms));
+    let until = Instant::now() + Duration::from_secs_f64(settings.idle_baseline_s);
+    let mut samples = vec![first.clone()];
+    let mut last = (first.clone(), r0);
+    while Instant::now() < until {
+        std::thread::sleep(period.min(until.saturating_duration_since(Instant::now())));
+        last = sample_with_reading(sampler, clock, None);
+        samples.push(last.0.clone());
     }
+    let start = Edge {
+        t_ms: first.t_ms,
+        reading: r0,
+    };
+    let end = Edge {
+        t_ms: last.0.t_ms,
+        reading: last.1,
+    };
+    let window = energy_window::summarise(&source, &policy, &start, &end, &samples, 0, 0);
+    let watts = window
+        .energy_j
+        .filter(|_| window.window_ms > 0.0)
+        .map(|e| e / (window.window_ms / 1e3));
+    (schema::IdleBaseline { window, watts }, samples)
 }
 
 /// How a run carries out its cells.
@@ -605,9 +651,7 @@ pub fn run_with(
     overrides: &PlanOverrides,
     execution: &Execution,
 ) -> Result<RunOutcome> {
-    let mut plan = Plan::from_scenario(scenario, &scenario_path.display().to_string());
-    plan.overrides = overrides.clone();
-    plan.scenario_file = scenario_path.canonicalize().ok();
+    let plan = run_plan(scenario, scenario_path, overrides);
     let all_mock = plan.all_mock();
     let virtual_clock = VirtualClock::new();
     let wall_origin = Instant::now();
@@ -617,44 +661,21 @@ pub fn run_with(
     } else {
         Clock::Wall(wall_origin)
     };
-
-    let run_id = format!(
-        "{}-{}",
-        started.format("%Y%m%dT%H%M%SZ"),
-        sanitize(&scenario.name)
-    );
-    let run_dir = RunDir::create(&opts.out, &run_id)?;
-    // Held until this function returns: `run --resume` of this folder waits for this run's end.
-    let _run_lock = run_dir.lock_run(Duration::ZERO)?;
-    run_dir.write_plan(&plan)?;
-
     let (sampler, why) = power::open(
         &scenario.power,
         &scenario.device,
         all_mock.then_some(&virtual_clock),
     )
     .map_err(|e| anyhow::anyhow!("power source: {e}"))?;
-    let manifest = Manifest {
-        schema_version: SCHEMA_VERSION,
-        run_id: run_dir.run_id.clone(),
-        scenario_name: scenario.name.clone(),
-        scenario_path: scenario_path.display().to_string(),
-        scenario: plan.scenario.clone(),
-        seed: scenario.seed,
-        model_seed: MODEL_SEED,
-        command: opts.command.clone(),
-        git_revision: host::git_revision(scenario_path),
-        versions: host::versions(),
-        host: host::host_info(),
-        power: power::power_info(sampler.as_ref(), scenario.power.sample_ms, &why),
-        started_at: started.to_rfc3339(),
-        ended_at: None,
-        status: "running".into(),
-        cells: plan.cells.iter().map(pending_record).collect(),
-        costing: scenario.costing.clone(),
-        budget: None,
-        allow_disagreement: opts.allow_disagreement,
-    };
+    let power = power::power_info(sampler.as_ref(), scenario.power.sample_ms, &why);
+    // The lock is held until this function returns: `run --resume` of this folder waits for
+    // this run's end.
+    let PreparedRun {
+        plan,
+        run_dir,
+        run_lock: _run_lock,
+        manifest,
+    } = prepare_run(scenario, scenario_path, plan, opts, power, started)?;
     drive(
         Session {
             scenario,
@@ -671,6 +692,95 @@ pub fn run_with(
         opts,
         execution,
     )
+}
+
+/// The plan a run of `scenario` carries out, with what `run --resume` needs to resolve the
+/// scenario again (its absolute path, the command-line overrides).
+pub(crate) fn run_plan(
+    scenario: &Scenario,
+    scenario_path: &Path,
+    overrides: &PlanOverrides,
+) -> Plan {
+    let mut plan = Plan::from_scenario(scenario, &scenario_path.display().to_string());
+    plan.overrides = overrides.clone();
+    plan.scenario_file = scenario_path.canonicalize().ok();
+    plan
+}
+
+/// A run folder made ready for its cells, as `run` makes it (shared with `emit`).
+pub(crate) struct PreparedRun {
+    /// The plan, as written to `plan.json`.
+    pub(crate) plan: Plan,
+    /// The new run folder.
+    pub(crate) run_dir: RunDir,
+    /// The run folder's lock ([`RunDir::lock_run`]), held while this file is open.
+    pub(crate) run_lock: std::fs::File,
+    /// The manifest to start from (not yet written): every cell pending, status `running`.
+    pub(crate) manifest: Manifest,
+}
+
+/// Creates and locks the run folder of `plan` under `opts.out`, writes `plan.json` and returns
+/// the manifest to start from; `power` describes the run's power source, `started` its start.
+pub(crate) fn prepare_run(
+    scenario: &Scenario,
+    scenario_path: &Path,
+    plan: Plan,
+    opts: &RunOptions,
+    power: schema::PowerInfo,
+    started: chrono::DateTime<chrono::Utc>,
+) -> Result<PreparedRun> {
+    let run_id = format!(
+        "{}-{}",
+        started.format("%Y%m%dT%H%M%SZ"),
+        sanitize(&scenario.name)
+    );
+    let run_dir = RunDir::create(&opts.out, &run_id)?;
+    let run_lock = run_dir.lock_run(Duration::ZERO)?;
+    run_dir.write_plan(&plan)?;
+    let manifest = Manifest {
+        schema_version: SCHEMA_VERSION,
+        run_id: run_dir.run_id.clone(),
+        scenario_name: scenario.name.clone(),
+        scenario_path: scenario_path.display().to_string(),
+        scenario: plan.scenario.clone(),
+        seed: scenario.seed,
+        model_seed: MODEL_SEED,
+        command: opts.command.clone(),
+        git_revision: host::git_revision(scenario_path),
+        versions: host::versions(),
+        host: host::host_info(),
+        power,
+        started_at: started.to_rfc3339(),
+        ended_at: None,
+        status: "running".into(),
+        cells: plan.cells.iter().map(pending_record).collect(),
+        costing: scenario.costing.clone(),
+        budget: None,
+        allow_disagreement: opts.allow_disagreement,
+    };
+    Ok(PreparedRun {
+        plan,
+        run_dir,
+        run_lock,
+        manifest,
+    })
+}
+
+/// Records the ONNX Runtime version the cells used, merges the committed cells into the run-level
+/// Parquet files and writes the manifest.
+pub(crate) fn merge_cells(run_dir: &RunDir, manifest: &mut Manifest) -> Result<()> {
+    record_ort_version(manifest);
+    run_dir.merge(manifest)?;
+    run_dir.write_manifest(manifest)
+}
+
+/// Analyses a run folder's merged results and writes `stats.json` and the report.
+pub(crate) fn analyze_and_report(run_dir: &Path) -> Result<RunStats> {
+    let stats = tcobench_analysis::analyze(run_dir)
+        .with_context(|| format!("analysing {}", run_dir.display()))?;
+    tcobench_analysis::write_report(run_dir, &stats, None)
+        .with_context(|| format!("writing the report in {}", run_dir.display()))?;
+    Ok(stats)
 }
 
 /// Finishes the run in `run_dir`: runs the cells of its `plan.json` that are not committed,
@@ -979,21 +1089,19 @@ fn drive(session: Session<'_>, opts: &RunOptions, execution: &Execution) -> Resu
     let mut run_samples = Vec::new();
     // Idle baseline, measured with the same method before any model is loaded.
     if !resumed && scenario.power.idle_baseline_s > 0.0 && wants_timeline {
-        let first = sample(&sampler, &clock, None);
-        std::thread::sleep(Duration::from_secs_f64(scenario.power.idle_baseline_s));
-        let last = sample(&sampler, &clock, None);
-        if let (Some(e0), Some(e1)) = (first.energy_j_cum, last.energy_j_cum) {
-            let w = (e1 - e0) / ((last.t_ms - first.t_ms) / 1e3);
+        let (baseline, samples) = idle_baseline(&sampler, &clock, &scenario.power);
+        if let Some(w) = baseline.watts {
             manifest
                 .power
                 .notes
                 .insert("idle_watts".into(), format!("{w:.3}"));
-            manifest.power.notes.insert(
-                "idle_baseline_s".into(),
-                scenario.power.idle_baseline_s.to_string(),
-            );
         }
-        run_samples.extend([first, last]);
+        manifest.power.notes.insert(
+            "idle_baseline_s".into(),
+            scenario.power.idle_baseline_s.to_string(),
+        );
+        manifest.power.idle_baseline = Some(baseline);
+        run_samples.extend(samples);
         // Kept at once: a run killed later still has its baseline.
         run_dir.write_run_power(&run_samples)?;
         run_dir.write_manifest(&manifest)?;
@@ -1024,6 +1132,7 @@ fn drive(session: Session<'_>, opts: &RunOptions, execution: &Execution) -> Resu
                     virtual_clock.clone(),
                 ),
                 sampler: sampler.clone(),
+                policy: WindowPolicy::from(&scenario.power),
                 timeline,
                 thread,
                 outside: Vec::new(),
@@ -1149,9 +1258,7 @@ fn drive(session: Session<'_>, opts: &RunOptions, execution: &Execution) -> Resu
     }
     .into();
     manifest.ended_at = Some(chrono::Utc::now().to_rfc3339());
-    record_ort_version(&mut manifest);
-    run_dir.merge(&manifest)?;
-    run_dir.write_manifest(&manifest)?;
+    merge_cells(&run_dir, &mut manifest)?;
     if interrupted {
         return Err(Interrupted {
             run_dir: run_dir.path.clone(),
@@ -1161,10 +1268,7 @@ fn drive(session: Session<'_>, opts: &RunOptions, execution: &Execution) -> Resu
         .into());
     }
 
-    let stats = tcobench_analysis::analyze(&run_dir.path)
-        .with_context(|| format!("analysing {}", run_dir.path.display()))?;
-    tcobench_analysis::write_report(&run_dir.path, &stats, None)
-        .with_context(|| format!("writing the report in {}", run_dir.path.display()))?;
+    let stats = analyze_and_report(&run_dir.path)?;
     if let Some(log) = &opts.experiment_log {
         append_experiment_log(log, &manifest, &stats, &run_dir)?;
     }
@@ -1227,6 +1331,7 @@ struct InProcessCells<'a> {
     clock: Clock,
     backends: Backends,
     sampler: Arc<Mutex<Box<dyn PowerSampler>>>,
+    policy: WindowPolicy,
     timeline: Arc<Timeline>,
     thread: Option<JoinHandle<()>>,
     /// Samples taken between cells.
@@ -1236,13 +1341,16 @@ struct InProcessCells<'a> {
 impl CellRunner for InProcessCells<'_> {
     fn run(&mut self, cell: &Cell, progress: &mut dyn FnMut(Option<u64>)) -> Result<Ran> {
         *self.timeline.current_cell.lock().expect("lock") = Some(cell.cell_id.clone());
-        let CellRun { mut result, .. } = run_cell(
+        let CellRun {
+            mut result, window, ..
+        } = run_cell(
             cell,
             &self.run_dir.run_id,
             self.seed,
             &mut self.backends,
             &self.clock,
             &self.sampler,
+            &self.policy,
             &mut || {
                 progress(None);
                 true
@@ -1256,6 +1364,7 @@ impl CellRunner for InProcessCells<'_> {
             .into_iter()
             .partition(|s| s.cell_id.as_deref() == Some(cell.cell_id.as_str()));
         result.power = mine;
+        finish_energy(&mut result, window.as_ref(), &self.policy);
         self.outside.extend(others);
         self.run_dir.commit_cell(&result)?;
         Ok(Ran::Committed {
@@ -1403,12 +1512,19 @@ pub fn run_single_cell(
     let virtual_clock = VirtualClock::new();
     // The mock power source counts energy from the clock's reading when it opens: opened at 0,
     // as in a run of all cells in one process, so the cell's energy figures are the same.
+    // Measured on the cell's own device: a cell on cuda:1 is not measured on cuda:0's board.
+    let devices = if settings.devices.contains(&cell.device) {
+        vec![cell.device]
+    } else {
+        settings.devices.clone()
+    };
     let (sampler, _) = power::open(
         &settings.power,
-        &settings.devices,
+        &devices,
         all_mock.then_some(&virtual_clock),
     )
     .map_err(|e| anyhow::anyhow!("power source: {e}"))?;
+    let policy = WindowPolicy::from(&settings.power);
     let clock = match start {
         _ if all_mock => {
             if let CellClockStart::Virtual(ns) = start {
@@ -1445,6 +1561,7 @@ pub fn run_single_cell(
     let CellRun {
         mut result,
         stopped_after,
+        window,
     } = run_cell(
         cell,
         &run_dir.run_id,
@@ -1452,12 +1569,14 @@ pub fn run_single_cell(
         &mut backends,
         &clock,
         &sampler,
+        &policy,
         &mut || {
             done += 1;
             after_request(done, clock.now_ns())
         },
     );
     result.power = timeline.stop(thread);
+    finish_energy(&mut result, window.as_ref(), &policy);
     Ok(SingleCell {
         result,
         stopped_after,
@@ -1625,7 +1744,8 @@ fn progress_bar(total: u64, enabled: bool) -> ProgressBar {
     bar
 }
 
-fn pending_record(cell: &Cell) -> CellRecord {
+/// A cell's record before it has run: its configuration, status `pending`.
+pub(crate) fn pending_record(cell: &Cell) -> CellRecord {
     CellRecord {
         cell_id: cell.cell_id.clone(),
         index: cell.index,
@@ -1649,6 +1769,7 @@ fn pending_record(cell: &Cell) -> CellRecord {
         window_end_ms: None,
         agreement: None,
         backend_info: Default::default(),
+        energy: None,
     }
 }
 
@@ -1659,7 +1780,7 @@ pub fn measure_request(
     clock: &Clock,
     sampler: &Mutex<Box<dyn PowerSampler>>,
 ) -> Measured {
-    let e0 = sampler.lock().expect("sampler lock").read().energy_j_cum;
+    let start = sampler.lock().expect("sampler lock").read();
     let mut first_ns = None;
     let t0 = clock.now_ns();
     let result = backend.generate(request, &mut |step: usize| {
@@ -1667,13 +1788,16 @@ pub fn measure_request(
             first_ns = Some(clock.now_ns());
         }
     });
+    // The tokens are on the host: the device has finished the request's work.
     let t1 = clock.now_ns();
-    let e1 = sampler.lock().expect("sampler lock").read().energy_j_cum;
+    let end = sampler.lock().expect("sampler lock").read();
     Measured {
         t0_ns: t0,
         first_ns,
         t1_ns: t1,
-        energy_j: e0.zip(e1).map(|(a, b)| b - a),
+        energy_j: start.energy_j_cum.zip(end.energy_j_cum).map(|(a, b)| b - a),
+        start,
+        end,
         result: result.map(|g| g.tokens).map_err(|e| e.to_string()),
     }
 }
@@ -1689,6 +1813,10 @@ pub struct Measured {
     pub t1_ns: u64,
     /// Energy of the window, joules.
     pub energy_j: Option<f64>,
+    /// The energy source's reading at the start (before the clock starts).
+    pub start: Reading,
+    /// The energy source's reading at the end (after the clock stops).
+    pub end: Reading,
     /// Generated tokens, or the error.
     pub result: std::result::Result<Vec<Vec<u32>>, String>,
 }
@@ -1731,6 +1859,7 @@ pub fn request_record(
         tokens_per_s: (ok && e2e > 0.0).then(|| generated / (e2e / 1e3)),
         energy_j: m.energy_j.filter(|_| ok),
         energy_method: energy_method.to_string(),
+        energy_valid: None,
         input_hash: token_hash(&request.prompts),
         output_hash,
         status: if ok { "ok" } else { "error" }.into(),
@@ -1743,9 +1872,46 @@ pub fn request_record(
 struct CellRun {
     result: CellResult,
     stopped_after: Option<u64>,
+    /// The edges of the cell's measured window (its timed requests), when any ran.
+    window: Option<WindowEdges>,
+}
+
+/// The edges of a cell's measured window: the first timed request's start and the last one's
+/// end, with what was generated inside.
+#[derive(Debug, Clone)]
+struct WindowEdges {
+    source: SourceInfo,
+    start: Edge,
+    end: Edge,
+    generated_tokens: u64,
+    requests_below_min_window: u32,
+}
+
+/// Stores the energy of the cell's window, now that its timeline samples are in `result`.
+///
+/// Why one window per cell: repeating requests until a window is long enough would change the
+/// cell's request count, seeds and (on the mock backend) its virtual-clock schedule, and make
+/// latency statistics depend on the power source. Instead the timed requests, run back to back,
+/// are measured as one window whose figure is the cell's energy; a request whose own window is
+/// shorter than the minimum keeps its figure but is marked `energy_valid: false`.
+fn finish_energy(result: &mut CellResult, window: Option<&WindowEdges>, policy: &WindowPolicy) {
+    if let Some(w) = window {
+        result.record.energy = Some(energy_window::summarise(
+            &w.source,
+            policy,
+            &w.start,
+            &w.end,
+            &result.power,
+            w.generated_tokens,
+            w.requests_below_min_window,
+        ));
+    }
 }
 
 /// Runs one cell; `after_request` is called after every request and returns whether to go on.
+// The energy source and its window policy travel beside the backend state: bundling them would
+// only rename the arguments.
+#[allow(clippy::too_many_arguments)]
 fn run_cell(
     cell: &Cell,
     run_id: &str,
@@ -1753,9 +1919,12 @@ fn run_cell(
     backends: &mut Backends,
     clock: &Clock,
     sampler: &Mutex<Box<dyn PowerSampler>>,
+    policy: &WindowPolicy,
     after_request: &mut dyn FnMut() -> bool,
 ) -> CellRun {
     let mut stopped_after = None;
+    let source = SourceInfo::of(sampler.lock().expect("sampler lock").as_ref());
+    let mut window: Option<WindowEdges> = None;
     let mut record = pending_record(cell);
     record.started_at = Some(chrono::Utc::now().to_rfc3339());
     let energy_method = sampler.lock().expect("sampler lock").method().to_string();
@@ -1794,11 +1963,34 @@ fn run_cell(
                 new_tokens: cell.new_tokens as usize,
             };
             let m = measure_request(backend.as_mut(), &request, clock, sampler);
+            let mut row = request_record(cell, run_id, rep, warmup, &request, &m, &energy_method);
+            let long_enough =
+                energy_window::long_enough(&source, policy, ns_to_ms(m.t1_ns - m.t0_ns));
+            row.energy_valid = row.energy_j.map(|_| long_enough);
             if !warmup {
                 record.window_start_ms.get_or_insert(ns_to_ms(m.t0_ns));
                 record.window_end_ms = Some(ns_to_ms(m.t1_ns));
+                let w = window.get_or_insert_with(|| WindowEdges {
+                    source: source.clone(),
+                    start: Edge {
+                        t_ms: ns_to_ms(m.t0_ns),
+                        reading: m.start,
+                    },
+                    end: Edge::default(),
+                    generated_tokens: 0,
+                    requests_below_min_window: 0,
+                });
+                w.end = Edge {
+                    t_ms: ns_to_ms(m.t1_ns),
+                    reading: m.end,
+                };
+                if m.result.is_ok() {
+                    w.generated_tokens += u64::from(cell.batch_size) * u64::from(cell.new_tokens);
+                }
+                if row.energy_valid == Some(false) {
+                    w.requests_below_min_window += 1;
+                }
             }
-            let row = request_record(cell, run_id, rep, warmup, &request, &m, &energy_method);
             let error = row.error.clone();
             requests.push(row);
             let go_on = after_request();
@@ -1862,6 +2054,7 @@ fn run_cell(
             power: Vec::new(),
         },
         stopped_after,
+        window,
     }
 }
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, Deserializer, IntoDeserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use tcobench_analysis::pricing::costing::{
-    CostingSpec, RawEnergy, RawPricing, RawSlo, RawWorkload,
+    CostingSpec, RawApi, RawEnergy, RawOnPrem, RawPricing, RawSlo, RawWorkload,
 };
 use tcobench_analysis::pricing::{Catalog, LoadOptions, Tier};
 use tcobench_backends::{BuiltinModel, DType, Device};
@@ -184,6 +184,9 @@ struct RawPower {
     cpu_tdp_w: Option<f64>,
     cpu_idle_fraction: Option<f64>,
     mock_watts: Option<f64>,
+    target_uncertainty: Option<f64>,
+    min_window_ms: Option<f64>,
+    cross_check_tolerance: Option<f64>,
 }
 
 /// One scenario file as written.
@@ -204,6 +207,8 @@ struct RawScenario {
     energy: Option<RawEnergy>,
     slo: Option<RawSlo>,
     workload: Option<RawWorkload>,
+    onprem: Option<RawOnPrem>,
+    api: Option<Vec<RawApi>>,
     budget_usd: Option<f64>,
     onnxruntime: Option<RawOrt>,
 }
@@ -250,6 +255,25 @@ pub struct PowerSettings {
     pub cpu_idle_fraction: f64,
     /// Constant power of the mock source, watts.
     pub mock_watts: f64,
+    /// Relative quantisation error an energy window may have and still be valid: a window
+    /// shorter than `update period / target_uncertainty` is marked invalid (default 0.01).
+    pub target_uncertainty: f64,
+    /// A floor under every energy window's minimum length, ms (default 0: derived from the
+    /// source's update period and `target_uncertainty` only).
+    pub min_window_ms: f64,
+    /// Relative disagreement between the energy counter and integrated instant power beyond
+    /// which a cell is flagged (default 0.1).
+    pub cross_check_tolerance: f64,
+}
+
+impl PowerSettings {
+    /// Defaults of the energy-window keys (`target_uncertainty`, `min_window_ms`,
+    /// `cross_check_tolerance`), for plans written before they existed.
+    pub const DEFAULT_TARGET_UNCERTAINTY: f64 = 0.01;
+    /// Default of `min_window_ms`.
+    pub const DEFAULT_MIN_WINDOW_MS: f64 = 0.0;
+    /// Default of `cross_check_tolerance`.
+    pub const DEFAULT_CROSS_CHECK_TOLERANCE: f64 = 0.1;
 }
 
 /// One exclusion rule: a cell matching every listed dimension value is dropped.
@@ -651,6 +675,17 @@ fn merge_chain(files: &[SourceFile]) -> Merged {
                 "power.cpu_idle_fraction"
             );
             take!(power.mock_watts, p.mock_watts, "power.mock_watts");
+            take!(
+                power.target_uncertainty,
+                p.target_uncertainty,
+                "power.target_uncertainty"
+            );
+            take!(power.min_window_ms, p.min_window_ms, "power.min_window_ms");
+            take!(
+                power.cross_check_tolerance,
+                p.cross_check_tolerance,
+                "power.cross_check_tolerance"
+            );
         }
         take!(raw.budget_usd, r.budget_usd, "budget_usd");
         if let Some(o) = &r.onnxruntime {
@@ -672,6 +707,8 @@ fn merge_chain(files: &[SourceFile]) -> Merged {
             energy: r.energy.clone(),
             slo: r.slo.clone(),
             workload: r.workload.clone(),
+            onprem: r.onprem.clone(),
+            api: r.api.clone(),
         };
         if let Some(p) = layer.pricing.as_mut() {
             // An overlay path is relative to the file that names it.
@@ -691,6 +728,8 @@ fn merge_chain(files: &[SourceFile]) -> Merged {
     raw.energy = costing.energy;
     raw.slo = costing.slo;
     raw.workload = costing.workload;
+    raw.onprem = costing.onprem;
+    raw.api = costing.api;
     Merged { raw, origin }
 }
 
@@ -794,6 +833,22 @@ fn costing_keys(c: &CostingSpec) -> Vec<&'static str> {
             tokens_per_request,
             peak_factor
         ),
+        keys!(
+            c.onprem,
+            "onprem",
+            system,
+            capex_usd,
+            lifetime_years,
+            residual_fraction,
+            maintenance_usd_per_hour,
+            watts,
+            usd_per_kwh,
+            electricity,
+            pue,
+            horizon_months
+        ),
+        c.onprem.iter().map(|_| "onprem").collect(),
+        c.api.iter().map(|_| "api").collect(),
     ]
     .concat()
 }
@@ -811,6 +866,8 @@ fn validate_costing<'a>(
         energy: raw.energy.clone(),
         slo: raw.slo.clone(),
         workload: raw.workload.clone(),
+        onprem: raw.onprem.clone(),
+        api: raw.api.clone(),
     };
     if spec.is_empty() && raw.budget_usd.is_none() {
         return Ok((None, None));
@@ -818,7 +875,20 @@ fn validate_costing<'a>(
     // `pricing.instances[2]` was set where `pricing.instances` was.
     let err = |key: &str, message: String| {
         let base = key.split('[').next().unwrap_or(key);
-        at(base).error(key, message)
+        let file = at(base);
+        let mut e = file.error(key, message);
+        // A key that is missing has no place of its own: point at its section.
+        if e.line.is_none() {
+            if let Some((section, _)) = key.split_once('.') {
+                let placed = at(section).error(section, "");
+                if placed.line.is_some() {
+                    e.path = placed.path;
+                    e.line = placed.line;
+                    e.column = placed.column;
+                }
+            }
+        }
+        e
     };
     let overlay = spec.pricing.as_ref().and_then(|p| p.catalog.clone());
     if let Some(dir) = &overlay {
@@ -1091,6 +1161,27 @@ fn validate(
             0.3,
         )?,
         mock_watts: check_range("power.mock_watts", p.mock_watts, 0.0, 100_000.0, 100.0)?,
+        target_uncertainty: check_range(
+            "power.target_uncertainty",
+            p.target_uncertainty,
+            1e-4,
+            0.5,
+            PowerSettings::DEFAULT_TARGET_UNCERTAINTY,
+        )?,
+        min_window_ms: check_range(
+            "power.min_window_ms",
+            p.min_window_ms,
+            0.0,
+            3_600_000.0,
+            PowerSettings::DEFAULT_MIN_WINDOW_MS,
+        )?,
+        cross_check_tolerance: check_range(
+            "power.cross_check_tolerance",
+            p.cross_check_tolerance,
+            1e-3,
+            1.0,
+            PowerSettings::DEFAULT_CROSS_CHECK_TOLERANCE,
+        )?,
     };
 
     let matrix = Matrix {
@@ -1294,6 +1385,32 @@ mod tests {
         assert_eq!(locate_leaf("rename: x\n", "name"), None);
         let twice = "name: a\nmatrix:\n  model: [x]\n  model: [y]\n";
         assert_eq!(locate_duplicate(twice, "matrix.model"), Some((4, 3)));
+    }
+
+    #[test]
+    fn energy_window_keys_default_and_out_of_range_values_are_located() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Scenario::load(&write(dir.path(), "s.yaml", OK), &Overrides::default()).unwrap();
+        assert_eq!(s.power.target_uncertainty, 0.01);
+        assert_eq!(s.power.min_window_ms, 0.0);
+        assert_eq!(s.power.cross_check_tolerance, 0.1);
+        let text = format!(
+            "{OK}power:\n  target_uncertainty: 0.02\n  min_window_ms: 250\n  cross_check_tolerance: 0.2\n"
+        );
+        let s = Scenario::load(&write(dir.path(), "s.yaml", &text), &Overrides::default()).unwrap();
+        assert_eq!(
+            (
+                s.power.target_uncertainty,
+                s.power.min_window_ms,
+                s.power.cross_check_tolerance
+            ),
+            (0.02, 250.0, 0.2)
+        );
+        let text = format!("{OK}power:\n  sample_ms: 100\n  target_uncertainty: 0\n");
+        let e =
+            Scenario::load(&write(dir.path(), "s.yaml", &text), &Overrides::default()).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("power.target_uncertainty"), "{e}");
+        assert_eq!((e.line, e.column), (Some(11), Some(3)), "{e}");
     }
 
     #[test]

@@ -1911,6 +1911,38 @@ impl Catalog {
             })
     }
 
+    /// The latest average electricity price of `key`: a zone (`US-OH`) or `zone/sector`
+    /// (`US-OH/industrial`). A zone with several sectors needs the sector.
+    pub fn electricity_price(&self, key: &str) -> Result<&ElectricityPrice, LookupError> {
+        let (zone, sector) = match key.split_once('/') {
+            Some((z, s)) => (z, Some(s)),
+            None => (key, None),
+        };
+        let rows: Vec<&ElectricityPrice> = self
+            .electricity
+            .iter()
+            .filter(|e| e.zone == zone && sector.is_none_or(|s| e.sector == s))
+            .collect();
+        let sectors: BTreeSet<&str> = rows.iter().map(|e| e.sector.as_str()).collect();
+        if sectors.len() > 1 {
+            return Err(LookupError::NotFound {
+                what: "electricity price",
+                query: key.into(),
+                hint: format!(
+                    "; the zone has several sectors, write `{zone}/SECTOR` with one of: {}",
+                    sectors.into_iter().collect::<Vec<_>>().join(", ")
+                ),
+            });
+        }
+        rows.into_iter()
+            .max_by_key(|e| e.year)
+            .ok_or_else(|| LookupError::NotFound {
+                what: "electricity price",
+                query: key.into(),
+                hint: known(self.electricity.iter().map(|e| e.zone.as_str())),
+            })
+    }
+
     /// The API price `provider/model`.
     pub fn api_price(&self, key: &str) -> Result<&ApiPrice, LookupError> {
         self.api_prices

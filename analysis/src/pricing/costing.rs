@@ -87,6 +87,56 @@ pub struct RawWorkload {
     pub peak_factor: Option<f64>,
 }
 
+/// `onprem:` as written: an owned system to compare renting with. Either a row of the
+/// catalog's `onprem.csv` (`system:`) or the figures themselves; a figure written here wins
+/// over the row's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOnPrem {
+    /// A system of `onprem.csv`.
+    pub system: Option<String>,
+    /// Purchase price of one system, $.
+    pub capex_usd: Option<f64>,
+    /// Depreciation period, years.
+    pub lifetime_years: Option<f64>,
+    /// Resale value at end of life, fraction of capex in [0, 1) (default 0).
+    pub residual_fraction: Option<f64>,
+    /// Maintenance, support and space, $/h (default 0).
+    pub maintenance_usd_per_hour: Option<f64>,
+    /// Average power of one system while busy, W (default: the measured power of the
+    /// configuration it replaces).
+    pub watts: Option<f64>,
+    /// Electricity price, $/kWh.
+    pub usd_per_kwh: Option<f64>,
+    /// Electricity price from `electricity_prices.csv`: `ZONE` or `ZONE/SECTOR`.
+    pub electricity: Option<String>,
+    /// PUE of the owned facility: a number ≥ 1 or a preset (default: `energy.pue`).
+    pub pue: Option<NumberOrName>,
+    /// Horizon of the return on investment, months (default 36).
+    pub horizon_months: Option<f64>,
+}
+
+/// One entry of `api:` as written: a per-token API to compare self-hosting with, from the
+/// catalog's `api_prices.csv` (`catalog: PROVIDER/MODEL`) or given by its prices.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    /// `provider/model` of `api_prices.csv`.
+    pub catalog: Option<String>,
+    /// Display name of an API given by its prices.
+    pub name: Option<String>,
+    /// Input tokens, $/1M.
+    pub input_usd_per_1m: Option<f64>,
+    /// Output tokens, $/1M.
+    pub output_usd_per_1m: Option<f64>,
+    /// Cached input tokens, $/1M.
+    pub cached_input_usd_per_1m: Option<f64>,
+    /// Cached share of the input tokens, [0, 1] (default 0).
+    pub cached_fraction: Option<f64>,
+    /// Input tokens per request (default: each cell's `prompt_tokens`).
+    pub input_tokens_per_request: Option<f64>,
+}
+
 /// A number or a catalog name (`pue: 1.2` or `pue: uptime_2023_average`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -167,7 +217,7 @@ impl<'de> Deserialize<'de> for InstanceSpec {
     }
 }
 
-/// The four costing sections together, as one file of a chain writes them (a scenario or a
+/// The costing sections together, as one file of a chain writes them (a scenario or a
 /// sweep variant). Later layers win key by key ([`CostingSpec::overlay`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -184,6 +234,12 @@ pub struct CostingSpec {
     /// `workload:`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workload: Option<RawWorkload>,
+    /// `onprem:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onprem: Option<RawOnPrem>,
+    /// `api:` (a later layer replaces the whole list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<Vec<RawApi>>,
 }
 
 macro_rules! overlay_fields {
@@ -220,6 +276,26 @@ impl CostingSpec {
             let d = self.workload.get_or_insert_with(Default::default);
             overlay_fields!(d, t, requests_per_day, tokens_per_request, peak_factor);
         }
+        if let Some(t) = &top.onprem {
+            let d = self.onprem.get_or_insert_with(Default::default);
+            overlay_fields!(
+                d,
+                t,
+                system,
+                capex_usd,
+                lifetime_years,
+                residual_fraction,
+                maintenance_usd_per_hour,
+                watts,
+                usd_per_kwh,
+                electricity,
+                pue,
+                horizon_months
+            );
+        }
+        if top.api.is_some() {
+            self.api = top.api.clone();
+        }
     }
 
     /// Whether no section is present.
@@ -228,6 +304,8 @@ impl CostingSpec {
             && self.energy.is_none()
             && self.slo.is_none()
             && self.workload.is_none()
+            && self.onprem.is_none()
+            && self.api.is_none()
     }
 }
 
@@ -346,6 +424,44 @@ pub struct WorkloadSpec {
     pub peak_factor: f64,
 }
 
+/// The owned system of `onprem:`, resolved: each figure with where it came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OnPremSelection {
+    /// The `onprem.csv` system, or `scenario` for figures given in the scenario.
+    pub name: String,
+    /// Purchase price, $.
+    pub capex_usd: Sourced,
+    /// Depreciation period, years.
+    pub lifetime_years: Sourced,
+    /// Resale fraction.
+    pub residual_fraction: Sourced,
+    /// Maintenance, $/h.
+    pub maintenance_usd_per_hour: Sourced,
+    /// Power of one system, W (`None`: the measured power of each configuration).
+    pub watts: Option<Sourced>,
+    /// Electricity price, $/kWh.
+    pub usd_per_kwh: Sourced,
+    /// PUE.
+    pub pue: Sourced,
+    /// ROI horizon, months.
+    pub horizon_months: f64,
+}
+
+/// One API of `api:`, resolved.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiSelection {
+    /// `provider/model` or the given name.
+    pub name: String,
+    /// Its prices.
+    pub pricing: f::ApiPricing,
+    /// The `api_prices.csv` row (`None`: prices given in the scenario).
+    pub reference: Option<CatalogRef>,
+    /// Cached share of the input.
+    pub cached_fraction: f64,
+    /// Input tokens per request (`None`: each cell's `prompt_tokens`).
+    pub input_tokens_per_request: Option<f64>,
+}
+
 /// A selection resolved against a catalog: what [`cost_run`] needs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CostSelection {
@@ -373,6 +489,12 @@ pub struct CostSelection {
     pub catalog_overlay: Option<String>,
     /// The catalog the selection was resolved in.
     pub catalog: CatalogIdentity,
+    /// The owned system to compare with (`onprem:`).
+    #[serde(default)]
+    pub onprem: Option<OnPremSelection>,
+    /// Per-token APIs to compare with (`api:`).
+    #[serde(default)]
+    pub api: Vec<ApiSelection>,
 }
 
 fn finite_in(key: &str, v: f64, lo: f64, hi: f64, what: &str) -> Result<f64, SelectionError> {
@@ -610,7 +732,21 @@ impl CostingSpec {
                 })
             }
         };
+        let onprem = self
+            .onprem
+            .as_ref()
+            .map(|o| resolve_onprem(o, catalog, &pue))
+            .transpose()?;
+        let api = self
+            .api
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, a)| resolve_api(i, a, catalog))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(CostSelection {
+            onprem,
+            api,
             label,
             instances,
             tiers,
@@ -624,6 +760,254 @@ impl CostingSpec {
             catalog_overlay,
             catalog: catalog.identity.clone(),
         })
+    }
+}
+
+fn resolve_onprem(
+    o: &RawOnPrem,
+    catalog: &Catalog,
+    energy_pue: &Sourced,
+) -> Result<OnPremSelection, SelectionError> {
+    let row = o
+        .system
+        .as_deref()
+        .map(|name| lookup("onprem.system", catalog.onprem_system(name)))
+        .transpose()?;
+    let row_ref =
+        row.map(|r| catalog.reference(&r.origin, r.system.clone(), r.retrieved, &r.source));
+    // A figure written in the scenario wins over the row's; each keeps its origin.
+    let pick = |key: &str,
+                given: Option<f64>,
+                from_row: Option<f64>,
+                default: Option<f64>,
+                lo: f64,
+                hi: f64,
+                what: &str|
+     -> Result<Option<Sourced>, SelectionError> {
+        match (given, from_row.zip(row_ref.clone()), default) {
+            (Some(v), _, _) => Ok(Some(Sourced::user(finite_in(key, v, lo, hi, what)?))),
+            (None, Some((v, r)), _) => Ok(Some(Sourced::catalog(v, r))),
+            (None, None, Some(v)) => Ok(Some(Sourced::user(v))),
+            (None, None, None) => Ok(None),
+        }
+    };
+    let required = |key: &str, v: Option<Sourced>| {
+        v.ok_or_else(|| SelectionError {
+            key: key.into(),
+            message: "missing: give it here or name a catalog row with `onprem.system`".into(),
+        })
+    };
+    let capex_usd = required(
+        "onprem.capex_usd",
+        pick(
+            "onprem.capex_usd",
+            o.capex_usd,
+            row.map(|r| r.capex_usd),
+            None,
+            f64::MIN_POSITIVE,
+            1e12,
+            "dollars, > 0",
+        )?,
+    )?;
+    let lifetime_years = required(
+        "onprem.lifetime_years",
+        pick(
+            "onprem.lifetime_years",
+            o.lifetime_years,
+            row.map(|r| r.lifetime_years),
+            None,
+            f64::MIN_POSITIVE,
+            100.0,
+            "years, > 0",
+        )?,
+    )?;
+    let residual_fraction = pick(
+        "onprem.residual_fraction",
+        o.residual_fraction,
+        row.map(|r| r.residual_fraction),
+        Some(0.0),
+        0.0,
+        1.0 - f64::EPSILON,
+        "a fraction of capex in [0, 1)",
+    )?
+    .unwrap_or_else(|| Sourced::user(0.0));
+    let maintenance_usd_per_hour = pick(
+        "onprem.maintenance_usd_per_hour",
+        o.maintenance_usd_per_hour,
+        row.map(|r| r.maintenance_usd_per_hour),
+        Some(0.0),
+        0.0,
+        1e9,
+        "$/h, >= 0",
+    )?
+    .unwrap_or_else(|| Sourced::user(0.0));
+    let watts = pick(
+        "onprem.watts",
+        o.watts,
+        row.map(|r| r.power_w),
+        None,
+        f64::MIN_POSITIVE,
+        1e7,
+        "watts, > 0",
+    )?;
+    let usd_per_kwh = match (o.usd_per_kwh, &o.electricity) {
+        (Some(_), Some(_)) => {
+            return sel_err(
+                "onprem.electricity",
+                "give either `usd_per_kwh` or `electricity` (a catalog zone), not both",
+            )
+        }
+        (Some(v), None) => Sourced::user(finite_in(
+            "onprem.usd_per_kwh",
+            v,
+            0.0,
+            100.0,
+            "$/kWh, in [0, 100]",
+        )?),
+        (None, Some(zone)) => {
+            let e = lookup("onprem.electricity", catalog.electricity_price(zone))?;
+            Sourced::catalog(
+                e.usd_per_kwh,
+                catalog.reference(&e.origin, e.key(), e.retrieved, &e.source),
+            )
+        }
+        (None, None) => {
+            return sel_err(
+                "onprem",
+                "needs the electricity price: `usd_per_kwh: 0.12` or `electricity: ZONE` from the catalog",
+            )
+        }
+    };
+    let pue = match &o.pue {
+        None => energy_pue.clone(),
+        Some(NumberOrName::Number(p)) => Sourced::user(finite_in(
+            "onprem.pue",
+            *p,
+            1.0,
+            10.0,
+            "PUE is total facility power over IT power, in [1, 10]",
+        )?),
+        Some(NumberOrName::Name(n)) => {
+            let row = lookup("onprem.pue", catalog.pue_preset(n))?;
+            Sourced::catalog(
+                row.pue,
+                catalog.reference(&row.origin, row.preset.clone(), row.retrieved, &row.source),
+            )
+        }
+    };
+    let horizon_months = finite_in(
+        "onprem.horizon_months",
+        o.horizon_months.unwrap_or(36.0),
+        f64::MIN_POSITIVE,
+        1200.0,
+        "months, > 0",
+    )?;
+    Ok(OnPremSelection {
+        name: o.system.clone().unwrap_or_else(|| "scenario".into()),
+        capex_usd,
+        lifetime_years,
+        residual_fraction,
+        maintenance_usd_per_hour,
+        watts,
+        usd_per_kwh,
+        pue,
+        horizon_months,
+    })
+}
+
+fn resolve_api(i: usize, a: &RawApi, catalog: &Catalog) -> Result<ApiSelection, SelectionError> {
+    let key = |field: &str| format!("api[{i}].{field}");
+    let price = |field: &str, v: f64| finite_in(&key(field), v, 0.0, 1e6, "$ per 1M tokens, >= 0");
+    let cached_fraction = finite_in(
+        &key("cached_fraction"),
+        a.cached_fraction.unwrap_or(0.0),
+        0.0,
+        1.0,
+        "a share in [0, 1]",
+    )?;
+    let input_tokens_per_request = a
+        .input_tokens_per_request
+        .map(|t| {
+            finite_in(
+                &key("input_tokens_per_request"),
+                t,
+                0.0,
+                1e9,
+                "tokens, >= 0",
+            )
+        })
+        .transpose()?;
+    match (&a.catalog, &a.name) {
+        (Some(_), Some(_)) => sel_err(
+            key("name"),
+            "an API is either a catalog row (`catalog: PROVIDER/MODEL`) or given by `name` and its prices, not both",
+        ),
+        (Some(model), None) => {
+            for field in ["input_usd_per_1m", "output_usd_per_1m", "cached_input_usd_per_1m"] {
+                let given = match field {
+                    "input_usd_per_1m" => a.input_usd_per_1m,
+                    "output_usd_per_1m" => a.output_usd_per_1m,
+                    _ => a.cached_input_usd_per_1m,
+                };
+                if given.is_some() {
+                    return sel_err(
+                        key(field),
+                        "the prices of a catalog API come from its row; drop `catalog` to give your own",
+                    );
+                }
+            }
+            let row = lookup(&key("catalog"), catalog.api_price(model))?;
+            Ok(ApiSelection {
+                name: row.key(),
+                pricing: f::ApiPricing {
+                    input_usd_per_1m: row.input_usd_per_1m,
+                    output_usd_per_1m: row.output_usd_per_1m,
+                    cached_input_usd_per_1m: row.cached_input_usd_per_1m,
+                },
+                reference: Some(catalog.reference(
+                    &row.origin,
+                    row.key(),
+                    row.retrieved,
+                    &row.source,
+                )),
+                cached_fraction,
+                input_tokens_per_request,
+            })
+        }
+        (None, name) => {
+            // A missing key has no place of its own: errors name the item.
+            let Some(name) = name.clone().filter(|n| !n.trim().is_empty()) else {
+                return sel_err(
+                    format!("api[{i}]"),
+                    "an API needs `catalog: PROVIDER/MODEL` (api_prices.csv) or a `name` with `input_usd_per_1m` and `output_usd_per_1m`",
+                );
+            };
+            let (Some(input), Some(output)) = (a.input_usd_per_1m, a.output_usd_per_1m) else {
+                let missing = if a.input_usd_per_1m.is_none() {
+                    "input_usd_per_1m"
+                } else {
+                    "output_usd_per_1m"
+                };
+                return sel_err(
+                    format!("api[{i}]"),
+                    format!("`{missing}` is missing: an API given by name needs both prices"),
+                );
+            };
+            Ok(ApiSelection {
+                name,
+                pricing: f::ApiPricing {
+                    input_usd_per_1m: price("input_usd_per_1m", input)?,
+                    output_usd_per_1m: price("output_usd_per_1m", output)?,
+                    cached_input_usd_per_1m: a
+                        .cached_input_usd_per_1m
+                        .map(|c| price("cached_input_usd_per_1m", c))
+                        .transpose()?,
+                },
+                reference: None,
+                cached_fraction,
+                input_tokens_per_request,
+            })
+        }
     }
 }
 
@@ -812,6 +1196,63 @@ pub struct RunCosts {
     pub batch_saturation: Vec<BatchSaturation>,
     /// Run-level findings (no instance fits, no cell meets the SLO…).
     pub warnings: Vec<String>,
+    /// The scenario's workload served by each recommendation, against owning and per-token APIs.
+    #[serde(default)]
+    pub tco: Vec<WorkloadTco>,
+    /// What to add to the scenario for the TCO comparisons it lacks (empty when complete).
+    #[serde(default)]
+    pub tco_missing: Vec<String>,
+    /// Files whose sections replaced the run's own when these costs were computed (`tcobench
+    /// report --pricing/--energy`), in words; empty for the run's own selection.
+    #[serde(default)]
+    pub overrides: Vec<String>,
+}
+
+/// One option of a [`WorkloadTco`] (self-hosting in the cloud, owning, an API) and its monthly
+/// cost at the workload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TcoOption {
+    /// What it is (`cloud: aws/…`, `on-prem: scenario`, `API: provider/model`).
+    pub option: String,
+    /// Cost per month, $, with the interval the measured throughput and energy imply.
+    pub usd_per_month: Figure,
+    /// Where its price comes from, in words (catalog row or scenario input).
+    pub source: String,
+}
+
+/// The scenario's workload on a recommended configuration, against owning and APIs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadTco {
+    /// Tier of the recommendation.
+    pub tier: Tier,
+    /// Model served.
+    pub model: String,
+    /// Recommended cell.
+    pub cell_id: String,
+    /// Its label.
+    pub cell_label: String,
+    /// The instance it is priced on.
+    pub instance: String,
+    /// The price of that instance under the tier, $/h.
+    pub usd_per_hour: f64,
+    /// Requests per day of the workload.
+    pub requests_per_day: f64,
+    /// Generated tokens per request.
+    pub tokens_per_request: f64,
+    /// The cloud fleet at the measured mean throughput.
+    pub sizing: Sizing,
+    /// Owning the same fleet (`None` without `onprem:` or without a power figure).
+    pub onprem: Option<f::OnPremVsCloud>,
+    /// The power of one owned system used, W, and where it came from.
+    pub onprem_watts: Option<(f64, String)>,
+    /// Per API: name and the comparison.
+    pub apis: Vec<(String, f::ApiVsSelfHost)>,
+    /// Every option's monthly cost, cheapest first.
+    pub options: Vec<TcoOption>,
+    /// Which option is cheapest and whether the intervals make that clear, in words.
+    pub verdict: String,
+    /// Why an option could not be compared.
+    pub notes: Vec<String>,
 }
 
 fn unavailable(metric: &str, reason: impl Into<String>) -> crate::Unavailable {
@@ -1194,6 +1635,286 @@ fn fmt_ci(ci: Option<[f64; 2]>) -> String {
     }
 }
 
+/// An interval of `f`, a point when it has none.
+fn bounds(f: &Figure) -> [f64; 2] {
+    f.ci95.unwrap_or([f.value, f.value])
+}
+
+fn describe(s: &Sourced) -> String {
+    match &s.reference {
+        Some(r) => format!("{} row `{}`", r.file, r.key),
+        None => "scenario input".into(),
+    }
+}
+
+/// The workload on each recommendation, against owning (`onprem:`) and APIs (`api:`).
+fn workload_tco(
+    stats: &RunStats,
+    costs: &[CellCost],
+    recs: &[Recommendation],
+    sel: &CostSelection,
+) -> Vec<WorkloadTco> {
+    let Some(w) = sel.workload else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for r in recs {
+        let Some((cs, cc)) = stats
+            .cells
+            .iter()
+            .zip(costs)
+            .find(|(c, _)| c.cell_id == r.cell_id)
+        else {
+            continue;
+        };
+        let Some(p) = cc
+            .prices
+            .iter()
+            .find(|p| p.instance == r.instance && p.tier == r.tier)
+        else {
+            continue;
+        };
+        let Some(sizing) = p.workload else {
+            continue;
+        };
+        let tokens_per_request = w.tokens_per_request.unwrap_or(f64::from(cs.new_tokens));
+        let n_at = |t: f64| {
+            f::size_workload(&Workload {
+                requests_per_day: w.requests_per_day,
+                tokens_per_request,
+                peak_factor: w.peak_factor,
+                capacity_tokens_per_s: t,
+                price_usd_per_hour: p.usd_per_hour,
+                watts: None,
+                idle_watts: None,
+                pue: sel.pue.value,
+                grid_g_per_kwh: None,
+                embodied_kg_and_lifetime_years: None,
+            })
+            .map(|s| s.instances as f64)
+            .unwrap_or(f64::NAN)
+        };
+        // Fewer instances at the upper throughput bound, more at the lower.
+        let [t_lo, t_hi] = bounds(&p.instance_tokens_per_s);
+        let (n_lo, n_hi) = (n_at(t_hi), n_at(t_lo));
+        let n = sizing.instances as f64;
+        let month = |n: f64, usd_per_hour: f64| n * usd_per_hour * f::HOURS_PER_MONTH;
+        let mut options = vec![TcoOption {
+            option: format!("cloud: {} {}", p.instance, p.tier),
+            usd_per_month: Figure {
+                value: sizing.usd_per_month,
+                ci95: p
+                    .instance_tokens_per_s
+                    .ci95
+                    .map(|_| [month(n_lo, p.usd_per_hour), month(n_hi, p.usd_per_hour)]),
+            },
+            source: format!(
+                "{} instances × {} $/h ({} row `{}`) × 730 h; instances from the measured throughput",
+                sizing.instances, p.usd_per_hour, p.reference.file, p.reference.key
+            ),
+        }];
+        let mut notes = Vec::new();
+        let energy = cc.energy.as_ref();
+        let replicas = f64::from(p.replicas);
+        let mut onprem = None;
+        let mut onprem_watts = None;
+        if let Some(o) = &sel.onprem {
+            let watts = match (&o.watts, energy) {
+                (Some(wt), _) => Some((wt.value, None, describe(wt))),
+                (None, Some(e)) => Some((
+                    e.watts * replicas,
+                    e.j_per_token.ci95.map(|[lo, hi]| {
+                        [
+                            lo * e.watts / e.j_per_token.value * replicas,
+                            hi * e.watts / e.j_per_token.value * replicas,
+                        ]
+                    }),
+                    format!(
+                        "measured{}: {} replica(s) × J/token × tokens/s",
+                        if e.estimated { " (estimated)" } else { "" },
+                        p.replicas
+                    ),
+                )),
+                (None, None) => None,
+            };
+            match watts {
+                None => notes.push(
+                    "on-prem: no power figure (energy was not measured in this cell): add `onprem.watts`".into(),
+                ),
+                Some((wv, w_ci, w_src)) => {
+                    let cost = |watts: f64| f::OnPremCost {
+                        capex_usd: o.capex_usd.value,
+                        residual_fraction: o.residual_fraction.value,
+                        lifetime_years: o.lifetime_years.value,
+                        watts,
+                        pue: o.pue.value,
+                        usd_per_kwh: o.usd_per_kwh.value,
+                        maintenance_usd_per_hour: o.maintenance_usd_per_hour.value,
+                    };
+                    match f::compare_onprem(
+                        &cost(wv),
+                        p.instance_tokens_per_s.value,
+                        sel.utilization,
+                        n,
+                        Some(p.usd_per_hour),
+                        o.horizon_months,
+                    ) {
+                        Ok(cmp) => {
+                            let hourly = |watts: f64| {
+                                f::onprem_usd_per_hour(&cost(watts)).unwrap_or(f64::NAN)
+                            };
+                            let [w_lo, w_hi] = w_ci.unwrap_or([wv, wv]);
+                            let ci = (p.instance_tokens_per_s.ci95.is_some() || w_ci.is_some())
+                                .then(|| [month(n_lo, hourly(w_lo)), month(n_hi, hourly(w_hi))]);
+                            options.push(TcoOption {
+                                option: format!("on-prem: {}", o.name),
+                                usd_per_month: Figure {
+                                    value: cmp.usd_per_month,
+                                    ci95: ci,
+                                },
+                                source: format!(
+                                    "{} systems × {:.4} $/h (capex {} $ from {}, {} years from {}, residual {} from {}, maintenance {} $/h from {}, {:.1} W {}, PUE {} from {}, {} $/kWh from {}) × 730 h",
+                                    sizing.instances,
+                                    cmp.usd_per_hour,
+                                    o.capex_usd.value,
+                                    describe(&o.capex_usd),
+                                    o.lifetime_years.value,
+                                    describe(&o.lifetime_years),
+                                    o.residual_fraction.value,
+                                    describe(&o.residual_fraction),
+                                    o.maintenance_usd_per_hour.value,
+                                    describe(&o.maintenance_usd_per_hour),
+                                    wv,
+                                    w_src,
+                                    o.pue.value,
+                                    describe(&o.pue),
+                                    o.usd_per_kwh.value,
+                                    describe(&o.usd_per_kwh),
+                                ),
+                            });
+                            onprem_watts = Some((wv, w_src));
+                            onprem = Some(cmp);
+                        }
+                        Err(e) => notes.push(format!("on-prem not computed: {e}")),
+                    }
+                }
+            }
+        }
+        let mut apis = Vec::new();
+        for a in &sel.api {
+            let input = a
+                .input_tokens_per_request
+                .unwrap_or(f64::from(cs.prompt_tokens));
+            match f::compare_api(
+                &a.pricing,
+                input,
+                tokens_per_request,
+                a.cached_fraction,
+                p.usd_per_hour,
+                n,
+                Some(w.requests_per_day),
+            ) {
+                Ok(cmp) => {
+                    let m = cmp.usd_per_month.unwrap_or(f64::NAN);
+                    options.push(TcoOption {
+                        option: format!("API: {}", a.name),
+                        usd_per_month: Figure {
+                            value: m,
+                            ci95: None,
+                        },
+                        source: format!(
+                            "{} requests/day × {:.6} $/request ({} input + {} output tokens at {} / {} $ per 1M, {}) × 730/24 days",
+                            w.requests_per_day,
+                            cmp.usd_per_request,
+                            input,
+                            tokens_per_request,
+                            a.pricing.input_usd_per_1m,
+                            a.pricing.output_usd_per_1m,
+                            a.reference
+                                .as_ref()
+                                .map(|r| format!("{} row `{}`", r.file, r.key))
+                                .unwrap_or_else(|| "scenario input".into())
+                        ),
+                    });
+                    apis.push((a.name.clone(), cmp));
+                }
+                Err(e) => notes.push(format!("API {} not computed: {e}", a.name)),
+            }
+        }
+        options.sort_by(|a, b| a.usd_per_month.value.total_cmp(&b.usd_per_month.value));
+        let verdict = tco_verdict(&options, w.requests_per_day);
+        out.push(WorkloadTco {
+            tier: r.tier,
+            model: r.model.clone(),
+            cell_id: r.cell_id.clone(),
+            cell_label: r.cell_label.clone(),
+            instance: r.instance.clone(),
+            usd_per_hour: p.usd_per_hour,
+            requests_per_day: w.requests_per_day,
+            tokens_per_request,
+            sizing,
+            onprem,
+            onprem_watts,
+            apis,
+            options,
+            verdict,
+            notes,
+        });
+    }
+    out
+}
+
+/// Which option is cheapest, and whether its interval lies wholly below every other's.
+fn tco_verdict(options: &[TcoOption], requests_per_day: f64) -> String {
+    let Some(first) = options.first() else {
+        return "nothing to compare".into();
+    };
+    let Some(second) = options.get(1) else {
+        return format!(
+            "only {} is priced; add `onprem:` or `api:` to compare",
+            first.option
+        );
+    };
+    let [_, first_hi] = bounds(&first.usd_per_month);
+    let clear = options[1..]
+        .iter()
+        .all(|o| bounds(&o.usd_per_month)[0] > first_hi);
+    format!(
+        "At {} requests/day, {} is cheapest ({} $/month, next {} at {} $/month): {}",
+        crate::fmt_sig(requests_per_day, 4),
+        first.option,
+        crate::fmt_sig(first.usd_per_month.value, 4),
+        second.option,
+        crate::fmt_sig(second.usd_per_month.value, 4),
+        if clear {
+            "clear, its 95 % interval lies below every other option's"
+        } else {
+            "not settled by the measurements, the 95 % intervals overlap"
+        }
+    )
+}
+
+/// What to add to the scenario for the comparisons it lacks.
+fn tco_missing(sel: &CostSelection, recs: &[Recommendation]) -> Vec<String> {
+    let mut out = Vec::new();
+    if sel.workload.is_none() {
+        out.push("a `workload:` section (`requests_per_day`, optionally `tokens_per_request` and `peak_factor`) to size a fleet and cost a month".into());
+    }
+    if recs.is_empty() {
+        out.push(
+            "a priced configuration meeting the SLO (`pricing.instances`, `slo`) to build on"
+                .into(),
+        );
+    }
+    if sel.onprem.is_none() {
+        out.push("an `onprem:` section (`capex_usd`, `lifetime_years`, `usd_per_kwh` or `electricity: ZONE`, optionally `residual_fraction`, `maintenance_usd_per_hour`, `watts`, `pue`), or `onprem: {system: NAME}` from the catalog's onprem.csv, to compare renting with owning".into());
+    }
+    if sel.api.is_empty() {
+        out.push("an `api:` list (`- catalog: PROVIDER/MODEL` from api_prices.csv, or `- {name: …, input_usd_per_1m: …, output_usd_per_1m: …}`) to compare self-hosting with a per-token API".into());
+    }
+    out
+}
+
 /// Costs every cell of `stats` under `sel`, with recommendations and the batch knee.
 pub fn cost_run(
     stats: &RunStats,
@@ -1286,7 +2007,12 @@ pub fn cost_run(
     }
     let recommendations = recommendations(stats, &cells, sel);
     let batch_saturation = batch_saturation(stats, &cells);
+    let tco = workload_tco(stats, &cells, &recommendations, sel);
+    let tco_missing = tco_missing(sel, &recommendations);
     RunCosts {
+        tco,
+        tco_missing,
+        overrides: Vec::new(),
         selection: sel.clone(),
         assumptions,
         cells,
@@ -1393,6 +2119,7 @@ mod tests {
             warnings: vec![],
             agreement: None,
             backend_info: BTreeMap::new(),
+            energy: None,
         }
     }
 
@@ -1410,6 +2137,7 @@ mod tests {
             },
             comparisons: vec![],
             costing: None,
+            meter: None,
         }
     }
 
@@ -1555,6 +2283,109 @@ mod tests {
         close(w.usd_per_month, 2.0 * 1.0 * 730.0);
         // Busy 200 W, idle draws the busy power when not given: 2 · 200 · 1.5 · 730 / 1000 kWh.
         close(w.kwh_per_month.unwrap(), 2.0 * 200.0 * 1.5 * 730.0 / 1000.0);
+    }
+
+    #[test]
+    fn workload_tco_against_onprem_and_api_hand_computed() {
+        let cat = catalog();
+        let yaml = format!(
+            "{BASE}workload:\n  requests_per_day: 864000\n  peak_factor: 2\n\
+             onprem:\n  capex_usd: 8760\n  lifetime_years: 1\n  maintenance_usd_per_hour: 0.025\n  usd_per_kwh: 0.25\n\
+             api:\n  - name: x\n    input_usd_per_1m: 1\n    output_usd_per_1m: 2\n"
+        );
+        let sel = spec(&yaml).resolve(&cat, None, None).unwrap();
+        let c = cell("a", "cpu", 1, &[100.0; 3], &[2.0; 3], &[1.0; 3]);
+        let costs = cost_run(&stats(vec![c]), &sel, &cat, &host());
+        assert!(costs.tco_missing.is_empty(), "{:?}", costs.tco_missing);
+        // One TCO per recommendation: on_demand (1 $/h) and spot (0.40 $/h) on the CPU instance.
+        assert_eq!(costs.tco.len(), 2);
+        let t = &costs.tco[0];
+        assert_eq!(t.tier, Tier::OnDemand);
+        // 864000 req/day × 10 tokens = 100 tokens/s, × 2 at peak over T = 100 → 2 instances.
+        assert_eq!(t.sizing.instances, 2);
+        let cloud = 2.0 * 1.0 * 730.0;
+        // Owned: 8760 $ / (1 y · 8760 h) = 1 $/h; 200 W (2 J/token × 100 tokens/s) × PUE 1.5 ×
+        // 0.25 $/kWh / 1000 = 0.075 $/h; + 0.025 $/h maintenance = 1.1 $/h.
+        let o = t.onprem.unwrap();
+        close(o.usd_per_hour, 1.1);
+        close(o.usd_per_month, 2.0 * 1.1 * 730.0);
+        // Payback: 2 · 8760 / (1460 − 2 · 0.1 · 730) = 17520 / 1314 months.
+        close(o.break_even_months.unwrap(), 17_520.0 / 1314.0);
+        // U* = 1.0 · 1.1 / 1.0: owning never matches the cloud's $/1M tokens.
+        close(o.break_even_utilization.unwrap(), 1.1);
+        // API: (8 input × 1 + 10 output × 2) / 1e6 = 2.8e-5 $/request;
+        // 864000 × 2.8e-5 × 730 / 24 = 735.84 $/month; break-even 2 · 1 · 24 / 2.8e-5 req/day.
+        let (name, a) = &t.apis[0];
+        assert_eq!(name, "x");
+        close(a.usd_per_request, 2.8e-5);
+        close(a.usd_per_month.unwrap(), 735.84);
+        close(a.break_even_requests_per_day, 48.0 / 2.8e-5);
+        // Cheapest first; identical samples give point intervals, so the ranking is clear.
+        let order: Vec<&str> = t.options.iter().map(|o| o.option.as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "API: x",
+                "cloud: aws/c.cpu/us-east-1 on_demand",
+                "on-prem: scenario"
+            ]
+        );
+        close(t.options[1].usd_per_month.value, cloud);
+        assert!(t.verdict.contains("API: x is cheapest"), "{}", t.verdict);
+        assert!(t.verdict.contains("clear"), "{}", t.verdict);
+        assert!(t.options[2].source.contains("scenario input"));
+
+        // Without the sections, the report is told what to add instead of printing zeros.
+        let sel = spec(BASE).resolve(&cat, None, None).unwrap();
+        let c = cell("a", "cpu", 1, &[100.0; 3], &[2.0; 3], &[1.0; 3]);
+        let costs = cost_run(&stats(vec![c]), &sel, &cat, &host());
+        assert!(costs.tco.is_empty());
+        let missing = costs.tco_missing.join("\n");
+        for key in ["`workload:`", "`onprem:`", "`api:`"] {
+            assert!(missing.contains(key), "{missing}");
+        }
+    }
+
+    #[test]
+    fn onprem_and_api_sections_are_checked() {
+        let cat = catalog();
+        let err = |yaml: &str| spec(yaml).resolve(&cat, None, None).unwrap_err();
+        let e = err("onprem:\n  lifetime_years: 4\n  usd_per_kwh: 0.1\n");
+        assert_eq!(e.key, "onprem.capex_usd");
+        let e = err("onprem:\n  capex_usd: 1\n  lifetime_years: 4\n");
+        assert_eq!(e.key, "onprem");
+        let e = err(
+            "onprem:\n  capex_usd: 1\n  lifetime_years: 4\n  usd_per_kwh: 0.1\n  electricity: X\n",
+        );
+        assert_eq!(e.key, "onprem.electricity");
+        let e = err("onprem:\n  capex_usd: 1\n  lifetime_years: 4\n  electricity: nowhere\n");
+        assert_eq!(e.key, "onprem.electricity");
+        assert!(e.message.contains("not in the pricing catalog"), "{e}");
+        let e = err(
+            "onprem:\n  capex_usd: 1\n  lifetime_years: 4\n  usd_per_kwh: 0.1\n  residual_fraction: 1\n",
+        );
+        assert_eq!(e.key, "onprem.residual_fraction");
+        let e = err("onprem:\n  system: nope\n  usd_per_kwh: 0.1\n");
+        assert_eq!(e.key, "onprem.system");
+        let e = err("api:\n  - name: a\n    input_usd_per_1m: 1\n");
+        assert_eq!(e.key, "api[0]");
+        assert!(e.message.contains("output_usd_per_1m"), "{e}");
+        let e = err("api:\n  - catalog: p/m\n    name: a\n");
+        assert_eq!(e.key, "api[0].name");
+        let e = err("api:\n  - catalog: p/m\n");
+        assert_eq!(e.key, "api[0].catalog");
+        let e = err("api:\n  - name: a\n    input_usd_per_1m: -1\n    output_usd_per_1m: 1\n");
+        assert_eq!(e.key, "api[0].input_usd_per_1m");
+        let e = err("api:\n  - name: a\n    input_usd_per_1m: 1\n    output_usd_per_1m: 1\n    cached_fraction: 2\n");
+        assert_eq!(e.key, "api[0].cached_fraction");
+        // Layers: onprem key by key, api replaced whole.
+        let mut base = spec("onprem:\n  capex_usd: 1\n  lifetime_years: 4\napi:\n  - name: a\n");
+        base.overlay(&spec("onprem:\n  capex_usd: 2\napi:\n  - name: b\n"));
+        let o = base.onprem.as_ref().unwrap();
+        assert_eq!((o.capex_usd, o.lifetime_years), (Some(2.0), Some(4.0)));
+        let api = base.api.as_ref().unwrap();
+        assert_eq!(api.len(), 1);
+        assert_eq!(api[0].name.as_deref(), Some("b"));
     }
 
     #[test]

@@ -202,6 +202,98 @@ pub fn onprem_usd_per_hour(c: &OnPremCost) -> R<f64> {
     Ok(capex * (1.0 - r) / (years * HOURS_PER_YEAR) + w * pue_value * kwh_price / 1000.0 + maint)
 }
 
+/// Running cost of an owned system, $/h: the energy and maintenance terms of
+/// [`onprem_usd_per_hour`] without the depreciation.
+///
+/// `$/h = W · PUE · $/kWh / 1000 + maintenance`.
+pub fn onprem_opex_usd_per_hour(c: &OnPremCost) -> R<f64> {
+    onprem_usd_per_hour(c)?;
+    Ok(c.watts * c.pue * c.usd_per_kwh / 1000.0 + c.maintenance_usd_per_hour)
+}
+
+/// Utilisation an owned system must reach for its $/1M tokens to equal the cloud instance's at
+/// utilisation `cloud_util`, both delivering the same throughput `T` while busy.
+///
+/// From `P_onprem · 10⁶/(3600 · T · U*) = P_cloud · 10⁶/(3600 · T · U_cloud)`:
+/// `U* = U_cloud · P_onprem / P_cloud`. A value above 1 means on-prem cannot match the cloud
+/// price per token at any utilisation.
+pub fn break_even_utilization(
+    onprem_usd_per_hour: f64,
+    cloud_usd_per_hour: f64,
+    cloud_util: f64,
+) -> R<f64> {
+    let o = positive("onprem_usd_per_hour", onprem_usd_per_hour)?;
+    let c = positive("cloud_usd_per_hour", cloud_usd_per_hour)?;
+    let u = utilization(cloud_util)?;
+    Ok(u * o / c)
+}
+
+/// On-prem ownership compared with renting, for a fleet of `instances` systems.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct OnPremVsCloud {
+    /// Hourly cost of one owned system, [`onprem_usd_per_hour`].
+    pub usd_per_hour: f64,
+    /// Its running cost without depreciation, [`onprem_opex_usd_per_hour`].
+    pub opex_usd_per_hour: f64,
+    /// On-prem $/1M tokens at the same throughput and utilisation.
+    pub usd_per_1m_tokens: f64,
+    /// Systems in the fleet (the cloud fleet's size).
+    pub fleet_instances: f64,
+    /// Fleet cost per month: `instances · $/h · 730`.
+    pub usd_per_month: f64,
+    /// Cloud fleet cost per month, `instances · P_cloud · 730` (with a cloud price).
+    pub cloud_usd_per_month: Option<f64>,
+    /// Months until buying pays back ([`break_even_months`]; `None`: never, or no cloud price).
+    pub break_even_months: Option<f64>,
+    /// Return on investment over `horizon_months` ([`roi`]; with a cloud price).
+    pub roi: Option<f64>,
+    /// [`break_even_utilization`] (with a cloud price).
+    pub break_even_utilization: Option<f64>,
+}
+
+/// Compares owning `instances` systems with renting them at `cloud_usd_per_hour`: hourly and
+/// monthly cost, payback months, ROI over `horizon_months`, break-even utilisation.
+pub fn compare_onprem(
+    c: &OnPremCost,
+    tokens_per_s: f64,
+    util: f64,
+    instances: f64,
+    cloud_usd_per_hour: Option<f64>,
+    horizon_months: f64,
+) -> R<OnPremVsCloud> {
+    let hourly = onprem_usd_per_hour(c)?;
+    let opex_hourly = onprem_opex_usd_per_hour(c)?;
+    let n = positive("instances", instances)?;
+    let mut out = OnPremVsCloud {
+        usd_per_hour: hourly,
+        opex_usd_per_hour: opex_hourly,
+        usd_per_1m_tokens: usd_per_1m_tokens(hourly, tokens_per_s, util)?,
+        fleet_instances: n,
+        usd_per_month: n * hourly * HOURS_PER_MONTH,
+        cloud_usd_per_month: None,
+        break_even_months: None,
+        roi: None,
+        break_even_utilization: None,
+    };
+    if let Some(p) = cloud_usd_per_hour {
+        let p = positive("price_usd_per_hour", p)?;
+        let cloud_month = n * p * HOURS_PER_MONTH;
+        let opex_month = n * opex_hourly * HOURS_PER_MONTH;
+        let capex = n * c.capex_usd;
+        out.cloud_usd_per_month = Some(cloud_month);
+        out.break_even_months = break_even_months(cloud_month, capex, opex_month)?;
+        out.roi = Some(roi(
+            horizon_months,
+            cloud_month,
+            capex,
+            opex_month,
+            c.residual_fraction,
+        )?);
+        out.break_even_utilization = Some(break_even_utilization(hourly, p, util)?);
+    }
+    Ok(out)
+}
+
 /// Inputs of [`size_workload`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Workload {
@@ -404,6 +496,58 @@ pub fn break_even_requests_per_day(selfhost_usd_per_day: f64, api_usd_per_reques
     Ok(f / a)
 }
 
+/// Cost per month of `requests_per_day` requests on a per-token API, $.
+///
+/// `$/month = R · $/request · 730 / 24` (an average month of 730 hours).
+pub fn api_usd_per_month(requests_per_day: f64, usd_per_request: f64) -> R<f64> {
+    let r = positive("requests_per_day", requests_per_day)?;
+    let a = non_negative("api_usd_per_request", usd_per_request)?;
+    Ok(r * a * HOURS_PER_MONTH / 24.0)
+}
+
+/// Self-hosting on a fleet compared with a per-token API.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ApiVsSelfHost {
+    /// API cost of one request, [`api_usd_per_request`].
+    pub usd_per_request: f64,
+    /// API cost per 1M generated tokens, [`api_usd_per_1m_output_tokens`].
+    pub usd_per_1m_output_tokens: f64,
+    /// Self-hosted fleet per day: `instances · P · 24`.
+    pub selfhost_usd_per_day: f64,
+    /// Self-hosted instances.
+    pub selfhost_instances: f64,
+    /// [`break_even_requests_per_day`] for that fleet.
+    pub break_even_requests_per_day: f64,
+    /// API cost per month at the workload's request rate ([`api_usd_per_month`]).
+    pub usd_per_month: Option<f64>,
+}
+
+/// Compares a per-token API with self-hosting on `instances` instances at
+/// `selfhost_usd_per_hour` each; `requests_per_day`, when given, prices the API for a month.
+pub fn compare_api(
+    api: &ApiPricing,
+    input_tokens: f64,
+    output_tokens: f64,
+    cached_fraction: f64,
+    selfhost_usd_per_hour: f64,
+    instances: f64,
+    requests_per_day: Option<f64>,
+) -> R<ApiVsSelfHost> {
+    let per_request = api_usd_per_request(api, input_tokens, output_tokens, cached_fraction)?;
+    let per_1m = api_usd_per_1m_output_tokens(api, input_tokens, output_tokens, cached_fraction)?;
+    let selfhost_day = instances * selfhost_usd_per_hour * 24.0;
+    Ok(ApiVsSelfHost {
+        usd_per_request: per_request,
+        usd_per_1m_output_tokens: per_1m,
+        selfhost_usd_per_day: selfhost_day,
+        selfhost_instances: instances,
+        break_even_requests_per_day: break_even_requests_per_day(selfhost_day, per_request)?,
+        usd_per_month: requests_per_day
+            .map(|r| api_usd_per_month(r, per_request))
+            .transpose()?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,6 +734,71 @@ mod tests {
         close(
             break_even_requests_per_day(48.0, 0.00915).unwrap(),
             48.0 / 0.00915,
+        );
+    }
+
+    #[test]
+    fn onprem_break_even_hand_computed() {
+        // capex 87600, residual 0.25, 5 y → 1.5 $/h depreciation; energy 1000·1.5·0.1/1000 =
+        // 0.15 $/h; maintenance 0.35 → 2.0 $/h owned, opex 0.5 $/h.
+        let c = OnPremCost {
+            capex_usd: 87_600.0,
+            residual_fraction: 0.25,
+            lifetime_years: 5.0,
+            watts: 1000.0,
+            pue: 1.5,
+            usd_per_kwh: 0.1,
+            maintenance_usd_per_hour: 0.35,
+        };
+        close(onprem_opex_usd_per_hour(&c).unwrap(), 0.5);
+        // Cloud at 4 $/h, U = 0.8: on-prem matches at U* = 0.8 · 2/4 = 0.4.
+        close(break_even_utilization(2.0, 4.0, 0.8).unwrap(), 0.4);
+        // Two systems, T = 500 tok/s, U = 0.8, cloud 4 $/h:
+        // owned $/month = 2·2·730 = 2920; cloud = 2·4·730 = 5840; opex/month = 2·0.5·730 = 730;
+        // payback = 2·87600/(5840 − 730) = 175200/5110 = 34.2857… months;
+        // on-prem $/1M = 2e6/(3600·500·0.8) = 1.3888…;
+        // ROI over 36 months = ((5840 − 730)·36 + 0.25·175200 − 175200)/175200
+        //                    = (183960 + 43800 − 175200)/175200 = 52560/175200 = 0.3
+        let v = compare_onprem(&c, 500.0, 0.8, 2.0, Some(4.0), 36.0).unwrap();
+        close(v.usd_per_hour, 2.0);
+        close(v.usd_per_month, 2920.0);
+        close(v.cloud_usd_per_month.unwrap(), 5840.0);
+        close(v.break_even_months.unwrap(), 175_200.0 / 5110.0);
+        close(v.usd_per_1m_tokens, 2.0e6 / 1.44e6);
+        close(v.roi.unwrap(), 0.3);
+        close(v.break_even_utilization.unwrap(), 0.4);
+        // Cloud cheaper than the running cost: never pays back; U* = 0.8·2/0.4 = 4 > 1.
+        let v = compare_onprem(&c, 500.0, 0.8, 1.0, Some(0.4), 36.0).unwrap();
+        assert_eq!(v.break_even_months, None);
+        close(v.break_even_utilization.unwrap(), 4.0);
+        // Without a cloud price only the owned figures.
+        let v = compare_onprem(&c, 500.0, 1.0, 1.0, None, 36.0).unwrap();
+        assert!(v.cloud_usd_per_month.is_none() && v.break_even_utilization.is_none());
+    }
+
+    #[test]
+    fn api_break_even_hand_computed() {
+        // i = 200, o = 100, p_in = 1, p_out = 4: (200 + 400)/1e6 = 6e-4 $/request.
+        let api = ApiPricing {
+            input_usd_per_1m: 1.0,
+            output_usd_per_1m: 4.0,
+            cached_input_usd_per_1m: None,
+        };
+        // Fleet of 3 at 0.5 $/h: 3·0.5·24 = 36 $/day → break-even 36/6e-4 = 60000 req/day.
+        // 100000 req/day on the API: 100000·6e-4 = 60 $/day · 730/24 = 1825 $/month.
+        let v = compare_api(&api, 200.0, 100.0, 0.0, 0.5, 3.0, Some(100_000.0)).unwrap();
+        close(v.usd_per_request, 6.0e-4);
+        close(v.usd_per_1m_output_tokens, 6.0);
+        close(v.selfhost_usd_per_day, 36.0);
+        close(v.break_even_requests_per_day, 60_000.0);
+        close(v.usd_per_month.unwrap(), 1825.0);
+        assert!(compare_api(&api, 200.0, 100.0, 0.0, 0.5, 3.0, None)
+            .unwrap()
+            .usd_per_month
+            .is_none());
+        assert_eq!(
+            api_usd_per_month(0.0, 1.0).unwrap_err().input,
+            "requests_per_day"
         );
     }
 

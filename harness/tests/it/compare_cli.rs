@@ -70,6 +70,7 @@ fn write_run(dir: &Path, run_id: &str, cells: &[Synth], energy: bool) -> PathBuf
             window_end_ms: None,
             agreement: None,
             backend_info: Default::default(),
+            energy: None,
         })
         .collect();
     let request = |c: &CellRecord, rep: u32, warmup: bool, tps: Option<f64>| {
@@ -93,6 +94,7 @@ fn write_run(dir: &Path, run_id: &str, cells: &[Synth], energy: bool) -> PathBuf
             tokens_per_s: tps,
             energy_j: e2e.filter(|_| energy).map(|e| 0.05 * e),
             energy_method: method.into(),
+            energy_valid: None,
             input_hash: "0123456789abcdef".into(),
             output_hash: tps.map(|_| "fedcba9876543210".into()),
             status: if tps.is_some() { "ok" } else { "error" }.into(),
@@ -131,6 +133,7 @@ fn write_run(dir: &Path, run_id: &str, cells: &[Synth], energy: bool) -> PathBuf
             basis: "measured".into(),
             sample_period_ms: 100.0,
             notes: BTreeMap::new(),
+            idle_baseline: None,
         },
         started_at: "2025-01-01T00:00:00Z".into(),
         ended_at: Some("2025-01-01T00:01:00Z".into()),

@@ -78,6 +78,12 @@ const SCENARIOS: &[(&str, Place, Option<&str>, &str)] = &[
         "unknown field `a`",
     ),
     (
+        "api-negative-price.yaml",
+        Some((10, 5)),
+        Some("api[0].input_usd_per_1m"),
+        "-1 is out of range",
+    ),
+    (
         "bad-indentation.yaml",
         Some((4, 4)),
         None,
@@ -215,6 +221,12 @@ const SCENARIOS: &[(&str, Place, Option<&str>, &str)] = &[
     ),
     ("only-comments.yaml", None, Some("name"), "missing"),
     (
+        "onprem-missing-capex.yaml",
+        Some((8, 1)),
+        Some("onprem.capex_usd"),
+        "missing: give it here",
+    ),
+    (
         "too-many-cells.yaml",
         Some((2, 1)),
         Some("matrix"),
@@ -296,7 +308,8 @@ fn unknown_keys_are_located_at_every_level() {
     let dir = tempfile::tempdir().unwrap();
     let costed = format!(
         "{MOCK}pricing:\n  host_usd_per_hour: 1\nenergy:\n  pue: 1.1\nslo:\n  max_ms: 10\n\
-         workload:\n  requests_per_day: 10\nonnxruntime:\n  intra_threads: 1\n\
+         workload:\n  requests_per_day: 10\nonprem:\n  capex_usd: 1\n  lifetime_years: 1\n  usd_per_kwh: 0.1\n\
+         onnxruntime:\n  intra_threads: 1\n\
          exclude:\n  - model: small\n"
     );
     for section in [
@@ -307,6 +320,7 @@ fn unknown_keys_are_located_at_every_level() {
         "energy",
         "slo",
         "workload",
+        "onprem",
         "onnxruntime",
     ] {
         let text = if section.is_empty() {

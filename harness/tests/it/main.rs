@@ -1,9 +1,12 @@
 //! Integration tests of the harness: one binary, one module per concern.
 
+mod cluster_cli;
 mod common;
 mod compare_cli;
+mod energy;
 mod estimate_cli;
 mod hostile;
+mod meter_cli;
 mod onnx_pipeline;
 mod pipeline;
 mod pricing_cli;

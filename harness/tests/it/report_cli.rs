@@ -31,6 +31,160 @@ workload:
     )
 }
 
+/// The priced mock with an owned system and a per-token API to compare with.
+fn priced_mock_with_alternatives() -> String {
+    format!(
+        "{}onprem:
+  capex_usd: 5000
+  lifetime_years: 4
+  residual_fraction: 0.2
+  maintenance_usd_per_hour: 0.05
+  electricity: US-OH
+api:
+  - name: some-api
+    input_usd_per_1m: 0.5
+    output_usd_per_1m: 1.5
+",
+        priced_mock()
+    )
+}
+
+#[test]
+fn workload_tco_section_with_onprem_and_api_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(dir.path(), "alt.yaml", &priced_mock_with_alternatives());
+    let run = run_cli(dir.path(), &scenario);
+    let stats = json(&run.join("stats.json"));
+    let costing = &stats["costing"];
+    let tco = costing["tco"].as_array().unwrap();
+    assert!(!tco.is_empty(), "{costing}");
+    assert_eq!(costing["tco_missing"], json!([]));
+    let t = &tco[0];
+    let cell = stats["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["cell_id"] == t["cell_id"])
+        .unwrap();
+    // Independent arithmetic from the measured means and the inputs.
+    let tps = cell["metrics"]["tokens_per_s"]["mean"].as_f64().unwrap();
+    let jpt = cell["metrics"]["energy_j_per_token"]["mean"]
+        .as_f64()
+        .unwrap();
+    let pue = costing["selection"]["pue"]["value"].as_f64().unwrap();
+    let kwh_price = 0.0713; // catalog electricity_prices.csv, US-OH industrial 2024
+    let hourly = 5000.0 * 0.8 / (4.0 * 8760.0) + jpt * tps * pue * kwh_price / 1000.0 + 0.05;
+    let got = t["onprem"]["usd_per_hour"].as_f64().unwrap();
+    assert!((got - hourly).abs() <= 1e-9 * hourly, "{got} vs {hourly}");
+    let n = t["sizing"]["instances"].as_f64().unwrap();
+    let cloud_hourly = t["usd_per_hour"].as_f64().unwrap();
+    let opex = jpt * tps * pue * kwh_price / 1000.0 + 0.05;
+    let months = n * 5000.0 / (n * cloud_hourly * 730.0 - n * opex * 730.0);
+    match t["onprem"]["break_even_months"].as_f64() {
+        Some(m) => assert!((m - months).abs() <= 1e-9 * months, "{m} vs {months}"),
+        None => assert!(months <= 0.0, "{months}"),
+    }
+    let per_request = (f64::from(cell["prompt_tokens"].as_u64().unwrap() as u32) * 0.5
+        + f64::from(cell["new_tokens"].as_u64().unwrap() as u32) * 1.5)
+        / 1e6;
+    let api = &t["apis"][0][1];
+    let be = n * cloud_hourly * 24.0 / per_request;
+    let got = api["break_even_requests_per_day"].as_f64().unwrap();
+    assert!((got - be).abs() <= 1e-9 * be, "{got} vs {be}");
+    let month = 100_000.0 * per_request * 730.0 / 24.0;
+    let got = api["usd_per_month"].as_f64().unwrap();
+    assert!((got - month).abs() <= 1e-9 * month, "{got} vs {month}");
+
+    for text in [read(&run.join("report.md")), read(&run.join("report.html"))] {
+        for want in [
+            "TCO for the scenario's workload",
+            "Break-even vs on-prem (scenario)",
+            "Break-even vs the API some-api",
+            "Verdict:",
+            "US-OH",
+            "scenario input",
+            "Validity warnings",
+            "Pricing catalog",
+        ] {
+            assert!(text.contains(want), "`{want}` missing");
+        }
+        assert!(!text.contains("To compute this section"));
+    }
+    // The calculator is prefilled from the scenario's sections.
+    let (_, data) = split_tco_data(&read(&run.join("report.html")));
+    assert_eq!(data["defaults"]["capex_usd"], 5000.0);
+    assert_eq!(data["defaults"]["usd_per_kwh"], kwh_price);
+    assert_eq!(data["defaults"]["api_output_usd_per_1m"], 1.5);
+
+    // Without the sections the report says what to add, and prints no zero in their place.
+    let plain = run_cli(dir.path(), &write(dir.path(), "plain.yaml", &priced_mock()));
+    let md = read(&plain.join("report.md"));
+    assert!(
+        md.contains("To complete this section, add to the scenario"),
+        "{md}"
+    );
+    assert!(md.contains("an `onprem:` section") || md.contains("an \\`onprem:\\` section"));
+    assert!(!md.contains("Break-even vs on-prem"));
+}
+
+#[test]
+fn report_reprices_with_pricing_and_energy_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(dir.path(), "priced.yaml", &priced_mock());
+    let run = run_cli(dir.path(), &scenario);
+    let stats_before = read(&run.join("stats.json"));
+    let variants = repo_root().join("scenarios/variants");
+    let pricing = variants.join("tier2-spot.yaml");
+    let energy = variants.join("grid-low-carbon.yaml");
+    let out = tcobench(
+        &[
+            "report",
+            run.to_str().unwrap(),
+            "--pricing",
+            pricing.to_str().unwrap(),
+            "--energy",
+            energy.to_str().unwrap(),
+            "--format",
+            "md",
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = read(&run.join("report.md"));
+    // The override files are named (Markdown-escaped, like every string from the run).
+    let stated: Vec<&str> = md
+        .lines()
+        .filter(|l| l.starts_with("> Re-rendered from stored results with"))
+        .collect();
+    assert_eq!(stated.len(), 2, "{md}");
+    assert!(stated[0].contains("pricing:") && stated[0].contains("tier2-spot.yaml"));
+    assert!(stated[1].contains("energy:") && stated[1].contains("grid-low-carbon.yaml"));
+    assert!(md.contains("variant tier2-spot + grid-low-carbon"));
+    // Only the spot tier is recommended now; on demand is gone.
+    assert!(md.contains("- **spot, "));
+    assert!(!md.contains("- **on_demand, "));
+    assert!(md.contains("google_fleet_2021q2") || md.contains("google\\_fleet\\_2021q2"));
+    // The stored analysis is untouched.
+    assert_eq!(read(&run.join("stats.json")), stats_before);
+
+    // A file without the section asked for is bad input.
+    let out = tcobench(
+        &[
+            "report",
+            run.to_str().unwrap(),
+            "--energy",
+            pricing.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no `energy:` section"));
+}
+
 /// Runs the scenario file `scenario` with the CLI and returns the run folder.
 fn run_cli(dir: &Path, scenario: &Path) -> PathBuf {
     run_scenario(dir, scenario)
@@ -339,6 +493,15 @@ fn expected_from_cli(tco: &Value, usd_per_kwh: f64) -> Value {
         "kwh_per_month": f("kwh_per_month"),
         "kgco2e_per_month": f("kgco2e_per_month"),
         "electricity_usd_per_month": f("kwh_per_month").map(|k| k * usd_per_kwh),
+        "onprem_usd_per_hour": tco["onprem"]["usd_per_hour"].as_f64(),
+        "onprem_usd_per_1m_tokens": tco["onprem"]["usd_per_1m_tokens"].as_f64(),
+        "onprem_usd_per_month": tco["onprem"]["usd_per_month"].as_f64(),
+        "onprem_break_even_months": tco["onprem"]["break_even_months"].as_f64(),
+        "onprem_break_even_utilization": tco["onprem"]["break_even_utilization"].as_f64(),
+        "api_usd_per_request": tco["api"]["usd_per_request"].as_f64(),
+        "api_usd_per_1m_output_tokens": tco["api"]["usd_per_1m_output_tokens"].as_f64(),
+        "api_usd_per_month": tco["api"]["usd_per_month"].as_f64(),
+        "api_break_even_requests_per_day": tco["api"]["break_even_requests_per_day"].as_f64(),
     })
 }
 
@@ -401,6 +564,13 @@ fn calculator_in_chromium_agrees_with_the_tco_cli() {
                 ("--requests-per-day", "250000"),
                 ("--tokens-per-request", "37"),
                 ("--peak-factor", "2.5"),
+                ("--capex-usd", "7200"),
+                ("--lifetime-years", "3"),
+                ("--residual-fraction", "0.15"),
+                ("--maintenance-usd-per-hour", "0.04"),
+                ("--api-input-usd-per-1m", "0.3"),
+                ("--api-output-usd-per-1m", "1.2"),
+                ("--input-tokens-per-request", "410"),
             ],
             usd_per_kwh: 0.12,
         },
@@ -417,6 +587,12 @@ fn calculator_in_chromium_agrees_with_the_tco_cli() {
                 ("--requests-per-day", "3300000"),
                 ("--tokens-per-request", "180"),
                 ("--peak-factor", "1.7"),
+                ("--capex-usd", "25000"),
+                ("--api-input-usd-per-1m", "2.5"),
+                ("--api-output-usd-per-1m", "10"),
+                ("--api-cached-input-usd-per-1m", "0.25"),
+                ("--input-tokens-per-request", "900"),
+                ("--cached-fraction", "0.4"),
             ],
             usd_per_kwh: 0.0713,
         },
@@ -426,6 +602,9 @@ fn calculator_in_chromium_agrees_with_the_tco_cli() {
         match flag {
             "--price-usd-per-hour" => "tco-price".into(),
             "--grid-g-per-kwh" => "tco-grid".into(),
+            "--api-input-usd-per-1m"
+            | "--api-output-usd-per-1m"
+            | "--api-cached-input-usd-per-1m" => format!("tco-{}", flag.trim_start_matches("--")),
             other => format!("tco-{}", other.trim_start_matches("--")),
         }
     };
@@ -438,18 +617,39 @@ fn calculator_in_chromium_agrees_with_the_tco_cli() {
         },
     ) in typed.into_iter().enumerate()
     {
-        let tco = tco_cli(dir.path(), &run, cell, inputs);
+        // On-prem figures need the electricity price, as the calculator's field gives it.
+        let kwh = usd_per_kwh.to_string();
+        let mut flags: Vec<(&str, &str)> = inputs.to_vec();
+        flags.push(("--usd-per-kwh", &kwh));
+        let tco = tco_cli(dir.path(), &run, cell, &flags);
         let mut set = vec![
             json!(["tco-cell", cell]),
             json!(["tco-offer", "custom"]),
             json!(["tco-replicas", "1"]),
             json!(["tco-usd-per-kwh", usd_per_kwh.to_string()]),
         ];
-        for id in ["tco-idle-watts", "tco-embodied-kg", "tco-lifetime-years"] {
+        for id in [
+            "tco-idle-watts",
+            "tco-embodied-kg",
+            "tco-lifetime-years",
+            "tco-capex-usd",
+            "tco-residual-fraction",
+            "tco-maintenance-usd-per-hour",
+            "tco-api-input-usd-per-1m",
+            "tco-api-output-usd-per-1m",
+            "tco-api-cached-input-usd-per-1m",
+            "tco-cached-fraction",
+        ] {
             set.push(json!([id, ""]));
         }
+        // `tcobench tco` reads the input tokens as 0 unless given.
+        set.push(json!(["tco-input-tokens-per-request", "0"]));
         for (flag, value) in inputs {
             set.push(json!([field(flag), value]));
+            // The CLI's one `--lifetime-years` is both the embodied and the on-prem lifetime.
+            if *flag == "--lifetime-years" {
+                set.push(json!(["tco-onprem-lifetime-years", value]));
+            }
         }
         cases.push(json!({
             "name": format!("typed inputs {} = tcobench tco", i + 1),

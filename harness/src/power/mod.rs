@@ -4,30 +4,62 @@
 //! and a background thread reads it on a timeline for `power.parquet`. Each source is honest about
 //! what it is: `nvml_energy_counter` and `rapl` are measurements, `nvml_power_integrated` is a
 //! measurement integrated by us, `cpu_estimate` is a model (TDP × load) labelled `estimated`, and
-//! `none` yields null energy — never zero.
+//! `none` yields null energy — never zero. Each also states its counter's update period and its
+//! sensor's gain error, from which [`window`] derives the minimum window and the uncertainty of
+//! every figure.
+//!
+//! * [`nvml`]: NVIDIA GPUs behind the [`nvml::NvmlDevice`] trait; [`fake`]: a simulated GPU for
+//!   tests;
+//! * [`rapl`]: CPU package (and DRAM) energy from powercap;
+//! * [`window`]: minimum windows, uncertainty, validity, cross-check and throttling summaries.
+
+pub mod fake;
+pub mod nvml;
+pub mod rapl;
+pub mod window;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use tcobench_analysis::schema::PowerInfo;
 use tcobench_backends::{Device, VirtualClock};
 
 use crate::scenario::{PowerSettings, PowerSource};
 
-/// One reading of a sampler.
+pub use nvml::NvmlSampler;
+pub use rapl::{Rapl, RAPL_ROOT};
+
+/// One reading of a sampler. Cumulative figures count from the sampler's first reading.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Reading {
     /// Energy since the sampler started, joules.
     pub energy_j_cum: Option<f64>,
-    /// Power now (or averaged since the previous reading), watts.
+    /// Power, watts: averaged over at least one counter update where there is a counter.
     pub watts: Option<f64>,
+    /// Instant power polled beside the counter (the cross-check), watts.
+    pub instant_watts: Option<f64>,
+    /// Instant power integrated over every reading so far, joules.
+    pub instant_energy_j_cum: Option<f64>,
+    /// Instant-power readings integrated so far.
+    pub instant_readings: u64,
+    /// Times the energy counter went backwards without a known wrap (driver reloads).
+    pub counter_resets: u64,
+    /// DRAM energy since the sampler started, joules (RAPL, where exposed).
+    pub dram_energy_j_cum: Option<f64>,
     /// Temperature, °C.
     pub temp_c: Option<f64>,
     /// SM clock, MHz.
     pub sm_clock_mhz: Option<f64>,
     /// Driver throttle-reason bitmask.
     pub throttle_reasons: Option<u64>,
+    /// Enforced power limit, W.
+    pub power_limit_w: Option<f64>,
+    /// Cumulative power-violation time, ns.
+    pub power_violation_ns: Option<u64>,
+    /// Cumulative thermal-violation time, ns.
+    pub thermal_violation_ns: Option<u64>,
 }
 
 /// A source of energy readings.
@@ -48,6 +80,44 @@ pub trait PowerSampler: Send {
     fn wants_timeline(&self) -> bool {
         true
     }
+    /// How often the source's energy figure moves, ms (0: continuously).
+    fn update_period_ms(&self) -> f64 {
+        0.0
+    }
+    /// Relative gain error of the source's sensor (or model), as stated by its maker.
+    fn gain_error_rel(&self) -> f64 {
+        0.0
+    }
+}
+
+/// Calls `take` every `period` until `stop` is set, on a fixed schedule (the k-th call is due at
+/// start + k × period, so delays never accumulate; a call that overran is not repeated to catch
+/// up). The thread parks between calls: `unpark` it after setting `stop`.
+pub fn sample_every(period: Duration, stop: &AtomicBool, mut take: impl FnMut()) {
+    let start = Instant::now();
+    let mut k: u32 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        take();
+        k = k.saturating_add(1);
+        let mut due = start + period * k;
+        let now = Instant::now();
+        if due < now {
+            // Overran: skip to the next slot in the future.
+            let behind = (now - start).as_nanos() / period.as_nanos().max(1);
+            k = u32::try_from(behind).unwrap_or(u32::MAX).saturating_add(1);
+            due = start + period * k;
+        }
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let now = Instant::now();
+            if now >= due {
+                break;
+            }
+            std::thread::park_timeout(due - now);
+        }
+    }
 }
 
 /// Describes a sampler for the manifest.
@@ -58,12 +128,18 @@ pub fn power_info(
 ) -> PowerInfo {
     let mut notes = s.notes();
     notes.extend(extra.clone());
+    notes.insert(
+        "update_period_ms".into(),
+        format!("{}", s.update_period_ms()),
+    );
+    notes.insert("gain_error_rel".into(), format!("{}", s.gain_error_rel()));
     PowerInfo {
         method: s.method().to_string(),
         scope: s.scope().to_string(),
         basis: s.basis().to_string(),
         sample_period_ms: f64::from(sample_ms),
         notes,
+        idle_baseline: None,
     }
 }
 
@@ -90,7 +166,9 @@ pub fn open(
                 .ok_or("power source `mock` needs the mock backend's virtual clock")?;
             Ok((Box::new(MockPower::new(settings.mock_watts, clock)), why))
         }
-        PowerSource::Nvml => Nvml::open(gpu.unwrap_or(0)).map(|s| (Box::new(s) as _, why)),
+        PowerSource::Nvml => {
+            nvml::open(gpu.unwrap_or(0), settings.sample_ms).map(|s| (Box::new(s) as _, why))
+        }
         PowerSource::Rapl => Rapl::open(Path::new(RAPL_ROOT)).map(|s| (Box::new(s) as _, why)),
         PowerSource::CpuEstimate => Ok((Box::new(CpuEstimate::new(settings)), why)),
         PowerSource::Auto => {
@@ -101,7 +179,7 @@ pub fn open(
                 ));
             }
             if let Some(i) = gpu {
-                match Nvml::open(i) {
+                match nvml::open(i, settings.sample_ms) {
                     Ok(s) => return Ok((Box::new(s), why)),
                     Err(e) => {
                         why.insert("nvml_unavailable".into(), e);
@@ -196,113 +274,13 @@ impl PowerSampler for MockPower {
     }
 }
 
-/// Where Linux exposes RAPL.
-pub const RAPL_ROOT: &str = "/sys/class/powercap";
-
-/// RAPL package energy: the top-level `intel-rapl:N` zones (packages) summed; sub-zones (core,
-/// uncore, dram) are inside a package and never added to it. `psys` is skipped for the same reason.
-#[derive(Debug)]
-pub struct Rapl {
-    zones: Vec<RaplZone>,
-}
-
-#[derive(Debug)]
-struct RaplZone {
-    energy_path: PathBuf,
-    max_uj: u64,
-    last_uj: u64,
-    total_uj: u128,
-}
-
-fn read_u64(path: &Path) -> Result<u64, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    text.trim()
-        .parse()
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-impl Rapl {
-    /// Opens every package zone under `root`; an error says why RAPL cannot be used.
-    pub fn open(root: &Path) -> Result<Rapl, String> {
-        let entries = std::fs::read_dir(root)
-            .map_err(|e| format!("{}: {e} (no powercap interface)", root.display()))?;
-        let mut zones = Vec::new();
-        let mut names: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).collect();
-        names.sort();
-        for dir in names {
-            let file = dir
-                .file_name()
-                .and_then(|s| s.to_str())
-                .unwrap_or_default()
-                .to_string();
-            // Top-level zones only: `intel-rapl:0`, not `intel-rapl:0:1`.
-            if !(file.starts_with("intel-rapl:") || file.starts_with("amd-rapl:"))
-                || file.matches(':').count() != 1
-            {
-                continue;
-            }
-            let name = std::fs::read_to_string(dir.join("name")).unwrap_or_default();
-            if name.trim() == "psys" {
-                continue;
-            }
-            let energy_path = dir.join("energy_uj");
-            let last_uj = read_u64(&energy_path).map_err(|e| {
-                format!("{e} (reading RAPL usually needs root since the PLATYPUS mitigation)")
-            })?;
-            let max_uj = read_u64(&dir.join("max_energy_range_uj")).unwrap_or(u64::MAX);
-            zones.push(RaplZone {
-                energy_path,
-                max_uj,
-                last_uj,
-                total_uj: 0,
-            });
-        }
-        if zones.is_empty() {
-            return Err(format!("{}: no RAPL package zones", root.display()));
-        }
-        Ok(Rapl { zones })
-    }
-}
-
-impl PowerSampler for Rapl {
-    fn method(&self) -> &'static str {
-        "rapl"
-    }
-    fn scope(&self) -> &'static str {
-        "cpu-package"
-    }
-    fn basis(&self) -> &'static str {
-        "measured"
-    }
-    fn device(&self) -> String {
-        "cpu-package".into()
-    }
-    fn notes(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([("rapl_packages".into(), self.zones.len().to_string())])
-    }
-    fn read(&mut self) -> Reading {
-        let mut ok = true;
-        for z in &mut self.zones {
-            match read_u64(&z.energy_path) {
-                Ok(now) => {
-                    // The counter wraps at max_energy_range_uj.
-                    let delta = if now >= z.last_uj {
-                        now - z.last_uj
-                    } else {
-                        z.max_uj - z.last_uj + now
-                    };
-                    z.total_uj += u128::from(delta);
-                    z.last_uj = now;
-                }
-                Err(_) => ok = false,
-            }
-        }
-        Reading {
-            energy_j_cum: ok.then(|| self.zones.iter().map(|z| z.total_uj as f64 / 1e6).sum()),
-            ..Reading::default()
-        }
-    }
-}
+/// Relative error stated for [`CpuEstimate`]: TDP is a thermal design figure, not a power
+/// measurement, and package power at a given utilisation lies well within ±30 % of the linear
+/// TDP × load model only on typical server parts (Fan, Weber & Barroso, "Power provisioning for a
+/// warehouse-sized computer", ISCA 2007, found linear utilisation models within a few per cent
+/// *after calibration*; uncalibrated, the TDP and idle fraction dominate). The figure is a
+/// stated assumption, labelled `estimated`, never a measurement.
+pub const CPU_ESTIMATE_ERROR: f64 = 0.3;
 
 /// CPU package power modelled as `TDP × (idle + (1 − idle) × load)`, where load is this
 /// process's CPU time over wall time and logical cores. Labelled `estimated`.
@@ -383,7 +361,14 @@ impl PowerSampler for CpuEstimate {
             ),
             ("idle_fraction".into(), self.idle_fraction.to_string()),
             ("logical_cores".into(), self.cores.to_string()),
+            (
+                "estimate_uncertainty".into(),
+                "±30 % (a model, not a measurement)".into(),
+            ),
         ])
+    }
+    fn gain_error_rel(&self) -> f64 {
+        CPU_ESTIMATE_ERROR
     }
     fn read(&mut self) -> Reading {
         let now = Instant::now();
@@ -406,136 +391,9 @@ impl PowerSampler for CpuEstimate {
     }
 }
 
-/// NVIDIA GPU through NVML: the board energy counter (Volta and newer) or, where it is missing,
-/// instant power integrated over time (labelled `nvml_power_integrated`).
-pub struct Nvml {
-    nvml: nvml_wrapper::Nvml,
-    index: u32,
-    counter: bool,
-    origin_mj: u64,
-    integrated_j: f64,
-    last: Instant,
-}
-
-impl std::fmt::Debug for Nvml {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Nvml").field("index", &self.index).finish()
-    }
-}
-
-impl Nvml {
-    /// Opens GPU `index`; an error says why NVML cannot be used.
-    pub fn open(index: usize) -> Result<Nvml, String> {
-        let nvml = nvml_wrapper::Nvml::init().map_err(|e| format!("NVML: {e}"))?;
-        let index = u32::try_from(index).map_err(|_| "GPU index out of range".to_string())?;
-        let (counter, origin_mj) = {
-            let dev = nvml
-                .device_by_index(index)
-                .map_err(|e| format!("NVML device {index}: {e}"))?;
-            match dev.total_energy_consumption() {
-                Ok(mj) => (true, mj),
-                Err(_) => (false, 0),
-            }
-        };
-        Ok(Nvml {
-            nvml,
-            index,
-            counter,
-            origin_mj,
-            integrated_j: 0.0,
-            last: Instant::now(),
-        })
-    }
-}
-
-impl PowerSampler for Nvml {
-    fn method(&self) -> &'static str {
-        if self.counter {
-            "nvml_energy_counter"
-        } else {
-            "nvml_power_integrated"
-        }
-    }
-    fn scope(&self) -> &'static str {
-        "gpu-board"
-    }
-    fn basis(&self) -> &'static str {
-        "measured"
-    }
-    fn device(&self) -> String {
-        format!("cuda:{}", self.index)
-    }
-    fn notes(&self) -> BTreeMap<String, String> {
-        let mut notes = BTreeMap::new();
-        if let Ok(dev) = self.nvml.device_by_index(self.index) {
-            if let Ok(name) = dev.name() {
-                notes.insert("gpu".into(), name);
-            }
-        }
-        if let Ok(v) = self.nvml.sys_driver_version() {
-            notes.insert("driver".into(), v);
-        }
-        notes
-    }
-    fn read(&mut self) -> Reading {
-        use nvml_wrapper::enum_wrappers::device::{Clock, TemperatureSensor};
-        let Ok(dev) = self.nvml.device_by_index(self.index) else {
-            return Reading::default();
-        };
-        let watts = dev.power_usage().ok().map(|mw| f64::from(mw) / 1000.0);
-        let now = Instant::now();
-        let energy = if self.counter {
-            dev.total_energy_consumption()
-                .ok()
-                .map(|mj| (mj - self.origin_mj) as f64 / 1000.0)
-        } else {
-            if let Some(w) = watts {
-                self.integrated_j += w * now.duration_since(self.last).as_secs_f64();
-            }
-            Some(self.integrated_j)
-        };
-        self.last = now;
-        Reading {
-            energy_j_cum: energy,
-            watts,
-            temp_c: dev.temperature(TemperatureSensor::Gpu).ok().map(f64::from),
-            sm_clock_mhz: dev.clock_info(Clock::SM).ok().map(f64::from),
-            throttle_reasons: dev.current_throttle_reasons().ok().map(|r| r.bits()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rapl_sums_packages_skips_subzones_and_handles_wraparound() {
-        let dir = tempfile::tempdir().unwrap();
-        let zone = |name: &str, label: &str, uj: u64, max: u64| {
-            let d = dir.path().join(name);
-            std::fs::create_dir_all(&d).unwrap();
-            std::fs::write(d.join("name"), label).unwrap();
-            std::fs::write(d.join("energy_uj"), uj.to_string()).unwrap();
-            std::fs::write(d.join("max_energy_range_uj"), max.to_string()).unwrap();
-        };
-        zone("intel-rapl:0", "package-0", 900, 1000);
-        zone("intel-rapl:0:0", "core", 5, 1000);
-        zone("intel-rapl:1", "psys", 7, 1000);
-        let mut r = Rapl::open(dir.path()).unwrap();
-        assert_eq!(r.zones.len(), 1);
-        assert_eq!(r.read().energy_j_cum, Some(0.0));
-        // Wrap: 900 -> 100 past a 1000 µJ range is 200 µJ.
-        std::fs::write(dir.path().join("intel-rapl:0/energy_uj"), "100").unwrap();
-        let e = r.read().energy_j_cum.unwrap();
-        assert!((e - 200e-6).abs() < 1e-12, "{e}");
-    }
-
-    #[test]
-    fn missing_rapl_says_why() {
-        let e = Rapl::open(Path::new("/nonexistent/powercap")).unwrap_err();
-        assert!(e.contains("no powercap"), "{e}");
-    }
 
     #[test]
     fn mock_power_is_watts_times_virtual_time() {
@@ -555,6 +413,9 @@ mod tests {
             cpu_tdp_from_user: true,
             cpu_idle_fraction: 0.5,
             mock_watts: 0.0,
+            target_uncertainty: 0.01,
+            min_window_ms: 0.0,
+            cross_check_tolerance: 0.1,
         };
         let mut p = CpuEstimate::new(&settings);
         std::thread::sleep(std::time::Duration::from_millis(20));
