@@ -112,6 +112,10 @@ pub struct CtrlC {
 /// Exit status of a run stopped by Ctrl-C (128 + SIGINT, as shells report it).
 pub const EXIT_INTERRUPTED: i32 = 130;
 
+/// Exit status of `run-cell` when the cell it committed failed, and of `run`/`collect` when a
+/// run is incomplete.
+pub const EXIT_CELL_FAILED: u8 = 3;
+
 impl CtrlC {
     /// Counts SIGINT from now on (instead of dying of it).
     pub fn install() -> Result<CtrlC> {

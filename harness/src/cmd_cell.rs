@@ -236,7 +236,7 @@ pub fn run(args: &RunCellArgs) -> Result<ExitCode> {
     exit_now(if status == schema::CellOutcome::Ok {
         0
     } else {
-        3
+        crate::cell_process::EXIT_CELL_FAILED
     })
 }
 

@@ -30,7 +30,7 @@ use crate::runner;
 pub const EXIT_BAD_INPUT: u8 = 2;
 
 /// Exit code when a cell failed or is missing.
-pub const EXIT_INCOMPLETE: u8 = 3;
+pub const EXIT_INCOMPLETE: u8 = crate::cell_process::EXIT_CELL_FAILED;
 
 /// The error recorded for a cell that no task committed.
 pub const NOT_COMMITTED: &str = "not committed when collected: its task has not run, is still \

@@ -14,7 +14,7 @@ use tcobench_backends::Device;
 /// Exit code for bad input (scenario, arguments).
 const EXIT_BAD_INPUT: u8 = 2;
 /// Exit code for a run that finished with failed cells.
-const EXIT_INCOMPLETE: u8 = 3;
+const EXIT_INCOMPLETE: u8 = tcobench::cell_process::EXIT_CELL_FAILED;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -58,9 +58,9 @@ enum Command {
         #[arg(long, value_name = "RUN_DIR")]
         resume: Option<PathBuf>,
         /// Wall-clock limit of one cell, seconds: a cell still running is killed and recorded
-        /// failed.
-        #[arg(long, default_value_t = tcobench::cell_process::DEFAULT_CELL_TIMEOUT_S, value_parser = parse_timeout)]
-        cell_timeout_s: f64,
+        /// failed [default: the scenario's `cell_timeout_s`, else 3600].
+        #[arg(long, value_parser = parse_timeout)]
+        cell_timeout_s: Option<f64>,
         /// Run every cell inside this process instead of one process per cell (for measuring
         /// the per-process overhead; a crash in a backend then ends the whole run).
         #[arg(long, hide = true, conflicts_with = "resume")]
@@ -275,24 +275,30 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 command: command_line(),
                 allow_disagreement,
             };
-            let execution = if in_process {
-                runner::Execution::InProcess
-            } else {
+            let exe = std::env::current_exe().context("locating the tcobench executable")?;
+            // The command line's limit, else the scenario's, else the default.
+            let execution = |scenario_timeout_s: Option<f64>| {
+                if in_process {
+                    return runner::Execution::InProcess;
+                }
+                let seconds = cell_timeout_s
+                    .or(scenario_timeout_s)
+                    .unwrap_or(tcobench::cell_process::DEFAULT_CELL_TIMEOUT_S);
                 runner::Execution::Processes(tcobench::cell_process::ProcessOptions {
-                    exe: std::env::current_exe().context("locating the tcobench executable")?,
-                    cell_timeout: std::time::Duration::from_secs_f64(cell_timeout_s),
+                    exe: exe.clone(),
+                    cell_timeout: std::time::Duration::from_secs_f64(seconds),
                     handle_ctrl_c: true,
                 })
             };
             let outcome = match (&resume, &scenario) {
                 (Some(run_dir), scenario) => {
-                    runner::resume(run_dir, scenario.as_deref(), &opts, &execution)?
+                    runner::resume(run_dir, scenario.as_deref(), &opts, &execution(None))?
                 }
                 (None, Some(path)) => {
                     let overrides = Overrides { seed, device };
                     let s = Scenario::load(path, &overrides)?;
                     let recorded = tcobench::plan::PlanOverrides { seed, device };
-                    runner::run_with(&s, path, &opts, &recorded, &execution)?
+                    runner::run_with(&s, path, &opts, &recorded, &execution(s.cell_timeout_s))?
                 }
                 (None, None) => unreachable!("clap requires a scenario without --resume"),
             };

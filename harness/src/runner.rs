@@ -1423,7 +1423,16 @@ impl CellRunner for ChildCells<'_> {
         if self.run_dir.is_committed(&cell.cell_id) {
             // The child's own record is the truth, however the process ended afterwards.
             let record = self.run_dir.read_cell_status(&cell.cell_id)?;
-            if !matches!(report.end, ChildEnd::Exited(status) if status.success()) {
+            // A committed failed cell exits with EXIT_CELL_FAILED: that is its report, not news.
+            let expected = match report.end {
+                ChildEnd::Exited(status) => {
+                    status.success()
+                        || (record.status != CellOutcome::Ok
+                            && status.code() == Some(i32::from(cell_process::EXIT_CELL_FAILED)))
+                }
+                _ => false,
+            };
+            if !expected {
                 let why = report.failure();
                 self.bar.suspend(|| {
                     eprintln!(

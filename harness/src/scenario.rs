@@ -210,6 +210,7 @@ struct RawScenario {
     onprem: Option<RawOnPrem>,
     api: Option<Vec<RawApi>>,
     budget_usd: Option<f64>,
+    cell_timeout_s: Option<f64>,
     onnxruntime: Option<RawOrt>,
 }
 
@@ -309,6 +310,9 @@ pub struct Scenario {
     /// ONNX Runtime thread pools (default: as many intra-op threads as cores, like candle, and
     /// one inter-op thread).
     pub ort_threads: OrtThreadSettings,
+    /// `cell_timeout_s`: the wall-clock limit of one cell, seconds (`None`: the command's
+    /// default; `run --cell-timeout-s` overrides it).
+    pub cell_timeout_s: Option<f64>,
     /// The files read, the given one first, then its `extends:` chain.
     #[serde(skip)]
     pub sources: Vec<PathBuf>,
@@ -688,6 +692,7 @@ fn merge_chain(files: &[SourceFile]) -> Merged {
             );
         }
         take!(raw.budget_usd, r.budget_usd, "budget_usd");
+        take!(raw.cell_timeout_s, r.cell_timeout_s, "cell_timeout_s");
         if let Some(o) = &r.onnxruntime {
             let ort = raw.onnxruntime.get_or_insert_with(RawOrt::default);
             take!(
@@ -1297,10 +1302,21 @@ fn validate(
         }
     }
 
+    let cell_timeout_s = match raw.cell_timeout_s {
+        Some(t) if !(t.is_finite() && t > 0.0) => {
+            return Err(at("cell_timeout_s").error(
+                "cell_timeout_s",
+                format!("must be a positive number of seconds, got {t}"),
+            ))
+        }
+        t => t,
+    };
+
     Ok(Scenario {
         costing,
         budget,
         ort_threads,
+        cell_timeout_s,
         name,
         description: raw.description.clone().unwrap_or_default(),
         seed,

@@ -103,6 +103,12 @@ const SCENARIOS: &[(&str, Place, Option<&str>, &str)] = &[
         "is not a directory",
     ),
     (
+        "cell-timeout-negative.yaml",
+        Some((2, 1)),
+        Some("cell_timeout_s"),
+        "must be a positive number of seconds, got -5",
+    ),
+    (
         "deeply-nested-block.yaml",
         Some((3, 3)),
         Some("matrix.k0"),

@@ -148,6 +148,25 @@ fn a_cell_that_exits_or_hangs_is_recorded_with_its_cause() {
         "{error}"
     );
     assert!(m.cells[1..].iter().all(|c| c.status == CellOutcome::Ok));
+
+    // The scenario's `cell_timeout_s` applies when the command line gives none.
+    let timed = write(
+        dir.path(),
+        "timed.yaml",
+        &format!("{MOCK}cell_timeout_s: 1.25\n"),
+    );
+    let out = tcobench_env(
+        &["run", timed.to_str().unwrap(), "--out", "hang2", "--no-log"],
+        dir.path(),
+        &[("TCOBENCH_MOCK_FAULT", "1:hang")],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let m = manifest(&run_folder(dir.path(), &out));
+    let error = m.cells[1].error.as_deref().unwrap();
+    assert!(
+        error.starts_with("run-cell exceeded the cell timeout of 1.25 s"),
+        "{error}"
+    );
 }
 
 #[test]
