@@ -10,15 +10,16 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, Criterion};
-use tcobench_analysis::load::{requests_from_frame, LoadedRequests};
-use tcobench_analysis::plots::render_all;
+use criterion::{Criterion, criterion_group, criterion_main};
+use tcobench_analysis::load::{LoadedRequests, requests_from_frame};
+use tcobench_analysis::plots::energy::SweepVariants;
+use tcobench_analysis::plots::{render_all, render_all_with_sweep};
 use tcobench_analysis::pricing::costing::CostingSpec;
 use tcobench_analysis::schema::{
-    requests_frame, CellOutcome, CellRecord, HostInfo, Manifest, PowerInfo, PowerSample,
-    RequestRecord, SCHEMA_VERSION,
+    CellOutcome, CellRecord, HostInfo, Manifest, PowerInfo, PowerSample, RequestRecord,
+    SCHEMA_VERSION, requests_frame,
 };
-use tcobench_analysis::{compute_stats, price_run, RunStats};
+use tcobench_analysis::{RunStats, compute_stats, price_run};
 
 const COSTING: &str = "
 pricing:
@@ -179,7 +180,38 @@ fn bench(c: &mut Criterion) {
             .expect("render")
         })
     });
+    let sweep = sweep(&stats, &m);
+    g.bench_function("render_all_with_sweep/100 cells, 3 grid variants", |b| {
+        b.iter(|| {
+            render_all_with_sweep(
+                black_box(&stats),
+                black_box(&m),
+                black_box(&requests),
+                black_box(&power),
+                Some(black_box(&sweep)),
+            )
+            .expect("render")
+        })
+    });
     g.finish();
+}
+
+/// Three grid variants priced like `tcobench sweep` does, read back through `sweep.json`'s shape.
+fn sweep(stats: &RunStats, m: &Manifest) -> SweepVariants {
+    let base: CostingSpec = serde_yaml::from_str(COSTING).expect("costing spec");
+    let variants: Vec<serde_json::Value> = [("low", 40.0), ("mid", 400.0), ("high", 800.0)]
+        .iter()
+        .map(|(name, grid)| {
+            let mut spec = base.clone();
+            let layer: CostingSpec =
+                serde_yaml::from_str(&format!("energy:\n  grid: {grid}\n")).expect("variant");
+            spec.overlay(&layer);
+            let costing = price_run(stats, m, &spec, Some((*name).into())).expect("priced");
+            serde_json::json!({"name": name, "costing": costing})
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({"run_id": stats.run_id, "variants": variants}))
+        .expect("sweep")
 }
 
 criterion_group!(benches, bench);

@@ -1092,7 +1092,7 @@ pub fn render_all_with_sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{manifest, request, NASTY};
+    use crate::testutil::{NASTY, manifest, request};
     use crate::{compute_stats, load};
     use std::path::Path;
 
@@ -1166,10 +1166,16 @@ energy:
             // Attributes: name="value" pairs, values without `<` and with valid entities.
             let mut attrs = body[name.len()..].trim();
             while !attrs.is_empty() {
-                let eq = attrs.find('=').unwrap_or_else(|| panic!("attribute without value in <{tag}>"));
+                let eq = attrs
+                    .find('=')
+                    .unwrap_or_else(|| panic!("attribute without value in <{tag}>"));
                 let quote = attrs[eq + 1..].chars().next().unwrap();
-                assert!(quote == '"' || quote == '\'', "unquoted attribute in <{tag}>");
-                let value_end = attrs[eq + 2..].find(quote).expect("unterminated attribute") + eq + 2;
+                assert!(
+                    quote == '"' || quote == '\'',
+                    "unquoted attribute in <{tag}>"
+                );
+                let value_end =
+                    attrs[eq + 2..].find(quote).expect("unterminated attribute") + eq + 2;
                 let value = &attrs[eq + 2..value_end];
                 assert!(!value.contains('<'), "< in attribute of <{tag}>");
                 check_text(value);
@@ -1307,7 +1313,10 @@ energy:
             .iter()
             .map(|p| p.name)
             .collect();
-        assert_eq!(names, ["throughput", "throughput_batch", "latency", "energy"]);
+        assert_eq!(
+            names,
+            ["throughput", "throughput_batch", "latency", "energy"]
+        );
     }
 
     #[test]
@@ -1322,7 +1331,11 @@ energy:
         // Every cell is named in the key of the per-cell plots (by its id).
         for name in ["energy", "carbon"] {
             for c in &stats.cells {
-                assert!(svg(name).contains(&format!("[{}]", c.cell_id)), "{name}: {}", c.cell_id);
+                assert!(
+                    svg(name).contains(&format!("[{}]", c.cell_id)),
+                    "{name}: {}",
+                    c.cell_id
+                );
             }
         }
         // 10 models × 2 backends = 20 configurations, each a series over 5 batch sizes.
@@ -1339,7 +1352,10 @@ energy:
             .map(|a| a.pairwise.len())
             .sum();
         assert_eq!(pairs, 50);
-        assert_eq!(forest::forest_rows(&stats, Metric::TokensPerS).0.len(), pairs);
+        assert_eq!(
+            forest::forest_rows(&stats, Metric::TokensPerS).0.len(),
+            pairs
+        );
         assert!(svg("effects").contains("R50 ") && !svg("effects").contains("R51 "));
     }
 
@@ -1362,7 +1378,10 @@ energy:
             energy::carbon_svg(&stats, Some(&sweep)).unwrap().unwrap(),
         ] {
             check_svg(&svg);
-            assert!(svg.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{svg}");
+            assert!(
+                svg.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+                "{svg}"
+            );
             assert!(svg.contains("&quot;q&quot;"));
             assert!(!svg.contains("\"q\""));
         }
@@ -1377,7 +1396,10 @@ energy:
         // One request: no CI, but a point estimate to price and plot.
         check_svg(&cost::cost_pareto_svg(&stats).unwrap().unwrap());
         check_svg(&energy::carbon_svg(&stats, None).unwrap().unwrap());
-        assert_eq!(forest::effects_svg(&stats, Metric::TokensPerS).unwrap(), None);
+        assert_eq!(
+            forest::effects_svg(&stats, Metric::TokensPerS).unwrap(),
+            None
+        );
         let _ = loaded;
 
         let m = manifest("r", "s", "m");
@@ -1386,7 +1408,10 @@ energy:
         assert_eq!(cost::cost_pareto_svg(&empty).unwrap(), None);
         assert_eq!(energy::energy_svg(&empty, &m.power).unwrap(), None);
         assert_eq!(energy::carbon_svg(&empty, None).unwrap(), None);
-        assert_eq!(forest::effects_svg(&empty, Metric::TokensPerS).unwrap(), None);
+        assert_eq!(
+            forest::effects_svg(&empty, Metric::TokensPerS).unwrap(),
+            None
+        );
     }
 
     #[test]

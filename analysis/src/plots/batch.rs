@@ -8,8 +8,8 @@
 use plotters::prelude::*;
 
 use super::{
-    extent, finite, finite_ci, fmt_tick, label_at, plot_err, sanitize_label, series_style,
-    CategoryAxis, DrawResult, KeyEntry, ValueAxis, FONT, WIDTH,
+    CategoryAxis, DrawResult, FONT, KeyEntry, ValueAxis, WIDTH, extent, finite, finite_ci,
+    fmt_tick, label_at, plot_err, sanitize_label, series_style,
 };
 use crate::schema::CellOutcome;
 use crate::{AnalysisError, CellStats, Metric, RunStats};
@@ -141,9 +141,8 @@ fn draw(svg: &mut String, series: &[BatchSeries]) -> DrawResult {
         })
         .collect();
     let chart_height = super::CHART_HEIGHT;
-    let root =
-        SVGBackend::with_string(svg, (WIDTH, chart_height + super::key_height(&key)))
-            .into_drawing_area();
+    let root = SVGBackend::with_string(svg, (WIDTH, chart_height + super::key_height(&key)))
+        .into_drawing_area();
     root.fill(&WHITE)?;
     let (upper, lower) = root.split_vertically(chart_height);
     let mut chart = ChartBuilder::on(&upper)
@@ -247,21 +246,13 @@ mod tests {
             .flat_map(|c| (0..3).map(move |r| request(c, r, false, Some(100.0 + f64::from(r)))))
             .collect();
         let (mut stats, _) = stats_for(&rows, &m);
-        stats.cells[0]
-            .metrics
-            .get_mut("tokens_per_s")
-            .unwrap()
-            .mean = f64::NAN;
+        stats.cells[0].metrics.get_mut("tokens_per_s").unwrap().mean = f64::NAN;
         let s = batch_series(&stats);
         assert_eq!(s.len(), 1);
         assert_eq!(s[0].points.len(), 1);
         assert_eq!(s[0].points[0].batch_size, 4);
         check_svg(&throughput_batch_svg(&stats).unwrap().unwrap());
-        stats.cells[1]
-            .metrics
-            .get_mut("tokens_per_s")
-            .unwrap()
-            .mean = f64::INFINITY;
+        stats.cells[1].metrics.get_mut("tokens_per_s").unwrap().mean = f64::INFINITY;
         assert_eq!(throughput_batch_svg(&stats).unwrap(), None);
     }
 }

@@ -9,8 +9,8 @@
 use plotters::prelude::*;
 
 use super::{
-    extent, finite, finite_ci, fmt_tick, plot_err, sanitize_label, series_style, DrawResult,
-    KeyEntry, KeyStyle, ValueAxis, FONT, WIDTH,
+    DrawResult, FONT, KeyEntry, KeyStyle, ValueAxis, WIDTH, extent, finite, finite_ci, fmt_tick,
+    plot_err, sanitize_label, series_style,
 };
 use crate::pricing::Tier;
 use crate::schema::CellOutcome;
@@ -56,9 +56,9 @@ pub fn pareto_front(points: &[(f64, f64)]) -> Vec<usize> {
         .filter(|&i| ok(&points[i]))
         .filter(|&i| {
             let (x, c) = points[i];
-            !points.iter().any(|q| {
-                ok(q) && q.0 >= x && q.1 <= c && (q.0 > x || q.1 < c)
-            })
+            !points
+                .iter()
+                .any(|q| ok(q) && q.0 >= x && q.1 <= c && (q.0 > x || q.1 < c))
         })
         .collect();
     front.sort_by(|&a, &b| {
@@ -162,15 +162,15 @@ pub fn cost_pareto_svg(stats: &RunStats) -> Result<Option<String>, AnalysisError
             let p = &t.points[f];
             key.push(KeyEntry::text(sanitize_label(
                 &format!(
-                    "    #{}  {}  [{}] on {}: {} $/1M tokens at {} tokens/s",
+                    "    #{}: {} $/1M tokens at {} tokens/s on {} — {} [{}]",
                     p.cell_index,
+                    crate::fmt_sig(p.usd_per_1m_tokens, 4),
+                    crate::fmt_sig(p.tokens_per_s, 4),
+                    p.instance,
                     label_of(&p.cell_id),
                     p.cell_id,
-                    p.instance,
-                    crate::fmt_sig(p.usd_per_1m_tokens, 4),
-                    crate::fmt_sig(p.tokens_per_s, 4)
                 ),
-                130,
+                150,
             )));
         }
     }
@@ -343,7 +343,11 @@ mod tests {
             let ids: Vec<&str> = t.points.iter().map(|p| p.cell_id.as_str()).collect();
             assert_eq!(ids, ["aaaa", "bbbb"]);
             for p in &t.points {
-                let cc = costing.cells.iter().find(|c| c.cell_id == p.cell_id).unwrap();
+                let cc = costing
+                    .cells
+                    .iter()
+                    .find(|c| c.cell_id == p.cell_id)
+                    .unwrap();
                 let min = cc
                     .prices
                     .iter()

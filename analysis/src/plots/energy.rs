@@ -15,8 +15,8 @@ use plotters::prelude::*;
 use serde::Deserialize;
 
 use super::{
-    extent, finite, finite_ci, fmt_tick, label_at, plot_err, sanitize_label, series_style,
-    CategoryAxis, DrawResult, KeyEntry, FONT, WIDTH,
+    CategoryAxis, DrawResult, FONT, KeyEntry, WIDTH, extent, finite, finite_ci, fmt_tick, label_at,
+    plot_err, sanitize_label, series_style,
 };
 use crate::pricing::costing::{Figure, RunCosts};
 use crate::schema::{CellOutcome, PowerInfo};
@@ -87,8 +87,12 @@ fn draw_energy(
         [*m, l, h]
     }))
     .unwrap_or((0.0, 1.0));
-    let (lo, _) = extent(cells.iter().flat_map(|(_, m, ci)| [*m, ci.map_or(*m, |c| c[0])]))
-        .unwrap_or((0.0, 1.0));
+    let (lo, _) = extent(
+        cells
+            .iter()
+            .flat_map(|(_, m, ci)| [*m, ci.map_or(*m, |c| c[0])]),
+    )
+    .unwrap_or((0.0, 1.0));
     let (lo, hi) = super::padded(lo.min(0.0), hi, 0.05);
     let lo = if lo < 0.0 && cells.iter().all(|c| c.1 >= 0.0) {
         0.0
@@ -147,7 +151,9 @@ fn draw_energy(
     if cells.iter().any(|c| c.2.is_some()) {
         chart
             .draw_series(cells.iter().enumerate().filter_map(|(i, (_, m, ci))| {
-                ci.map(|[l, h]| ErrorBar::new_vertical(i as f64, l, *m, h, BLACK.stroke_width(2), 12))
+                ci.map(|[l, h]| {
+                    ErrorBar::new_vertical(i as f64, l, *m, h, BLACK.stroke_width(2), 12)
+                })
             }))?
             .label("95 % CI of the mean (Student t)")
             .legend(|(x, y)| {
@@ -236,8 +242,11 @@ pub fn read_sweep(run_dir: &Path, run_id: &str) -> Result<Option<SweepVariants>,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(AnalysisError::Io { path, source }),
     };
-    let sweep: SweepVariants = serde_json::from_str(&text)
-        .map_err(|source| AnalysisError::Json { path: path.clone(), source })?;
+    let sweep: SweepVariants =
+        serde_json::from_str(&text).map_err(|source| AnalysisError::Json {
+            path: path.clone(),
+            source,
+        })?;
     if sweep.run_id != run_id {
         return Err(AnalysisError::Plot {
             name: "carbon".into(),
@@ -446,7 +455,7 @@ fn draw_carbon(svg: &mut String, series: &[CarbonSeries], cells: &[&CellStats]) 
         .axis_desc_style((FONT, 15))
         .draw()?;
     let n = series.len() as f64;
-    let step = (0.6 / n).min(0.2);
+    let step = (0.6 / n).min(0.12);
     for (k, s) in series.iter().enumerate() {
         let (color, shape) = series_style(k);
         let dodge = (k as f64 - (n - 1.0) / 2.0) * step;
@@ -476,7 +485,7 @@ fn draw_carbon(svg: &mut String, series: &[CarbonSeries], cells: &[&CellStats]) 
 mod tests {
     use super::*;
     use crate::plots::tests::{check_svg, priced_stats, stats_for};
-    use crate::testutil::{manifest, request, NASTY};
+    use crate::testutil::{NASTY, manifest, request};
 
     #[test]
     fn energy_groups_by_backend_and_names_the_basis() {
@@ -612,11 +621,21 @@ mod tests {
         std::fs::write(dir.path().join(SWEEP_FILE), json.to_string()).unwrap();
         let sweep = read_sweep(dir.path(), &stats.run_id).unwrap().unwrap();
         assert_eq!(sweep.variants.len(), 1);
-        assert_eq!(carbon_series(&stats, Some(&sweep))[0].names, ["run selection", "low"]);
-        let err = read_sweep(dir.path(), "another-run").unwrap_err().to_string();
-        assert!(err.contains("another-run") && err.contains(SWEEP_FILE), "{err}");
+        assert_eq!(
+            carbon_series(&stats, Some(&sweep))[0].names,
+            ["run selection", "low"]
+        );
+        let err = read_sweep(dir.path(), "another-run")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("another-run") && err.contains(SWEEP_FILE),
+            "{err}"
+        );
         std::fs::write(dir.path().join(SWEEP_FILE), "{").unwrap();
-        let err = read_sweep(dir.path(), &stats.run_id).unwrap_err().to_string();
+        let err = read_sweep(dir.path(), &stats.run_id)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(SWEEP_FILE), "{err}");
     }
 }

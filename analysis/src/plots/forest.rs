@@ -7,8 +7,8 @@
 use plotters::prelude::*;
 
 use super::{
-    extent, finite, finite_ci, fmt_tick, plot_err, sanitize_label, CategoryAxis, DrawResult,
-    KeyEntry, KeyStyle, FONT, BLUE, VERMILLION,
+    BLUE, CategoryAxis, DrawResult, FONT, KeyEntry, KeyStyle, VERMILLION, extent, finite,
+    finite_ci, fmt_tick, plot_err, sanitize_label,
 };
 use crate::{AnalysisError, Metric, RunStats};
 
@@ -100,9 +100,9 @@ pub fn effects_svg(stats: &RunStats, metric: Metric) -> Result<Option<String>, A
         )));
     }
     key.extend(rows.iter().enumerate().map(|(i, r)| {
-        let p = r
-            .p_adj
-            .map_or("p undefined".to_string(), |p| format!("p_adj {}", crate::fmt_sig(p, 3)));
+        let p = r.p_adj.map_or("p undefined".to_string(), |p| {
+            format!("p_adj {}", crate::fmt_sig(p, 3))
+        });
         KeyEntry::text(sanitize_label(
             &format!("R{}  {}; {}; {}", i + 1, r.label, p, r.fixed),
             140,
@@ -134,11 +134,8 @@ fn draw(svg: &mut String, rows: &[ForestRow], key: &[KeyEntry], metric: Metric) 
     let (lo, hi) = super::padded(lo, hi, 0.08);
 
     let chart_height = 120 + ROW_PX * n as u32;
-    let root = SVGBackend::with_string(
-        svg,
-        (FOREST_WIDTH, chart_height + super::key_height(key)),
-    )
-    .into_drawing_area();
+    let root = SVGBackend::with_string(svg, (FOREST_WIDTH, chart_height + super::key_height(key)))
+        .into_drawing_area();
     root.fill(&WHITE)?;
     let (upper, lower) = root.split_vertically(chart_height);
     let mut chart = ChartBuilder::on(&upper)
@@ -207,7 +204,7 @@ fn draw(svg: &mut String, rows: &[ForestRow], key: &[KeyEntry], metric: Metric) 
 mod tests {
     use super::*;
     use crate::plots::tests::{check_svg, stats_for};
-    use crate::testutil::{manifest, request, NASTY};
+    use crate::testutil::{NASTY, manifest, request};
 
     /// Cells 0 and 1 on backends `a` and `b` (same batch: one backend comparison), cell 2 on
     /// backend `c` with batch 2 as well: a three-way set with three pairs.
@@ -247,7 +244,11 @@ mod tests {
         // #1 b vs #0 a: e2e doubles, so mean tokens/s of b is about half of a's.
         let r = &rows[0];
         assert_eq!(r.label, "#1 b vs #0 a (backend)");
-        assert!(r.change_pct < -45.0 && r.change_pct > -55.0, "{}", r.change_pct);
+        assert!(
+            r.change_pct < -45.0 && r.change_pct > -55.0,
+            "{}",
+            r.change_pct
+        );
         let [lo, hi] = r.ci95_pct.unwrap();
         assert!(lo <= r.change_pct && r.change_pct <= hi);
         assert!(r.significant());
