@@ -10,16 +10,16 @@ use std::hint::black_box;
 use std::path::Path;
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
-use tcobench_analysis::load::{LoadedRequests, requests_from_frame};
+use criterion::{criterion_group, criterion_main, Criterion};
+use tcobench_analysis::load::{requests_from_frame, LoadedRequests};
 use tcobench_analysis::plots::energy::SweepVariants;
 use tcobench_analysis::plots::{render_all, render_all_with_sweep};
 use tcobench_analysis::pricing::costing::CostingSpec;
 use tcobench_analysis::schema::{
-    CellOutcome, CellRecord, HostInfo, Manifest, PowerInfo, PowerSample, RequestRecord,
-    SCHEMA_VERSION, requests_frame,
+    requests_frame, CellOutcome, CellRecord, HostInfo, Manifest, PowerInfo, PowerSample,
+    RequestRecord, SCHEMA_VERSION,
 };
-use tcobench_analysis::{RunStats, compute_stats, price_run};
+use tcobench_analysis::{compute_stats, price_run, RunStats};
 
 const COSTING: &str = "
 pricing:

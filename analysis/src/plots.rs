@@ -1092,7 +1092,7 @@ pub fn render_all_with_sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{NASTY, manifest, request};
+    use crate::testutil::{manifest, request, NASTY};
     use crate::{compute_stats, load};
     use std::path::Path;
 
@@ -1533,6 +1533,8 @@ energy:
         let cells: Vec<&CellStats> = stats.cells.iter().collect();
         assert_eq!(short_labels(&cells), ["#0 b2", "#1 b4", "#2 b1"]);
         assert_eq!(short_labels(&cells[..1]), ["#0"]);
+        assert_eq!(fitting_labels(&cells, 900), ["#0 b2", "#1 b4", "#2 b1"]);
+        assert_eq!(fitting_labels(&cells, 60), ["#0", "#1", "#2"]);
         assert_eq!(sanitize_label("a\u{1}b", 10), "a b");
         assert_eq!(sanitize_label("abcdef", 4), "abc…");
         assert_eq!(fmt_tick(50.0), "50");

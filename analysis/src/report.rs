@@ -187,6 +187,61 @@ pub fn md_escape(s: &str) -> String {
     out
 }
 
+/// `prose` filter: a sentence tcobench wrote, whose `code spans` stay code spans (their text
+/// through [`md_code`]) while everything between them is escaped like [`md_escape`]. With an odd
+/// number of backticks the whole text is escaped.
+pub fn md_prose(s: &str) -> String {
+    let parts: Vec<&str> = s.split('`').collect();
+    if parts.len().is_multiple_of(2) {
+        return md_escape(s);
+    }
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                format!("`{}`", md_code(part))
+            } else {
+                md_escape(part)
+            }
+        })
+        .collect()
+}
+
+/// `prose_html` filter: like [`md_prose`] for HTML — every part HTML-escaped, the parts between
+/// backticks wrapped in `<code>`. The result is marked safe: nothing in it is unescaped input.
+pub fn html_prose(s: &str) -> String {
+    let escape = |t: &str| {
+        let mut out = String::with_capacity(t.len());
+        for c in t.chars() {
+            match c {
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '&' => out.push_str("&amp;"),
+                '"' => out.push_str("&quot;"),
+                '\'' => out.push_str("&#x27;"),
+                c => out.push(c),
+            }
+        }
+        out
+    };
+    let parts: Vec<&str> = s.split('`').collect();
+    if parts.len().is_multiple_of(2) {
+        return escape(s);
+    }
+    parts
+        .iter()
+        .enumerate()
+        .map(|(i, part)| {
+            if i % 2 == 1 {
+                format!("<code>{}</code>", escape(part))
+            } else {
+                escape(part)
+            }
+        })
+        .collect()
+}
+
 /// `code` filter: text for an inline Markdown code span (backticks replaced, `|` escaped for
 /// tables, newlines flattened).
 pub fn md_code(s: &str) -> String {
@@ -269,6 +324,23 @@ pub fn environment(templates: Option<&Path>) -> Result<Environment<'static>, Ana
     env.add_filter("stat", filter_stat);
     env.add_filter("mib", filter_mib);
     env.add_filter("md", filter_md);
+    env.add_filter("prose_html", |v: Value| -> Value {
+        let text = match v.as_str() {
+            Some(s) => html_prose(s),
+            None => html_prose(&v.to_string()),
+        };
+        // Safe: `html_prose` escapes every character of its input (tested).
+        Value::from_safe_string(text)
+    });
+    env.add_filter("prose", |v: Value| -> String {
+        if v.is_none() || v.is_undefined() {
+            return MISSING.to_string();
+        }
+        match v.as_str() {
+            Some(s) => md_prose(s),
+            None => md_prose(&v.to_string()),
+        }
+    });
     env.add_filter("code", filter_code);
     env.add_filter("shell_join", filter_shell_join);
     env.add_filter("fig", filter_fig);
@@ -1260,6 +1332,26 @@ mod tests {
     use super::*;
     use crate::testutil::{write_run, NASTY};
     use crate::{analyze, schema::files, write_report};
+
+    #[test]
+    fn prose_html_wraps_code_and_escapes_everything() {
+        assert_eq!(
+            html_prose("method `<x>` & \"q\" <script>"),
+            "method <code>&lt;x&gt;</code> &amp; &quot;q&quot; &lt;script&gt;"
+        );
+        assert_eq!(html_prose("odd ` <b>"), "odd ` &lt;b&gt;");
+    }
+
+    #[test]
+    fn prose_keeps_code_spans_and_escapes_the_rest() {
+        assert_eq!(
+            md_prose("method `cpu_estimate` is *estimated* | <b>"),
+            "method `cpu_estimate` is \\*estimated\\* \\| &lt;b&gt;"
+        );
+        // A span cannot be closed early by data: an odd count escapes everything.
+        assert_eq!(md_prose("a `b"), "a \\`b");
+        assert_eq!(md_prose("`x|y`"), "`x\\|y`");
+    }
 
     #[test]
     fn filters() {

@@ -8,8 +8,8 @@
 use plotters::prelude::*;
 
 use super::{
-    CategoryAxis, DrawResult, FONT, KeyEntry, ValueAxis, WIDTH, extent, finite, finite_ci,
-    fmt_tick, label_at, plot_err, sanitize_label, series_style,
+    extent, finite, finite_ci, fmt_tick, label_at, plot_err, sanitize_label, series_style,
+    CategoryAxis, DrawResult, KeyEntry, ValueAxis, FONT, WIDTH,
 };
 use crate::schema::CellOutcome;
 use crate::{AnalysisError, CellStats, Metric, RunStats};
@@ -75,7 +75,7 @@ pub fn batch_series(stats: &RunStats) -> Vec<BatchSeries> {
     }
     let lengths_vary = groups
         .iter()
-        .any(|((.., p, n), _)| (*p, *n) != (groups[0].0.4, groups[0].0.5));
+        .any(|((.., p, n), _)| (*p, *n) != (groups[0].0 .4, groups[0].0 .5));
     groups
         .into_iter()
         .map(|((backend, model, device, dtype, p, n), mut points)| {

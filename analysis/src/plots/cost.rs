@@ -9,8 +9,8 @@
 use plotters::prelude::*;
 
 use super::{
-    DrawResult, FONT, KeyEntry, KeyStyle, ValueAxis, WIDTH, extent, finite, finite_ci, fmt_tick,
-    plot_err, sanitize_label, series_style,
+    extent, finite, finite_ci, fmt_tick, plot_err, sanitize_label, series_style, DrawResult,
+    KeyEntry, KeyStyle, ValueAxis, FONT, WIDTH,
 };
 use crate::pricing::Tier;
 use crate::schema::CellOutcome;

@@ -15,8 +15,8 @@ use plotters::prelude::*;
 use serde::Deserialize;
 
 use super::{
-    CategoryAxis, DrawResult, FONT, KeyEntry, WIDTH, extent, finite, finite_ci, fmt_tick, label_at,
-    plot_err, sanitize_label, series_style,
+    extent, finite, finite_ci, fmt_tick, label_at, plot_err, sanitize_label, series_style,
+    CategoryAxis, DrawResult, KeyEntry, FONT, WIDTH,
 };
 use crate::pricing::costing::{Figure, RunCosts};
 use crate::schema::{CellOutcome, PowerInfo};
@@ -485,7 +485,7 @@ fn draw_carbon(svg: &mut String, series: &[CarbonSeries], cells: &[&CellStats]) 
 mod tests {
     use super::*;
     use crate::plots::tests::{check_svg, priced_stats, stats_for};
-    use crate::testutil::{NASTY, manifest, request};
+    use crate::testutil::{manifest, request, NASTY};
 
     #[test]
     fn energy_groups_by_backend_and_names_the_basis() {

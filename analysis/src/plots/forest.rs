@@ -7,8 +7,8 @@
 use plotters::prelude::*;
 
 use super::{
-    BLUE, CategoryAxis, DrawResult, FONT, KeyEntry, KeyStyle, VERMILLION, extent, finite,
-    finite_ci, fmt_tick, plot_err, sanitize_label,
+    extent, finite, finite_ci, fmt_tick, plot_err, sanitize_label, CategoryAxis, DrawResult,
+    KeyEntry, KeyStyle, BLUE, FONT, VERMILLION,
 };
 use crate::{AnalysisError, Metric, RunStats};
 
@@ -204,7 +204,7 @@ fn draw(svg: &mut String, rows: &[ForestRow], key: &[KeyEntry], metric: Metric) 
 mod tests {
     use super::*;
     use crate::plots::tests::{check_svg, stats_for};
-    use crate::testutil::{NASTY, manifest, request};
+    use crate::testutil::{manifest, request, NASTY};
 
     /// Cells 0 and 1 on backends `a` and `b` (same batch: one backend comparison), cell 2 on
     /// backend `c` with batch 2 as well: a three-way set with three pairs.
