@@ -61,6 +61,7 @@ fn bench(c: &mut Criterion) {
                 &run_dir,
                 &models,
                 &CellClockStart::Virtual(0),
+                &mut runner::KeptBackends::default(),
                 &mut |_, _| true,
             )
             .expect("cell runs");

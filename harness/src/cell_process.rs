@@ -1,13 +1,17 @@
-//! One cell, one process: how `run` starts a `run-cell` child per cell, follows it and tells
-//! how it ended.
+//! Cells in child processes: how `run` starts `run-cell` children, follows them and tells how
+//! each cell ended.
 //!
 //! A native runtime that aborts, segfaults, hangs or is killed for memory takes its process with
-//! it; with one process per cell that costs the cell only. The child speaks on its standard
-//! output in lines `tcobench-cell {json}` ([`CellEvent`]): one per request (for the progress bar
-//! and the budget), one when it stopped or finished. Any other line it prints is passed on to
-//! our standard error. Our end of its standard input is its leash: the line `stop` asks it to
-//! stop after the request in flight, and end-of-file (we died, even by `kill -9`) makes it exit
-//! at once without committing anything.
+//! it; so cells run in `run-cell --serve` children, and a dying child costs the cell in flight
+//! only. Consecutive cells of the same backend, model, device and dtype share a child, which
+//! keeps the model loaded (as a run in one process would); any other cell starts a new one, and
+//! `run --process-per-cell` gives every cell a fresh process. The parent sends `run INDEX [NS]`
+//! lines; the child speaks on its standard output in lines `tcobench-cell {json}`
+//! ([`CellEvent`]): one per request (for the progress bar and the budget), one when the cell
+//! stopped or finished. Any other line it prints is passed on to our standard error. Our end of
+//! its standard input is its leash: the line `stop` asks it to stop after the request in flight,
+//! and end-of-file (we died, even by `kill -9`) makes it exit at once without committing the cell
+//! in flight; an idle child just exits.
 //!
 //! Ctrl-C: the first asks the cell in flight to stop after its current request (its partial
 //! status goes to the manifest; nothing is committed, so `run --resume` runs it again) and no
@@ -93,6 +97,10 @@ pub struct ProcessOptions {
     /// Handle Ctrl-C (SIGINT) as described in the module documentation; off for library callers
     /// that keep the default.
     pub handle_ctrl_c: bool,
+    /// One process per cell, never shared: each cell loads its model in a fresh process. By
+    /// default consecutive cells of the same backend, model, device and dtype share one child,
+    /// which keeps the model loaded; a crash still costs only the cell in flight.
+    pub process_per_cell: bool,
 }
 
 /// The default per-cell time limit: generous, it catches hangs, not slow cells.
@@ -154,21 +162,21 @@ impl CtrlC {
     }
 }
 
-/// Where and how to start one child.
+/// Where and how to start a child: `run-cell --serve`, which runs the cells it is sent one
+/// after the other, keeping the model loaded between them.
 #[derive(Debug, Clone)]
-pub(crate) struct Spawn<'a> {
+pub(crate) struct WorkerSpawn<'a> {
     pub(crate) options: &'a ProcessOptions,
     pub(crate) plan: &'a Path,
     pub(crate) run_dir: &'a Path,
     pub(crate) models_dir: &'a Path,
-    pub(crate) index: usize,
-    /// The virtual clock's reading to start from (runs on the mock backend's virtual clock).
-    pub(crate) virtual_start_ns: Option<u64>,
 }
 
-/// How a child ended.
+/// How a cell's part of a child ended.
 #[derive(Debug)]
 pub(crate) enum ChildEnd {
+    /// The child reported the cell's end (finished or stopped) and still runs.
+    Served,
     /// It exited by itself (or was killed by someone else).
     Exited(ExitStatus),
     /// It ran past the cell timeout and we killed it.
@@ -204,6 +212,7 @@ impl ChildReport {
             ),
             ChildEnd::KilledOnRequest => "run-cell was killed by a second Ctrl-C".to_string(),
             ChildEnd::Exited(status) => exit_cause(*status),
+            ChildEnd::Served => "run-cell reported the cell's end".to_string(),
         };
         if !self.stderr_tail.is_empty() {
             cause.push_str(&format!(
@@ -279,124 +288,204 @@ fn stdout_msg(line: String) -> Msg {
     }
 }
 
-/// Starts the child for one cell and follows it to its end: `on_event` sees its events,
-/// `on_output` each line it printed that is not an event (to show the user).
-pub(crate) fn run_child(
-    spawn: &Spawn<'_>,
-    ctrl_c: &CtrlC,
-    on_event: &mut dyn FnMut(&CellEvent),
-    on_output: &mut dyn FnMut(&str),
-) -> Result<ChildReport> {
-    let mut cmd = Command::new(&spawn.options.exe);
-    cmd.arg("run-cell")
-        .arg("--plan")
-        .arg(spawn.plan)
-        .arg("--index")
-        .arg(spawn.index.to_string())
-        .arg("--run-dir")
-        .arg(spawn.run_dir)
-        .arg("--models-dir")
-        .arg(spawn.models_dir)
-        .arg("--supervised");
-    if let Some(ns) = spawn.virtual_start_ns {
-        cmd.arg("--virtual-start-ns").arg(ns.to_string());
+/// A `run-cell --serve` child: it runs the cells it is sent, one at a time.
+pub(crate) struct Worker {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    rx: mpsc::Receiver<Msg>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    open_streams: usize,
+    /// What the child keeps loaded: cells with another key go to another child.
+    pub(crate) key: String,
+}
+
+impl Worker {
+    /// Starts a child.
+    pub(crate) fn spawn(spawn: &WorkerSpawn<'_>, key: String) -> Result<Worker> {
+        let mut child = Command::new(&spawn.options.exe)
+            .arg("run-cell")
+            .arg("--plan")
+            .arg(spawn.plan)
+            .arg("--run-dir")
+            .arg(spawn.run_dir)
+            .arg("--models-dir")
+            .arg(spawn.models_dir)
+            .arg("--supervised")
+            .arg("--serve")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {} run-cell", spawn.options.exe.display()))?;
+        let stdin = child.stdin.take();
+        let (tx, rx) = mpsc::channel();
+        let readers = vec![
+            forward_lines(
+                child.stdout.take().expect("piped stdout"),
+                tx.clone(),
+                stdout_msg,
+            ),
+            forward_lines(child.stderr.take().expect("piped stderr"), tx, Msg::Stderr),
+        ];
+        Ok(Worker {
+            child,
+            stdin,
+            rx,
+            open_streams: readers.len(),
+            readers,
+            key,
+        })
     }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {} run-cell", spawn.options.exe.display()))?;
-    let mut stdin: Option<ChildStdin> = child.stdin.take();
-    let (tx, rx) = mpsc::channel();
-    let readers = [
-        forward_lines(
-            child.stdout.take().expect("piped stdout"),
-            tx.clone(),
-            stdout_msg,
-        ),
-        forward_lines(child.stderr.take().expect("piped stderr"), tx, Msg::Stderr),
-    ];
-    let started = Instant::now();
-    let mut report = ChildReport {
-        end: ChildEnd::KilledOnRequest,
-        stderr_tail: Vec::new(),
-        last_event: None,
-        done: 0,
-    };
-    let mut asked_to_stop = false;
-    let mut open_streams = readers.len();
-    let mut handle = |msg: Msg, report: &mut ChildReport, open: &mut usize| match msg {
-        Msg::Event(e) => {
-            if let CellEvent::Request { done, .. } | CellEvent::Stopped { done, .. } = e {
-                report.done = done;
-            }
-            on_event(&e);
-            report.last_event = Some(e);
-        }
-        Msg::Stdout(line) => on_output(&line),
-        Msg::Stderr(line) => {
-            on_output(&line);
-            report.stderr_tail.push(line);
-            if report.stderr_tail.len() > STDERR_TAIL_LINES {
-                report.stderr_tail.remove(0);
-            }
-        }
-        Msg::Closed => *open -= 1,
-    };
-    let end = loop {
-        // Once its output is closed the child is exiting: look for its end often.
-        let wait = if open_streams > 0 {
-            Duration::from_millis(50)
-        } else {
-            Duration::from_millis(1)
+
+    /// Sends the child cell `index` (with the run's virtual clock reading, on runs that use one)
+    /// and follows it until the cell's last event or the child's end: `on_event` sees its
+    /// events, `on_output` each line it printed that is not an event (to show the user). Unless
+    /// the report says [`ChildEnd::Served`], the child is gone.
+    pub(crate) fn run_cell(
+        &mut self,
+        index: usize,
+        virtual_start_ns: Option<u64>,
+        options: &ProcessOptions,
+        ctrl_c: &CtrlC,
+        on_event: &mut dyn FnMut(&CellEvent),
+        on_output: &mut dyn FnMut(&str),
+    ) -> Result<ChildReport> {
+        let command = match virtual_start_ns {
+            Some(ns) => format!("run {index} {ns}\n"),
+            None => format!("run {index}\n"),
         };
-        match rx.recv_timeout(wait) {
-            Ok(msg) => handle(msg, &mut report, &mut open_streams),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                open_streams = 0;
-                std::thread::sleep(wait);
+        if let Some(s) = self.stdin.as_mut() {
+            // A child that already died has closed its end: its exit status tells why below.
+            let _ = s.write_all(command.as_bytes()).and_then(|()| s.flush());
+        }
+        let started = Instant::now();
+        let mut report = ChildReport {
+            end: ChildEnd::KilledOnRequest,
+            stderr_tail: Vec::new(),
+            last_event: None,
+            done: 0,
+        };
+        let mut asked_to_stop = false;
+        let end = loop {
+            // Once its output is closed the child is exiting: look for its end often.
+            let wait = if self.open_streams > 0 {
+                Duration::from_millis(50)
+            } else {
+                Duration::from_millis(1)
+            };
+            match self.rx.recv_timeout(wait) {
+                Ok(msg) => {
+                    let ended = self.handle(msg, &mut report, on_event, on_output);
+                    if ended {
+                        break ChildEnd::Served;
+                    }
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    self.open_streams = 0;
+                    std::thread::sleep(wait);
+                }
+            }
+            let presses = ctrl_c.presses();
+            if presses >= 2 {
+                kill(&mut self.child);
+                break ChildEnd::KilledOnRequest;
+            }
+            if presses == 1 && !asked_to_stop {
+                asked_to_stop = true;
+                if let Some(s) = self.stdin.as_mut() {
+                    let _ = s.write_all(b"stop\n").and_then(|()| s.flush());
+                }
+            }
+            if started.elapsed() > options.cell_timeout {
+                kill(&mut self.child);
+                break ChildEnd::TimedOut(options.cell_timeout);
+            }
+            if let Some(status) = self.child.try_wait().context("waiting for run-cell")? {
+                break ChildEnd::Exited(status);
+            }
+        };
+        if !matches!(end, ChildEnd::Served) {
+            // The child is gone; collect what it wrote last (a grandchild holding the pipes
+            // open must not keep us waiting long).
+            let drain_until = Instant::now() + Duration::from_secs(2);
+            while self.open_streams > 0 {
+                let left = drain_until.saturating_duration_since(Instant::now());
+                match self.rx.recv_timeout(left) {
+                    Ok(msg) => {
+                        self.handle(msg, &mut report, on_event, on_output);
+                    }
+                    Err(_) => break,
+                }
             }
         }
-        let presses = ctrl_c.presses();
-        if presses >= 2 {
-            kill(&mut child);
-            break ChildEnd::KilledOnRequest;
-        }
-        if presses == 1 && !asked_to_stop {
-            asked_to_stop = true;
-            if let Some(s) = stdin.as_mut() {
-                // A child that already exited has closed its end; that is fine.
-                let _ = s.write_all(b"stop\n").and_then(|()| s.flush());
+        report.end = end;
+        Ok(report)
+    }
+
+    /// Takes one message; true when it ends the cell (its `finished` or `stopped` event).
+    fn handle(
+        &mut self,
+        msg: Msg,
+        report: &mut ChildReport,
+        on_event: &mut dyn FnMut(&CellEvent),
+        on_output: &mut dyn FnMut(&str),
+    ) -> bool {
+        match msg {
+            Msg::Event(e) => {
+                if let CellEvent::Request { done, .. } | CellEvent::Stopped { done, .. } = e {
+                    report.done = done;
+                }
+                on_event(&e);
+                let ended = matches!(e, CellEvent::Finished { .. } | CellEvent::Stopped { .. });
+                report.last_event = Some(e);
+                ended
+            }
+            Msg::Stdout(line) => {
+                on_output(&line);
+                false
+            }
+            Msg::Stderr(line) => {
+                on_output(&line);
+                report.stderr_tail.push(line);
+                if report.stderr_tail.len() > STDERR_TAIL_LINES {
+                    report.stderr_tail.remove(0);
+                }
+                false
+            }
+            Msg::Closed => {
+                self.open_streams = self.open_streams.saturating_sub(1);
+                false
             }
         }
-        if started.elapsed() > spawn.options.cell_timeout {
-            kill(&mut child);
-            break ChildEnd::TimedOut(spawn.options.cell_timeout);
+    }
+
+    /// Ends the child: closes its input (an idle child then exits by itself) and waits for it,
+    /// killing it if it takes more than a few seconds. Lines it prints meanwhile go to
+    /// `on_output`.
+    pub(crate) fn close(mut self, on_output: &mut dyn FnMut(&str)) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while self.open_streams > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(Msg::Closed) => self.open_streams -= 1,
+                Ok(Msg::Stdout(line) | Msg::Stderr(line)) => on_output(&line),
+                Ok(Msg::Event(_)) => {}
+                Err(_) => {
+                    kill(&mut self.child);
+                    break;
+                }
+            }
         }
-        if let Some(status) = child.try_wait().context("waiting for run-cell")? {
-            break ChildEnd::Exited(status);
-        }
-    };
-    // The child is gone; collect what it wrote last (a grandchild holding the pipes open must
-    // not keep us waiting long).
-    let drain_until = Instant::now() + Duration::from_secs(2);
-    while open_streams > 0 {
-        let left = drain_until.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(msg) => handle(msg, &mut report, &mut open_streams),
-            Err(_) => break,
+        let _ = self.child.wait();
+        for r in self.readers.drain(..) {
+            if r.is_finished() {
+                let _ = r.join();
+            }
         }
     }
-    drop(stdin);
-    if open_streams == 0 {
-        for r in readers {
-            let _ = r.join();
-        }
-    }
-    report.end = end;
-    Ok(report)
 }
 
 fn kill(child: &mut Child) {

@@ -44,8 +44,8 @@ pub struct RunCellArgs {
     #[arg(long)]
     plan: PathBuf,
     /// The cell to run: its index in the plan (0-based).
-    #[arg(long)]
-    index: usize,
+    #[arg(long, required_unless_present = "serve")]
+    index: Option<usize>,
     /// The run folder to commit the cell into (default: the folder holding the plan).
     #[arg(long)]
     run_dir: Option<PathBuf>,
@@ -59,6 +59,39 @@ pub struct RunCellArgs {
     /// The virtual clock's reading to start from (runs on the mock backend's virtual clock).
     #[arg(long, hide = true)]
     virtual_start_ns: Option<u64>,
+    /// Run the cells the controlling `tcobench run` names on standard input, one after the
+    /// other, keeping the model loaded between them: lines `run INDEX [VIRTUAL_START_NS]`, and
+    /// `stop`; end of file while idle ends the process, while a cell runs it exits at once.
+    #[arg(long, hide = true, requires = "supervised", conflicts_with = "index")]
+    serve: bool,
+}
+
+/// How standard input drives this process.
+enum Stdin {
+    /// Not read.
+    Ignored,
+    /// `stop` lines; end of file means the parent died.
+    Supervised,
+    /// `run INDEX [NS]` lines go to the sender; `stop` lines; end of file ends the process at
+    /// once while `busy`, else closes the sender.
+    Serve {
+        cells: std::sync::mpsc::Sender<(usize, Option<u64>)>,
+        busy: Arc<AtomicBool>,
+    },
+}
+
+/// Parses a `run INDEX [NS]` line.
+fn parse_run(line: &str) -> Option<(usize, Option<u64>)> {
+    let mut words = line.split_whitespace();
+    if words.next()? != "run" {
+        return None;
+    }
+    let index = words.next()?.parse().ok()?;
+    let ns = match words.next() {
+        Some(w) => Some(w.parse().ok()?),
+        None => None,
+    };
+    words.next().is_none().then_some((index, ns))
 }
 
 /// What `TCOBENCH_MOCK_FAULT` asks for.
@@ -104,7 +137,7 @@ fn emit(event: &CellEvent) {
 
 /// Installs the stop flag: SIGINT/SIGTERM set it (a second one exits at once) and, when
 /// supervised, so does a `stop` line on standard input.
-fn stop_flag(supervised: bool) -> Result<Arc<AtomicBool>> {
+fn stop_flag(stdin: Stdin) -> Result<Arc<AtomicBool>> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [SIGINT, SIGTERM] {
@@ -113,88 +146,102 @@ fn stop_flag(supervised: bool) -> Result<Arc<AtomicBool>> {
             .context("installing the signal handlers")?;
         signal_hook::flag::register(sig, stop.clone()).context("installing the signal handlers")?;
     }
-    if supervised {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let stdin = std::io::stdin();
-            for line in stdin.lock().lines() {
-                match line {
-                    Ok(l) if l.trim() == "stop" => stop.store(true, Ordering::SeqCst),
-                    Ok(_) => {}
-                    Err(_) => break,
-                }
-            }
-            // The parent is gone (killed, perhaps): a cell nobody will account for is not
-            // committed; `run --resume` runs it again.
-            std::process::exit(i32::from(EXIT_ORPHANED));
-        });
+    if matches!(stdin, Stdin::Ignored) {
+        return Ok(stop);
     }
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            match line {
+                Ok(l) if l.trim() == "stop" => flag.store(true, Ordering::SeqCst),
+                Ok(l) => {
+                    if let (Stdin::Serve { cells, .. }, Some(cell)) = (&stdin, parse_run(&l)) {
+                        let _ = cells.send(cell);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        if let Stdin::Serve { busy, .. } = &stdin {
+            if !busy.load(Ordering::SeqCst) {
+                // Idle: the parent has no more cells for us; dropping the sender ends the loop.
+                return;
+            }
+        }
+        // The parent is gone (killed, perhaps): a cell nobody will account for is not
+        // committed; `run --resume` runs it again.
+        std::process::exit(i32::from(EXIT_ORPHANED));
+    });
     Ok(stop)
 }
 
-/// Runs one cell of a plan and commits it.
-pub fn run(args: &RunCellArgs) -> Result<ExitCode> {
-    let plan = Plan::read(&args.plan)?;
-    let Some(cell) = plan.cells.get(args.index) else {
+/// What became of one cell.
+enum Outcome {
+    /// It was committed before; nothing was done.
+    AlreadyCommitted,
+    /// It stopped part-way on request; nothing was committed.
+    Stopped,
+    /// It ran and is committed with this status.
+    Committed(schema::CellOutcome),
+}
+
+/// What every cell of this process shares.
+struct Shared<'a> {
+    plan: &'a Plan,
+    plan_path: &'a Path,
+    run_dir: &'a RunDir,
+    models_dir: &'a Path,
+    /// The run's start (RFC 3339), for cells on wall time.
+    run_started: Option<String>,
+    stop: &'a AtomicBool,
+    supervised: bool,
+}
+
+/// Runs one cell of a plan and commits it; `virtual_start_ns`: the parent's virtual clock.
+fn one_cell(
+    cx: &Shared<'_>,
+    index: usize,
+    virtual_start_ns: Option<u64>,
+    kept: &mut runner::KeptBackends,
+) -> Result<Outcome> {
+    let Some(cell) = cx.plan.cells.get(index) else {
         anyhow::bail!(
-            "{} has {} cells; there is no index {}",
-            args.plan.display(),
-            plan.cells.len(),
-            args.index
+            "{} has {} cells; there is no index {index}",
+            cx.plan_path.display(),
+            cx.plan.cells.len(),
         );
     };
-    let run_dir_path = match &args.run_dir {
-        Some(d) => d.clone(),
-        None => args
-            .plan
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .to_path_buf(),
-    };
-    let run_dir = RunDir::for_cells(&run_dir_path)?;
-    // Until this process ends, a clean-up of the folder (`run --resume`) waits for it.
-    let _writer = run_dir.lock_writer()?;
-    if run_dir.is_committed(&cell.cell_id) {
-        let record = run_dir.read_cell_status(&cell.cell_id)?;
+    if cx.run_dir.is_committed(&cell.cell_id) {
+        let record = cx.run_dir.read_cell_status(&cell.cell_id)?;
         eprintln!(
             "cell {} is already committed in {}; nothing to do",
             cell.cell_id,
-            run_dir.path.display()
+            cx.run_dir.path.display()
         );
         emit(&CellEvent::Finished {
             status: record.status,
             clock_ns: 0,
         });
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Outcome::AlreadyCommitted);
     }
-    let stop = stop_flag(args.supervised)?;
     let fault = std::env::var(MOCK_FAULT_ENV)
         .ok()
         .and_then(|v| parse_fault(&v))
-        .filter(|(i, _)| *i == args.index && cell.backend == BackendKind::Mock)
+        .filter(|(i, _)| *i == index && cell.backend == BackendKind::Mock)
         .map(|(_, f)| f);
-
     // The run's clock: the parent's virtual clock, or wall time since the run started.
-    let start = match args.virtual_start_ns {
+    let start = match virtual_start_ns {
         Some(ns) => CellClockStart::Virtual(ns),
-        None => CellClockStart::Wall(
-            schema::read_manifest(&run_dir.path.join(files::MANIFEST))
-                .ok()
-                .map(|m| m.started_at),
-        ),
+        None => CellClockStart::Wall(cx.run_started.clone()),
     };
-    let models_dir = args
-        .models_dir
-        .clone()
-        .unwrap_or_else(runner::default_models_dir);
     let total = cell.total_requests();
     let single = runner::run_single_cell(
-        &plan,
-        args.index,
-        &run_dir,
-        &models_dir,
+        cx.plan,
+        index,
+        cx.run_dir,
+        cx.models_dir,
         &start,
+        kept,
         &mut |done, clock_ns| {
             if let Some(f) = fault {
                 inject(f, done);
@@ -204,7 +251,7 @@ pub fn run(args: &RunCellArgs) -> Result<ExitCode> {
                 total,
                 clock_ns,
             });
-            !stop.load(Ordering::SeqCst)
+            !cx.stop.load(Ordering::SeqCst)
         },
     )?;
     if let Some(done) = single.stopped_after {
@@ -217,9 +264,9 @@ pub fn run(args: &RunCellArgs) -> Result<ExitCode> {
             "cell {}: stopped after {done} of {total} requests; not committed",
             cell.cell_id
         );
-        return Ok(ExitCode::from(EXIT_INTERRUPTED as u8));
+        return Ok(Outcome::Stopped);
     }
-    run_dir
+    cx.run_dir
         .commit_cell(&single.result)
         .with_context(|| format!("committing cell {}", cell.cell_id))?;
     let status = single.result.record.status;
@@ -227,17 +274,102 @@ pub fn run(args: &RunCellArgs) -> Result<ExitCode> {
         status,
         clock_ns: single.clock_end_ns,
     });
-    if !args.supervised {
+    if !cx.supervised {
         if let Some(e) = &single.result.record.error {
             eprintln!("cell {} failed: {e}", cell.cell_id);
         }
     }
-    // The run this cell belongs to is incomplete when the cell failed.
-    exit_now(if status == schema::CellOutcome::Ok {
-        0
+    Ok(Outcome::Committed(status))
+}
+
+/// Runs one cell of a plan and commits it — or, with `--serve`, the cells named on standard
+/// input.
+pub fn run(args: &RunCellArgs) -> Result<ExitCode> {
+    let plan = Plan::read(&args.plan)?;
+    let run_dir_path = match &args.run_dir {
+        Some(d) => d.clone(),
+        None => args
+            .plan
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf(),
+    };
+    if let Some(index) = args.index {
+        if index >= plan.cells.len() {
+            anyhow::bail!(
+                "{} has {} cells; there is no index {index}",
+                args.plan.display(),
+                plan.cells.len(),
+            );
+        }
+    }
+    let run_dir = RunDir::for_cells(&run_dir_path)?;
+    // Until this process ends, a clean-up of the folder (`run --resume`) waits for it.
+    let _writer = run_dir.lock_writer()?;
+    let models_dir = args
+        .models_dir
+        .clone()
+        .unwrap_or_else(runner::default_models_dir);
+    let run_started = schema::read_manifest(&run_dir.path.join(files::MANIFEST))
+        .ok()
+        .map(|m| m.started_at);
+    let mut kept = runner::KeptBackends::default();
+
+    if args.serve {
+        let (tx, cells) = std::sync::mpsc::channel();
+        let busy = Arc::new(AtomicBool::new(false));
+        let stop = stop_flag(Stdin::Serve {
+            cells: tx,
+            busy: busy.clone(),
+        })?;
+        let cx = Shared {
+            plan: &plan,
+            plan_path: &args.plan,
+            run_dir: &run_dir,
+            models_dir: &models_dir,
+            run_started,
+            stop: &stop,
+            supervised: true,
+        };
+        // Each cell is answered by its events; a failure to run one ends the process (the
+        // parent records it against that cell and starts another process for the next).
+        while let Ok((index, ns)) = cells.recv() {
+            busy.store(true, Ordering::SeqCst);
+            stop.store(false, Ordering::SeqCst);
+            if let Outcome::Stopped = one_cell(&cx, index, ns, &mut kept)? {
+                return Ok(ExitCode::from(EXIT_INTERRUPTED as u8));
+            }
+            busy.store(false, Ordering::SeqCst);
+        }
+        exit_now(0);
+    }
+
+    let stop = stop_flag(if args.supervised {
+        Stdin::Supervised
     } else {
-        crate::cell_process::EXIT_CELL_FAILED
-    })
+        Stdin::Ignored
+    })?;
+    let cx = Shared {
+        plan: &plan,
+        plan_path: &args.plan,
+        run_dir: &run_dir,
+        models_dir: &models_dir,
+        run_started,
+        stop: &stop,
+        supervised: args.supervised,
+    };
+    let index = args.index.expect("clap requires --index without --serve");
+    match one_cell(&cx, index, args.virtual_start_ns, &mut kept)? {
+        Outcome::AlreadyCommitted => Ok(ExitCode::SUCCESS),
+        Outcome::Stopped => Ok(ExitCode::from(EXIT_INTERRUPTED as u8)),
+        // The run this cell belongs to is incomplete when the cell failed.
+        Outcome::Committed(status) => exit_now(if status == schema::CellOutcome::Ok {
+            0
+        } else {
+            crate::cell_process::EXIT_CELL_FAILED
+        }),
+    }
 }
 
 /// Ends the process now that the cell is committed (its files written and synced) and its last
@@ -257,6 +389,15 @@ fn exit_now(code: u8) -> ! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_lines_parse() {
+        assert_eq!(parse_run("run 3"), Some((3, None)));
+        assert_eq!(parse_run("run 3 1200"), Some((3, Some(1200))));
+        assert_eq!(parse_run("run x"), None);
+        assert_eq!(parse_run("run 3 4 5"), None);
+        assert_eq!(parse_run("stop"), None);
+    }
 
     #[test]
     fn faults_parse() {

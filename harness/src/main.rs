@@ -65,6 +65,11 @@ enum Command {
         /// the per-process overhead; a crash in a backend then ends the whole run).
         #[arg(long, hide = true, conflicts_with = "resume")]
         in_process: bool,
+        /// A fresh process for every cell, even consecutive cells of the same model (which by
+        /// default share one process that keeps the model loaded; either way a crash costs only
+        /// the cell in flight).
+        #[arg(long, conflicts_with = "in_process")]
+        process_per_cell: bool,
         /// Parent folder of the run folder.
         #[arg(long, default_value = "results")]
         out: PathBuf,
@@ -255,6 +260,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             resume,
             cell_timeout_s,
             in_process,
+            process_per_cell,
             out,
             models_dir,
             log,
@@ -288,6 +294,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                     exe: exe.clone(),
                     cell_timeout: std::time::Duration::from_secs_f64(seconds),
                     handle_ctrl_c: true,
+                    process_per_cell,
                 })
             };
             let outcome = match (&resume, &scenario) {

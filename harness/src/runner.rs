@@ -51,7 +51,7 @@ use tcobench_backends::{
     MockCost, OrtBackend, OrtRuntime, OrtThreads, Request, VirtualClock, ORT_VERSION,
 };
 
-use crate::cell_process::{self, CellEvent, ChildEnd, CtrlC, ProcessOptions, Spawn};
+use crate::cell_process::{self, CellEvent, ChildEnd, CtrlC, ProcessOptions, Worker, WorkerSpawn};
 use crate::estimate::{self, fmt_usd, Calibration};
 use crate::host;
 use crate::plan::{self, sanitize, Cell, Plan, PlanOverrides, PLAN_FILE};
@@ -1139,6 +1139,7 @@ fn drive(session: Session<'_>, opts: &RunOptions, execution: &Execution) -> Resu
             })
         }
         Execution::Processes(options) => Box::new(ChildCells {
+            worker: None,
             options,
             plan_path: run_dir.path.join(PLAN_FILE),
             run_dir: &run_dir,
@@ -1384,8 +1385,12 @@ impl CellRunner for InProcessCells<'_> {
     }
 }
 
-/// One `run-cell` child process per cell.
+/// Cells in `run-cell` child processes: consecutive cells of the same backend, model, device and
+/// dtype share one child (its model stays loaded), every other cell gets a new one; with
+/// [`ProcessOptions::process_per_cell`], every cell does.
 struct ChildCells<'a> {
+    /// The child of the cells in flight, and what it keeps loaded.
+    worker: Option<Worker>,
     options: &'a ProcessOptions,
     plan_path: PathBuf,
     run_dir: &'a RunDir,
@@ -1396,21 +1401,48 @@ struct ChildCells<'a> {
     bar: ProgressBar,
 }
 
+impl ChildCells<'_> {
+    /// Ends the current child, if any, passing on what it prints meanwhile.
+    fn close_worker(&mut self) {
+        if let Some(w) = self.worker.take() {
+            let bar = self.bar.clone();
+            w.close(&mut |line| bar.suspend(|| eprintln!("{line}")));
+        }
+    }
+}
+
 impl CellRunner for ChildCells<'_> {
     fn run(&mut self, cell: &Cell, progress: &mut dyn FnMut(Option<u64>)) -> Result<Ran> {
-        let spawn = Spawn {
-            options: self.options,
-            plan: &self.plan_path,
-            run_dir: &self.run_dir.path,
-            models_dir: self.models_dir,
-            index: cell.index,
-            virtual_start_ns: self.virtual_clock.as_ref().map(VirtualClock::now_ns),
+        let key = if self.options.process_per_cell {
+            cell.cell_id.clone()
+        } else {
+            format!(
+                "{:?}|{}|{}|{}",
+                cell.backend, cell.model, cell.device, cell.dtype
+            )
+        };
+        if self.worker.as_ref().is_some_and(|w| w.key != key) {
+            self.close_worker();
+        }
+        let worker = match &mut self.worker {
+            Some(w) => w,
+            None => self.worker.insert(Worker::spawn(
+                &WorkerSpawn {
+                    options: self.options,
+                    plan: &self.plan_path,
+                    run_dir: &self.run_dir.path,
+                    models_dir: self.models_dir,
+                },
+                key,
+            )?),
         };
         let virtual_time = self.virtual_clock.is_some();
         let started_at = chrono::Utc::now().to_rfc3339();
         let bar = self.bar.clone();
-        let report = cell_process::run_child(
-            &spawn,
+        let report = worker.run_cell(
+            cell.index,
+            self.virtual_clock.as_ref().map(VirtualClock::now_ns),
+            self.options,
             &self.ctrl_c,
             &mut |event| {
                 if let CellEvent::Request { clock_ns, .. } = event {
@@ -1419,12 +1451,23 @@ impl CellRunner for ChildCells<'_> {
             },
             &mut |line| bar.suspend(|| eprintln!("{line}")),
         )?;
+        match report.end {
+            // A child that stopped part-way exits by itself; collect it.
+            ChildEnd::Served if matches!(report.last_event, Some(CellEvent::Stopped { .. })) => {
+                self.close_worker()
+            }
+            ChildEnd::Served if self.options.process_per_cell => self.close_worker(),
+            ChildEnd::Served => {}
+            // Gone (and reaped): the next cell starts another.
+            _ => self.worker = None,
+        }
         let end_ns = report.clock_ns().filter(|_| virtual_time);
         if self.run_dir.is_committed(&cell.cell_id) {
             // The child's own record is the truth, however the process ended afterwards.
             let record = self.run_dir.read_cell_status(&cell.cell_id)?;
             // A committed failed cell exits with EXIT_CELL_FAILED: that is its report, not news.
             let expected = match report.end {
+                ChildEnd::Served => true,
                 ChildEnd::Exited(status) => {
                     status.success()
                         || (record.status != CellOutcome::Ok
@@ -1471,7 +1514,8 @@ impl CellRunner for ChildCells<'_> {
         self.ctrl_c.presses() > 0
     }
 
-    fn finish(self: Box<Self>) -> Vec<PowerSample> {
+    fn finish(mut self: Box<Self>) -> Vec<PowerSample> {
+        self.close_worker();
         Vec::new()
     }
 }
@@ -1483,6 +1527,19 @@ pub enum CellClockStart {
     Virtual(u64),
     /// Wall time on the timeline of a run that started at this RFC 3339 time; `None`: now.
     Wall(Option<String>),
+}
+
+/// The model a `run-cell` process keeps loaded between the cells it runs (`run-cell --serve`):
+/// consecutive cells of the same backend, model, device and dtype load it once.
+#[derive(Default)]
+pub struct KeptBackends(Option<Backends>);
+
+impl std::fmt::Debug for KeptBackends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("KeptBackends")
+            .field(&self.0.as_ref().and_then(|b| b.key.clone()))
+            .finish()
+    }
 }
 
 /// One cell carried out by itself (the `run-cell` primitive), not yet committed.
@@ -1508,6 +1565,7 @@ pub fn run_single_cell(
     run_dir: &RunDir,
     models_dir: &Path,
     start: &CellClockStart,
+    kept: &mut KeptBackends,
     after_request: &mut dyn FnMut(u64, u64) -> bool,
 ) -> Result<SingleCell> {
     let cell = plan.cells.get(index).with_context(|| {
@@ -1557,15 +1615,24 @@ pub fn run_single_cell(
                 Duration::from_millis(u64::from(settings.power.sample_ms)),
             )
         });
-    let mut backends = Backends::new(
-        models_dir,
-        OrtThreads {
-            intra: settings.ort_threads.intra,
-            inter: settings.ort_threads.inter,
-        },
-        virtual_clock,
-    );
-    backends.reference_dir = Some(run_dir.path.join(REFERENCE_LOGITS_DIR));
+    let fresh = |clock: VirtualClock| {
+        let mut b = Backends::new(
+            models_dir,
+            OrtThreads {
+                intra: settings.ort_threads.intra,
+                inter: settings.ort_threads.inter,
+            },
+            clock,
+        );
+        b.reference_dir = Some(run_dir.path.join(REFERENCE_LOGITS_DIR));
+        b
+    };
+    // Mock cells run on this cell's virtual clock, so they get backends of their own; real
+    // backends stay loaded for the next cell of this process.
+    let mut backends = match kept.0.take() {
+        Some(b) if !all_mock => b,
+        _ => fresh(virtual_clock),
+    };
     let mut done = 0;
     let CellRun {
         mut result,
@@ -1586,6 +1653,9 @@ pub fn run_single_cell(
     );
     result.power = timeline.stop(thread);
     finish_energy(&mut result, window.as_ref(), &policy);
+    if !all_mock {
+        kept.0 = Some(backends);
+    }
     Ok(SingleCell {
         result,
         stopped_after,
