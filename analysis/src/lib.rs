@@ -1102,6 +1102,7 @@ mod tests {
             validity: schema::EnergyValidity::Valid,
             invalid_reason: None,
             requests_below_min_window: 0,
+            padding_requests: 0,
             dram_energy_j: None,
             cross_check: None,
             throttling: None,

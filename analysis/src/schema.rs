@@ -111,6 +111,10 @@ pub struct PowerSample {
     pub throttle_reasons: Option<u64>,
 }
 
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 /// Outcome of one cell.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -241,6 +245,10 @@ pub struct EnergyWindow {
     /// `energy_valid` is false).
     #[serde(default)]
     pub requests_below_min_window: u32,
+    /// Untimed requests run after the timed ones only to lengthen the window to
+    /// `min_window_ms` (`power.pad_requests_max`); their tokens are in `generated_tokens`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub padding_requests: u32,
     /// DRAM energy of the window where RAPL exposes a DRAM domain, J (not included in
     /// `energy_j`, whose scope is the package).
     #[serde(default, skip_serializing_if = "Option::is_none")]

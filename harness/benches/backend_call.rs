@@ -51,6 +51,7 @@ fn bench(c: &mut Criterion) {
         target_uncertainty: 0.01,
         min_window_ms: 0.0,
         cross_check_tolerance: 0.1,
+        pad_requests_max: 0,
     };
     let sampler: Mutex<Box<dyn PowerSampler>> = Mutex::new(Box::new(CpuEstimate::new(&settings)));
     let clock = Clock::Wall(Instant::now());

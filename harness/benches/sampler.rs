@@ -100,6 +100,7 @@ fn main() {
         target_uncertainty: 0.01,
         min_window_ms: 0.0,
         cross_check_tolerance: 0.1,
+        pad_requests_max: 0,
     };
     measure(
         "cpu_estimate",

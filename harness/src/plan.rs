@@ -164,6 +164,12 @@ struct ResolvedPower {
     min_window_ms: f64,
     #[serde(default = "default_cross_check_tolerance")]
     cross_check_tolerance: f64,
+    #[serde(default = "default_pad_requests_max")]
+    pad_requests_max: u32,
+}
+
+fn default_pad_requests_max() -> u32 {
+    PowerSettings::DEFAULT_PAD_REQUESTS_MAX
 }
 
 fn default_target_uncertainty() -> f64 {
@@ -332,6 +338,7 @@ impl Plan {
                 target_uncertainty: p.target_uncertainty,
                 min_window_ms: p.min_window_ms,
                 cross_check_tolerance: p.cross_check_tolerance,
+                pad_requests_max: p.pad_requests_max,
             },
             devices: parts.device,
             ort_threads: OrtThreadSettings {

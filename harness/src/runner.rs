@@ -1964,15 +1964,18 @@ struct WindowEdges {
     end: Edge,
     generated_tokens: u64,
     requests_below_min_window: u32,
+    /// Untimed requests run only to lengthen the window.
+    padding_requests: u32,
 }
 
 /// Stores the energy of the cell's window, now that its timeline samples are in `result`.
 ///
-/// Why one window per cell: repeating requests until a window is long enough would change the
-/// cell's request count, seeds and (on the mock backend) its virtual-clock schedule, and make
-/// latency statistics depend on the power source. Instead the timed requests, run back to back,
-/// are measured as one window whose figure is the cell's energy; a request whose own window is
-/// shorter than the minimum keeps its figure but is marked `energy_valid: false`.
+/// Why one window per cell: the timed requests, run back to back, are measured as one window
+/// whose figure is the cell's energy; a request whose own window is shorter than the minimum
+/// keeps its figure but is marked `energy_valid: false`. When even the whole window is short,
+/// [`run_cell`] lengthens it with untimed padding requests (`power.pad_requests_max`) rather
+/// than add timed ones, which would change the cell's request count, seeds and latency
+/// statistics depending on the power source.
 fn finish_energy(result: &mut CellResult, window: Option<&WindowEdges>, policy: &WindowPolicy) {
     if let Some(w) = window {
         result.record.energy = Some(energy_window::summarise(
@@ -1984,6 +1987,9 @@ fn finish_energy(result: &mut CellResult, window: Option<&WindowEdges>, policy: 
             w.generated_tokens,
             w.requests_below_min_window,
         ));
+        if let Some(e) = result.record.energy.as_mut() {
+            e.padding_requests = w.padding_requests;
+        }
     }
 }
 
@@ -2058,6 +2064,7 @@ fn run_cell(
                     end: Edge::default(),
                     generated_tokens: 0,
                     requests_below_min_window: 0,
+                    padding_requests: 0,
                 });
                 w.end = Edge {
                     t_ms: ns_to_ms(m.t1_ns),
@@ -2083,6 +2090,31 @@ fn run_cell(
             if !go_on {
                 stopped_after = Some(requests.len() as u64);
                 break;
+            }
+        }
+        // A window too short for the source's resolution is lengthened with untimed requests
+        // (the timed prompts again, in order): they add energy and tokens to the window, never
+        // rows to the latency statistics.
+        if let (None, Some(w)) = (stopped_after, window.as_mut()) {
+            let min_ms = policy.min_window_ms(w.source.update_period_ms);
+            while w.end.t_ms - w.start.t_ms < min_ms && w.padding_requests < policy.pad_requests_max
+            {
+                let rep = w.padding_requests % cell.repetitions.max(1);
+                let request = Request {
+                    prompts: prompts(seed, cell, rep, false, vocab),
+                    new_tokens: cell.new_tokens as usize,
+                };
+                let m = measure_request(backend.as_mut(), &request, clock, sampler);
+                if let Err(e) = &m.result {
+                    anyhow::bail!("padding request {} (untimed): {e}", w.padding_requests);
+                }
+                w.end = Edge {
+                    t_ms: ns_to_ms(m.t1_ns),
+                    reading: m.end,
+                };
+                w.generated_tokens += u64::from(cell.batch_size) * u64::from(cell.new_tokens);
+                w.padding_requests += 1;
+                record.window_end_ms = Some(ns_to_ms(m.t1_ns));
             }
         }
         Ok(())

@@ -187,6 +187,7 @@ struct RawPower {
     target_uncertainty: Option<f64>,
     min_window_ms: Option<f64>,
     cross_check_tolerance: Option<f64>,
+    pad_requests_max: Option<u32>,
 }
 
 /// One scenario file as written.
@@ -265,6 +266,10 @@ pub struct PowerSettings {
     /// Relative disagreement between the energy counter and integrated instant power beyond
     /// which a cell is flagged (default 0.1).
     pub cross_check_tolerance: f64,
+    /// When a cell's timed requests end before its energy window reaches the minimum length,
+    /// up to this many more requests run — untimed, only to lengthen the window (default 100;
+    /// 0: never, the short window is marked invalid).
+    pub pad_requests_max: u32,
 }
 
 impl PowerSettings {
@@ -275,6 +280,8 @@ impl PowerSettings {
     pub const DEFAULT_MIN_WINDOW_MS: f64 = 0.0;
     /// Default of `cross_check_tolerance`.
     pub const DEFAULT_CROSS_CHECK_TOLERANCE: f64 = 0.1;
+    /// Default of `pad_requests_max`.
+    pub const DEFAULT_PAD_REQUESTS_MAX: u32 = 100;
 }
 
 /// One exclusion rule: a cell matching every listed dimension value is dropped.
@@ -689,6 +696,11 @@ fn merge_chain(files: &[SourceFile]) -> Merged {
                 power.cross_check_tolerance,
                 p.cross_check_tolerance,
                 "power.cross_check_tolerance"
+            );
+            take!(
+                power.pad_requests_max,
+                p.pad_requests_max,
+                "power.pad_requests_max"
             );
         }
         take!(raw.budget_usd, r.budget_usd, "budget_usd");
@@ -1187,6 +1199,15 @@ fn validate(
             1.0,
             PowerSettings::DEFAULT_CROSS_CHECK_TOLERANCE,
         )?,
+        pad_requests_max: match p.pad_requests_max {
+            Some(n) if n > 100_000 => {
+                return Err(at("power.pad_requests_max").error(
+                    "power.pad_requests_max",
+                    format!("{n} is not plausible (at most 100000)"),
+                ))
+            }
+            n => n.unwrap_or(PowerSettings::DEFAULT_PAD_REQUESTS_MAX),
+        },
     };
 
     let matrix = Matrix {

@@ -416,6 +416,7 @@ mod tests {
             target_uncertainty: 0.01,
             min_window_ms: 0.0,
             cross_check_tolerance: 0.1,
+            pad_requests_max: 0,
         };
         let mut p = CpuEstimate::new(&settings);
         std::thread::sleep(std::time::Duration::from_millis(20));

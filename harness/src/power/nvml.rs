@@ -502,6 +502,7 @@ mod tests {
         min_window_ms: 0.0,
         cross_check_tolerance: 0.1,
         sample_ms: 100.0,
+        pad_requests_max: 0,
     };
 
     /// Reads `s` every `step_s` from `from_s` to `to_s` on the fake clock (edges included), as

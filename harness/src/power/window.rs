@@ -26,6 +26,8 @@ pub struct WindowPolicy {
     pub cross_check_tolerance: f64,
     /// Timeline period, ms.
     pub sample_ms: f64,
+    /// At most this many untimed requests lengthen a window that ends short of the minimum.
+    pub pad_requests_max: u32,
 }
 
 impl From<&PowerSettings> for WindowPolicy {
@@ -35,6 +37,7 @@ impl From<&PowerSettings> for WindowPolicy {
             min_window_ms: p.min_window_ms,
             cross_check_tolerance: p.cross_check_tolerance,
             sample_ms: f64::from(p.sample_ms),
+            pad_requests_max: p.pad_requests_max,
         }
     }
 }
@@ -176,6 +179,7 @@ pub fn summarise(
         validity,
         invalid_reason: (!invalid.is_empty()).then(|| invalid.join("; ")),
         requests_below_min_window,
+        padding_requests: 0,
         dram_energy_j: a
             .dram_energy_j_cum
             .zip(b.dram_energy_j_cum)
