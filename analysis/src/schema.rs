@@ -491,6 +491,20 @@ pub enum SchemaError {
         /// What is wrong.
         message: String,
     },
+    /// A file's bytes do not match the SHA-256 written beside it (`FILE.sha256`) when it was
+    /// committed: it was changed or damaged since.
+    #[error(
+        "{path}: corrupt file: its SHA-256 is {found}, not the {expected} recorded in {path}.sha256 \
+         when it was written (run `tcobench collect` on the run folder to merge its cells again)"
+    )]
+    Checksum {
+        /// File concerned.
+        path: String,
+        /// The recorded digest (hex).
+        expected: String,
+        /// The file's digest now (hex).
+        found: String,
+    },
     /// A column is missing or has the wrong type.
     #[error("{path}: column `{column}`: {message}")]
     Column {
@@ -563,33 +577,79 @@ pub fn power_frame(rows: &[PowerSample]) -> PolarsResult<DataFrame> {
 }
 
 /// Writes a frame as Parquet to `path` (not atomically: callers own atomicity).
+///
+/// Beside it goes `FILE.sha256`, the hex SHA-256 of its bytes, which [`read_parquet`] checks
+/// before handing the file to the Parquet reader: a damaged file is reported as such instead of
+/// being decoded (polars' reader trusts sizes read from the file, and a damaged size can abort
+/// the process).
 pub fn write_parquet(df: &mut DataFrame, path: &std::path::Path) -> Result<(), SchemaError> {
-    let file = std::fs::File::create(path).map_err(|source| SchemaError::Io {
+    use sha2::{Digest, Sha256};
+    let io = |source| SchemaError::Io {
         path: path.display().to_string(),
         source,
-    })?;
-    ParquetWriter::new(&file)
+    };
+    let mut bytes = Vec::new();
+    ParquetWriter::new(&mut bytes)
         .finish(df)
         .map_err(|source| SchemaError::Polars {
             path: path.display().to_string(),
             source,
         })?;
-    file.sync_all().map_err(|source| SchemaError::Io {
-        path: path.display().to_string(),
-        source,
-    })
+    let digest = format!("{:x}\n", Sha256::digest(&bytes));
+    for (p, content) in [
+        (path.to_path_buf(), bytes.as_slice()),
+        (checksum_path(path), digest.as_bytes()),
+    ] {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&p).map_err(io)?;
+        file.write_all(content).map_err(io)?;
+        file.sync_all().map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Where the SHA-256 of a Parquet file written by [`write_parquet`] is kept: `FILE.sha256`.
+pub fn checksum_path(path: &std::path::Path) -> std::path::PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".sha256");
+    std::path::PathBuf::from(name)
 }
 
 /// Reads a Parquet file into a frame.
+///
+/// When `FILE.sha256` exists (every file tcobench writes has one), the bytes must match it.
 pub fn read_parquet(path: &std::path::Path) -> Result<DataFrame, SchemaError> {
-    let file = std::fs::File::open(path).map_err(|source| SchemaError::Io {
+    use sha2::{Digest, Sha256};
+    let io = |source| SchemaError::Io {
         path: path.display().to_string(),
         source,
-    })?;
-    catch_polars_panic(|| ParquetReader::new(file).finish()).map_err(|source| SchemaError::Polars {
-        path: path.display().to_string(),
-        source,
-    })
+    };
+    let bytes = std::fs::read(path).map_err(io)?;
+    match std::fs::read_to_string(checksum_path(path)) {
+        Ok(recorded) => {
+            let expected = recorded
+                .split_whitespace()
+                .next()
+                .unwrap_or("")
+                .to_lowercase();
+            let found = format!("{:x}", Sha256::digest(&bytes));
+            if expected != found {
+                return Err(SchemaError::Checksum {
+                    path: path.display().to_string(),
+                    expected,
+                    found,
+                });
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    catch_polars_panic(|| ParquetReader::new(std::io::Cursor::new(bytes)).finish()).map_err(
+        |source| SchemaError::Polars {
+            path: path.display().to_string(),
+            source,
+        },
+    )
 }
 
 /// Runs a polars read, turning a panic inside polars into an error.

@@ -72,11 +72,14 @@ fn sync_dir(dir: &Path) {
 }
 
 /// The process id in the name of a temporary file or folder of ours (`None`: not one of them): `.tmp-<cell>-<pid>` (a cell
-/// commit), `.<name>.tmp-<pid>-<n>` (an atomic write) or `.<name>.<pid>.tmp` (a merged frame).
+/// commit), `.<name>.tmp-<pid>-<n>` (an atomic write) or `.<name>.<pid>.tmp[.sha256]` (a merged
+/// frame and its checksum).
 fn temp_writer_pid(name: &str) -> Option<u32> {
     if !name.starts_with('.') {
         return None;
     }
+    // A merged frame's checksum is written beside it under the same temporary name.
+    let name = name.strip_suffix(".sha256").unwrap_or(name);
     if let Some(rest) = name.strip_prefix(".tmp-") {
         return rest.rsplit_once('-')?.1.parse().ok();
     }
@@ -385,7 +388,12 @@ impl RunDir {
             .join(format!(".{name}.{}.tmp", std::process::id()));
         schema::write_parquet(df, &tmp)?;
         let dest = self.path.join(name);
+        // The file, then its checksum: a crash between the two leaves a mismatch that readers
+        // report as damage, and the next merge (`collect`, `run --resume`) writes both again.
         fs::rename(&tmp, &dest).with_context(|| format!("renaming into {}", dest.display()))?;
+        let (tmp_sum, dest_sum) = (schema::checksum_path(&tmp), schema::checksum_path(&dest));
+        fs::rename(&tmp_sum, &dest_sum)
+            .with_context(|| format!("renaming into {}", dest_sum.display()))?;
         sync_dir(&self.path);
         Ok(())
     }
@@ -411,6 +419,8 @@ mod tests {
         );
         assert_eq!(temp_writer_pid(".manifest.json.tmp-77-3"), Some(77));
         assert_eq!(temp_writer_pid(".requests.parquet.99.tmp"), Some(99));
+        assert_eq!(temp_writer_pid(".requests.parquet.99.tmp.sha256"), Some(99));
+        assert_eq!(temp_writer_pid("requests.parquet.sha256"), None);
         assert_eq!(temp_writer_pid("mock-tiny-b1-0c391c29"), None);
         assert_eq!(temp_writer_pid(".hidden"), None);
     }

@@ -657,20 +657,26 @@ fn good_run() -> &'static Path {
 }
 
 /// Copies the good run to `dir/name`, recursively.
+/// A copy of the good run without the Parquet files' checksums (`*.sha256`), so a damaged file
+/// reaches the reader's own checks (as a run written by another tool would).
 fn copy_run(dir: &Path, name: &str) -> PathBuf {
-    fn copy(from: &Path, to: &Path) {
+    copy_run_with(dir, name, false)
+}
+
+fn copy_run_with(dir: &Path, name: &str, checksums: bool) -> PathBuf {
+    fn copy(from: &Path, to: &Path, checksums: bool) {
         std::fs::create_dir_all(to).unwrap();
         for e in std::fs::read_dir(from).unwrap() {
             let e = e.unwrap();
             if e.file_type().unwrap().is_dir() {
-                copy(&e.path(), &to.join(e.file_name()));
-            } else {
+                copy(&e.path(), &to.join(e.file_name()), checksums);
+            } else if checksums || !e.file_name().to_string_lossy().ends_with(".sha256") {
                 std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
             }
         }
     }
     let to = dir.join(name);
-    copy(good_run(), &to);
+    copy(good_run(), &to, checksums);
     to
 }
 
@@ -1030,8 +1036,32 @@ fn stats_on_a_file_that_is_neither_csv_nor_parquet() {
 
 /// Files on which polars' Parquet reader allocates what the file claims (a list length in the
 /// footer, a value count in a page header) and the process aborts with "memory allocation of N
-/// bytes failed". Found by the `results` fuzz target; kept to be re-checked when polars is
-/// upgraded.
+/// bytes failed". Found by the `results` fuzz target. In a run folder tcobench wrote, each
+/// Parquet file's SHA-256 is checked before the reader sees it, so such damage is bad input.
+#[test]
+fn damaged_parquet_files_fail_their_checksum_before_the_reader_sees_them() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in entries(&corpus("results/aborts")) {
+        let run = copy_run_with(dir.path(), &name, true);
+        std::fs::copy(
+            corpus("results/aborts").join(&name),
+            run.join(files::REQUESTS),
+        )
+        .unwrap();
+        let out = tcobench(
+            &["export", run.to_str().unwrap(), "--format", "csv"],
+            dir.path(),
+        );
+        rejected(
+            &out,
+            BAD_INPUT,
+            &[files::REQUESTS, "corrupt file: its SHA-256 is"],
+        );
+    }
+}
+
+/// The same files without a checksum beside them (a run folder from another tool): kept to be
+/// re-checked when polars is upgraded.
 #[test]
 #[ignore = "polars-parquet 0.55 aborts on sizes read from a corrupt file"]
 fn parquet_files_claiming_huge_sizes_are_bad_input() {
