@@ -349,6 +349,15 @@ fn unknown_keys_are_located_at_every_level() {
         let head = format!("{}:{line}:{column}: key `{key}`", path.display());
         rejected(&out, BAD_INPUT, &[&head, "unknown field `colour`"]);
     }
+    // An item of the `api` list.
+    let text = format!(
+        "{costed}api:\n  - name: x\n    input_usd_per_1m: 1\n    output_usd_per_1m: 2\n    colour: red\n"
+    );
+    let (line, column) = place_of(&text, "colour: red");
+    let path = write(dir.path(), "unknown.yaml", &text);
+    let out = tcobench(&["plan", path.to_str().unwrap()], dir.path());
+    let head = format!("{}:{line}:{column}: key `api[0].colour`", path.display());
+    rejected(&out, BAD_INPUT, &[&head, "unknown field `colour`"]);
     // An exclude rule is a map of dimensions, checked by name.
     let text = costed.replace("  - model: small\n", "  - model: small\n    colour: red\n");
     let (line, column) = place_of(&text, "colour: red");
