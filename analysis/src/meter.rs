@@ -188,6 +188,8 @@ fn split_fields(line: &str, sep: char) -> Vec<(usize, String)> {
 /// sample per line. Blank lines and lines starting with `#` are skipped. Times must increase
 /// strictly, watts must be finite and not negative.
 pub fn parse_meter_csv(text: &str, path: &str) -> Result<MeterLog, MeterError> {
+    // Spreadsheet exports often begin with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut lines = text
         .lines()
         .enumerate()
@@ -346,7 +348,7 @@ impl Trace {
     pub fn watts_at(&self, t: f64) -> Option<f64> {
         let p = &self.points;
         let (first, last) = self.span()?;
-        if t < first || t > last {
+        if !t.is_finite() || t < first || t > last {
             return None;
         }
         let i = p.partition_point(|&(pt, _)| pt <= t);
@@ -365,7 +367,7 @@ impl Trace {
     /// the number of samples strictly inside. `None` when the trace does not cover the window.
     pub fn energy_j(&self, a: f64, b: f64) -> Option<(f64, usize)> {
         let (first, last) = self.span()?;
-        if a < first || b > last || b < a {
+        if !(a.is_finite() && b.is_finite()) || a < first || b > last || b < a {
             return None;
         }
         let mut knots = vec![(a, self.watts_at(a)?)];
@@ -480,8 +482,9 @@ pub struct CellMeter {
     pub window_end_ms: f64,
     /// Our energy over the window, J (`None`: not measured).
     pub ours_j: Option<f64>,
-    /// How `ours_j` was obtained: `timeline` (our cumulative counter at the window's edges) or
-    /// `requests` (the sum of the cell's measured requests).
+    /// How `ours_j` was obtained: `window` (the cell's energy window, read at the same edges),
+    /// `timeline` (our cumulative counter interpolated at the edges) or `requests` (the sum of
+    /// the cell's timed requests: only when the window holds nothing else).
     pub ours_from: Option<String>,
     /// The meter's energy over the window, J (`None`: see `why_not`).
     pub meter_j: Option<f64>,
@@ -573,12 +576,17 @@ pub fn compare_cells(
         let timeline = cumulative_at(&mine, a)
             .zip(cumulative_at(&mine, b))
             .map(|(ea, eb)| eb - ea);
-        let (ours_j, ours_from) = match timeline {
-            Some(e) => (Some(e), Some("timeline".to_string())),
-            None => match request_energy.get(&cell.cell_id) {
+        let window = cell.energy.as_ref();
+        let padded = window.is_some_and(|w| w.padding_requests > 0);
+        let (ours_j, ours_from) = match (window.and_then(|w| w.energy_j), timeline) {
+            (Some(e), _) => (Some(e), Some("window".to_string())),
+            (None, Some(e)) => (Some(e), Some("timeline".to_string())),
+            // Padding requests lengthen the window but are not among the timed requests.
+            (None, None) if !padded => match request_energy.get(&cell.cell_id) {
                 Some(e) => (Some(*e), Some("requests".to_string())),
                 None => (None, None),
             },
+            (None, None) => (None, None),
         };
         let mut why = Vec::new();
         let measured = meter.energy_j(a, b);
@@ -699,7 +707,8 @@ pub struct Fit {
     pub offset_se: Option<f64>,
     /// Whether the offset was fitted.
     pub offset_fitted: bool,
-    /// R² on the energies (uncentred when the offset is fixed).
+    /// R² on the energies (centred: 1 − SSE / Σ(y − ȳ)²; a fit without intercept can make it
+    /// negative).
     pub r_squared: Option<f64>,
     /// Largest |residual| / meter energy.
     pub max_rel_residual: f64,
@@ -888,6 +897,12 @@ mod tests {
             parse_meter_csv("timestamp,watts\n1700000000000,5\n1700000000100,6\n", "m").unwrap();
         assert_eq!(ms.samples[0].unix_ms, 1_700_000_000_000.0);
         assert_eq!(ms.time_format, "Unix milliseconds");
+        let bom = parse_meter_csv("\u{feff}timestamp,watts\n1,5\n2,6\n", "m").unwrap();
+        assert_eq!(
+            bom.samples.len(),
+            2,
+            "a byte-order mark is not part of the header"
+        );
 
         let err = parse_meter_csv("timestamp,watts\n1,5\n2,-3\n", "m.csv")
             .unwrap_err()
@@ -941,6 +956,8 @@ mod tests {
                 .is_none(),
             "not covered"
         );
+        let short = Trace::from_points(vec![(0.0, 1.0), (5.0, 1.0)]);
+        assert!(short.energy_j(f64::NAN, 2.0).is_none() && short.watts_at(f64::NAN).is_none());
     }
 
     #[test]

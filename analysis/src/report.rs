@@ -325,6 +325,9 @@ pub fn environment(templates: Option<&Path>) -> Result<Environment<'static>, Ana
     env.add_filter("mib", filter_mib);
     env.add_filter("md", filter_md);
     env.add_filter("prose_html", |v: Value| -> Value {
+        if v.is_none() || v.is_undefined() {
+            return Value::from(MISSING);
+        }
         let text = match v.as_str() {
             Some(s) => html_prose(s),
             None => html_prose(&v.to_string()),

@@ -173,6 +173,20 @@ fn import(a: &ImportArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let median_ms = log.median_interval_ms().unwrap_or(f64::NAN);
     let ours = meter::our_trace(&power);
     let mut notes = log.notes.clone();
+    if a.offset_ms
+        .is_some_and(|o| !o.is_finite() || o.abs() > 86_400_000.0)
+    {
+        return bad(format_args!(
+            "--offset-ms must be a finite number of milliseconds within a day, got {}",
+            a.offset_ms.unwrap_or_default()
+        ));
+    }
+    if !(a.max_offset_s.is_finite() && a.max_offset_s > 0.0 && a.max_offset_s <= 3600.0) {
+        return bad(format_args!(
+            "--max-offset-s must be between 0 and 3600 seconds, got {}",
+            a.max_offset_s
+        ));
+    }
     let (offset_ms, offset_method, search) = if a.align {
         let step = (median_ms / 2.0).clamp(10.0, 1000.0);
         match meter::estimate_offset(&ours, &log, origin, a.max_offset_s * 1000.0, step) {
@@ -279,7 +293,7 @@ fn write_import_table(import: &MeterImport, out: &mut dyn Write) -> Result<()> {
         writeln!(
             out,
             "{:<18} {:>9.3} {:>12} {:>12} {:>8}  {}",
-            &c.cell_id[..c.cell_id.len().min(18)],
+            c.cell_id.chars().take(18).collect::<String>(),
             (c.window_end_ms - c.window_start_ms) / 1000.0,
             fmt_opt(c.ours_j, 3),
             fmt_opt(c.meter_j, 3),
@@ -405,12 +419,14 @@ fn apply(a: &ApplyArgs, out: &mut dyn Write) -> Result<ExitCode> {
             a.calibration.display()
         ));
     }
-    if cal.ours_method != manifest.power.method {
+    if cal.ours_method != manifest.power.method || cal.ours_scope != manifest.power.scope {
         return bad(format_args!(
-            "{} calibrates `{}` energy; this run measured with `{}`",
+            "{} calibrates `{}` energy ({}); this run measured with `{}` ({})",
             a.calibration.display(),
             cal.ours_method,
-            manifest.power.method
+            cal.ours_scope,
+            manifest.power.method,
+            manifest.power.scope
         ));
     }
     let path = a.run_dir.join(meter::CALIBRATION_FILE);

@@ -1247,6 +1247,10 @@ pub struct WorkloadTco {
     pub onprem_watts: Option<(f64, String)>,
     /// Per API: name and the comparison.
     pub apis: Vec<(String, f::ApiVsSelfHost)>,
+    /// Requests per day the sized fleet can serve at the measured mean throughput and the
+    /// workload's peak factor; an API break-even above it would need a larger fleet.
+    #[serde(default)]
+    pub fleet_capacity_requests_per_day: Option<f64>,
     /// Every option's monthly cost, cheapest first.
     pub options: Vec<TcoOption>,
     /// Which option is cheapest and whether the intervals make that clear, in words.
@@ -1856,6 +1860,12 @@ fn workload_tco(
             onprem,
             onprem_watts,
             apis,
+            fleet_capacity_requests_per_day: (tokens_per_request > 0.0 && w.peak_factor > 0.0)
+                .then(|| {
+                    n * p.instance_tokens_per_s.value * 86_400.0
+                        / (tokens_per_request * w.peak_factor)
+                })
+                .filter(|c| c.is_finite()),
             options,
             verdict,
             notes,
@@ -2320,6 +2330,10 @@ mod tests {
         close(a.usd_per_request, 2.8e-5);
         close(a.usd_per_month.unwrap(), 735.84);
         close(a.break_even_requests_per_day, 48.0 / 2.8e-5);
+        // The fleet serves 2 × 100 tokens/s × 86400 s / (10 tokens × peak 2) = 864000 req/day,
+        // so the break-even of 1.71 M req/day lies beyond it (the report says so).
+        close(t.fleet_capacity_requests_per_day.unwrap(), 864_000.0);
+        assert!(a.break_even_requests_per_day > t.fleet_capacity_requests_per_day.unwrap());
         // Cheapest first; identical samples give point intervals, so the ranking is clear.
         let order: Vec<&str> = t.options.iter().map(|o| o.option.as_str()).collect();
         assert_eq!(

@@ -193,6 +193,25 @@ fn bad_meter_input_is_located_and_exit_code_2() {
             "nothing written on bad input"
         );
     }
+    // A clock offset that is not a number is refused before anything is computed.
+    let log = write(dir.path(), "ok.csv", "timestamp,watts\n1,5\n2,5\n");
+    for offset in ["NaN", "inf"] {
+        let out = tcobench(
+            &[
+                "meter",
+                "import",
+                r,
+                log.to_str().unwrap(),
+                "--offset-ms",
+                offset,
+            ],
+            dir.path(),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(BAD_INPUT), "{err}");
+        assert!(err.contains("--offset-ms must be a finite number"), "{err}");
+    }
+    assert!(!run.join("meter.json").exists());
     // A calibration of another energy method is refused.
     let cal = write(
         dir.path(),
@@ -205,7 +224,9 @@ fn bad_meter_input_is_located_and_exit_code_2() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(BAD_INPUT), "{err}");
     assert!(
-        err.contains("calibrates `rapl` energy; this run measured with `mock`"),
+        err.contains(
+            "calibrates `rapl` energy (cpu-package); this run measured with `mock` (mock)"
+        ),
         "{err}"
     );
     // Malformed JSON is located.
