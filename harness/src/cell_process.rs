@@ -373,13 +373,13 @@ impl Worker {
             } else {
                 Duration::from_millis(1)
             };
+            // Every message is followed by the checks below, so a chatty child cannot keep its
+            // timeout or a Ctrl-C from being seen.
             match self.rx.recv_timeout(wait) {
                 Ok(msg) => {
-                    let ended = self.handle(msg, &mut report, on_event, on_output);
-                    if ended {
+                    if self.handle(msg, &mut report, on_event, on_output) {
                         break ChildEnd::Served;
                     }
-                    continue;
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
@@ -422,6 +422,11 @@ impl Worker {
         }
         report.end = end;
         Ok(report)
+    }
+
+    /// Whether the child still runs (an idle child can die too, e.g. of the OOM killer).
+    pub(crate) fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Takes one message; true when it ends the cell (its `finished` or `stopped` event).

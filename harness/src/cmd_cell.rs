@@ -76,7 +76,8 @@ enum Stdin {
     /// once while `busy`, else closes the sender.
     Serve {
         cells: std::sync::mpsc::Sender<(usize, Option<u64>)>,
-        busy: Arc<AtomicBool>,
+        /// Cells received and not yet done.
+        pending: Arc<std::sync::atomic::AtomicUsize>,
     },
 }
 
@@ -155,15 +156,19 @@ fn stop_flag(stdin: Stdin) -> Result<Arc<AtomicBool>> {
             match line {
                 Ok(l) if l.trim() == "stop" => flag.store(true, Ordering::SeqCst),
                 Ok(l) => {
-                    if let (Stdin::Serve { cells, .. }, Some(cell)) = (&stdin, parse_run(&l)) {
+                    if let (Stdin::Serve { cells, pending }, Some(cell)) = (&stdin, parse_run(&l)) {
+                        // Counted and the stop flag cleared before the cell is handed on, so
+                        // an end of input or a `stop` right after it is never lost.
+                        pending.fetch_add(1, Ordering::SeqCst);
+                        flag.store(false, Ordering::SeqCst);
                         let _ = cells.send(cell);
                     }
                 }
                 Err(_) => break,
             }
         }
-        if let Stdin::Serve { busy, .. } = &stdin {
-            if !busy.load(Ordering::SeqCst) {
+        if let Stdin::Serve { pending, .. } = &stdin {
+            if pending.load(Ordering::SeqCst) == 0 {
                 // Idle: the parent has no more cells for us; dropping the sender ends the loop.
                 return;
             }
@@ -318,10 +323,10 @@ pub fn run(args: &RunCellArgs) -> Result<ExitCode> {
 
     if args.serve {
         let (tx, cells) = std::sync::mpsc::channel();
-        let busy = Arc::new(AtomicBool::new(false));
+        let pending = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let stop = stop_flag(Stdin::Serve {
             cells: tx,
-            busy: busy.clone(),
+            pending: pending.clone(),
         })?;
         let cx = Shared {
             plan: &plan,
@@ -335,12 +340,10 @@ pub fn run(args: &RunCellArgs) -> Result<ExitCode> {
         // Each cell is answered by its events; a failure to run one ends the process (the
         // parent records it against that cell and starts another process for the next).
         while let Ok((index, ns)) = cells.recv() {
-            busy.store(true, Ordering::SeqCst);
-            stop.store(false, Ordering::SeqCst);
             if let Outcome::Stopped = one_cell(&cx, index, ns, &mut kept)? {
                 return Ok(ExitCode::from(EXIT_INTERRUPTED as u8));
             }
-            busy.store(false, Ordering::SeqCst);
+            pending.fetch_sub(1, Ordering::SeqCst);
         }
         exit_now(0);
     }

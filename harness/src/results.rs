@@ -388,10 +388,15 @@ impl RunDir {
             .join(format!(".{name}.{}.tmp", std::process::id()));
         schema::write_parquet(df, &tmp)?;
         let dest = self.path.join(name);
-        // The file, then its checksum: a crash between the two leaves a mismatch that readers
-        // report as damage, and the next merge (`collect`, `run --resume`) writes both again.
-        fs::rename(&tmp, &dest).with_context(|| format!("renaming into {}", dest.display()))?;
         let (tmp_sum, dest_sum) = (schema::checksum_path(&tmp), schema::checksum_path(&dest));
+        // The old checksum goes first: a crash before the new one is in place leaves a file
+        // without a checksum (read unchecked, like another tool's), never a false mismatch.
+        match fs::remove_file(&dest_sum) {
+            Ok(()) => sync_dir(&self.path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", dest_sum.display())),
+        }
+        fs::rename(&tmp, &dest).with_context(|| format!("renaming into {}", dest.display()))?;
         fs::rename(&tmp_sum, &dest_sum)
             .with_context(|| format!("renaming into {}", dest_sum.display()))?;
         sync_dir(&self.path);

@@ -169,6 +169,53 @@ fn a_cell_that_exits_or_hangs_is_recorded_with_its_cause() {
     );
 }
 
+/// A cell that keeps reporting progress (a request every 30 ms) must still be stopped by its
+/// timeout: the parent checks it after every message, not only when the child is quiet.
+#[test]
+fn a_busy_cell_past_its_timeout_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = write(
+        dir.path(),
+        "busy.yaml",
+        &MOCK
+            .replace("repetitions: 4", "repetitions: 200")
+            .replace("model: [tiny, small]", "model: [tiny]"),
+    );
+    let started = std::time::Instant::now();
+    let out = tcobench_env(
+        &[
+            "run",
+            s.to_str().unwrap(),
+            "--out",
+            "busy",
+            "--no-log",
+            "--cell-timeout-s",
+            "1",
+        ],
+        dir.path(),
+        &[("TCOBENCH_MOCK_FAULT", "0:slow-30")],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    // 201 requests × 30 ms would take 6 s; the timeout ends the cell after about 1 s.
+    assert!(
+        started.elapsed().as_secs_f64() < 5.0,
+        "{:?}",
+        started.elapsed()
+    );
+    let m = manifest(&run_folder(dir.path(), &out));
+    assert_eq!(m.cells[0].status, CellOutcome::Failed);
+    let error = m.cells[0].error.as_deref().unwrap();
+    assert!(
+        error.starts_with("run-cell exceeded the cell timeout of 1 s"),
+        "{error}"
+    );
+    assert_eq!(
+        m.cells[1].status,
+        CellOutcome::Ok,
+        "the next cell gets a new child"
+    );
+}
+
 #[test]
 fn cells_in_processes_measure_what_cells_in_one_process_measure() {
     let dir = tempfile::tempdir().unwrap();
