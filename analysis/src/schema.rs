@@ -619,6 +619,18 @@ pub fn checksum_path(path: &std::path::Path) -> std::path::PathBuf {
 ///
 /// When `FILE.sha256` exists (every file tcobench writes has one), the bytes must match it.
 pub fn read_parquet(path: &std::path::Path) -> Result<DataFrame, SchemaError> {
+    let bytes = read_checked(path)?;
+    catch_polars_panic(|| ParquetReader::new(std::io::Cursor::new(bytes)).finish()).map_err(
+        |source| SchemaError::Polars {
+            path: path.display().to_string(),
+            source,
+        },
+    )
+}
+
+/// The bytes of a Parquet file, checked against `FILE.sha256` when it exists (every file
+/// tcobench writes has one): what every Parquet reader hands to polars.
+pub fn read_checked(path: &std::path::Path) -> Result<Vec<u8>, SchemaError> {
     use sha2::{Digest, Sha256};
     let io = |source| SchemaError::Io {
         path: path.display().to_string(),
@@ -644,12 +656,7 @@ pub fn read_parquet(path: &std::path::Path) -> Result<DataFrame, SchemaError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(e)),
     }
-    catch_polars_panic(|| ParquetReader::new(std::io::Cursor::new(bytes)).finish()).map_err(
-        |source| SchemaError::Polars {
-            path: path.display().to_string(),
-            source,
-        },
-    )
+    Ok(bytes)
 }
 
 /// Runs a polars read, turning a panic inside polars into an error.

@@ -296,11 +296,17 @@ fn read_parquet(path: &Path, by: &str, metric: &str) -> Result<DataFrame, TableE
         format: "Parquet",
         source,
     };
-    let file = std::fs::File::open(path).map_err(|source| TableError::Io {
-        path: path.to_path_buf(),
-        source,
+    let bytes = crate::schema::read_checked(path).map_err(|e| match e {
+        crate::schema::SchemaError::Io { source, .. } => TableError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => TableError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, other.to_string()),
+        },
     })?;
-    let mut reader = ParquetReader::new(file);
+    let mut reader = ParquetReader::new(std::io::Cursor::new(bytes));
     let schema = crate::schema::catch_polars_panic(|| reader.schema()).map_err(parse)?;
     for column in [by, metric] {
         if !schema.contains(column) {
