@@ -413,12 +413,40 @@ fn with_device(
                 .with_device_id(i as i32)
                 .build()
                 .error_on_failure()])
-            .map_err(|e| ort_error(&format!("cannot use CUDA device {i}"), e)),
+            .map_err(|e| {
+                let message = e.to_string();
+                let hint = missing_library_hint(&message).unwrap_or_default();
+                ort_error(
+                    &format!("cannot use CUDA device {i}"),
+                    format!("{message}{hint}"),
+                )
+            }),
         #[cfg(not(feature = "cuda"))]
         Device::Cuda(_) => Err(BackendError::Unsupported(
             "this build has no CUDA support; rebuild with --features cuda".to_owned(),
         )),
     }
+}
+
+/// What to do when ONNX Runtime's CUDA execution provider cannot load a library it links
+/// (`libcublas.so.13`, `libcudnn.so.9`, …): the `onnxruntime-gpu` wheel is built against CUDA 13
+/// and cuDNN 9, which the machine must provide on the library path.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+fn missing_library_hint(message: &str) -> Option<String> {
+    // The dynamic loader's message: `<library>: cannot open shared object file: …`.
+    let (before, _) = message.split_once("cannot open shared object file")?;
+    let library = before
+        .trim_end_matches([':', ' '])
+        .rsplit(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | '/'))
+        .next()
+        .filter(|w| w.starts_with("lib"))
+        .unwrap_or("a CUDA library");
+    Some(format!(
+        "\n  hint: {library} is not on the library path. The onnxruntime-gpu wheel needs CUDA 13 \
+         (cuBLAS, cuRAND, cuFFT, the CUDA runtime) and cuDNN 9 for CUDA 13: install them (a CUDA 13 \
+         image with cuDNN, or `pip install nvidia-cublas nvidia-cuda-runtime nvidia-curand \
+         nvidia-cufft nvidia-cudnn-cu13` and their `lib` folders in LD_LIBRARY_PATH)"
+    ))
 }
 
 /// Checks the session's inputs and outputs against the convention and `config`.
@@ -609,6 +637,23 @@ mod tests {
         assert_eq!(greedy_token(&[-3.0, f32::NAN, 5.0]), Some(2));
         assert_eq!(greedy_token(&[f32::NAN, f32::NAN]), None);
         assert_eq!(greedy_token(&[f32::NEG_INFINITY]), Some(0));
+    }
+
+    #[test]
+    fn a_missing_cuda_library_is_named_with_the_fix() {
+        // The message ONNX Runtime 1.31 gives when its CUDA provider's dependencies are absent.
+        let message = "Failed to load library libonnxruntime_providers_cuda.so with error: \
+                       libcublasLt.so.13: cannot open shared object file: No such file or directory";
+        let hint = missing_library_hint(message).unwrap();
+        assert!(
+            hint.contains("libcublasLt.so.13 is not on the library path"),
+            "{hint}"
+        );
+        assert!(hint.contains("nvidia-cudnn-cu13"), "{hint}");
+        assert_eq!(
+            missing_library_hint("CUDA failure 100: no CUDA-capable device"),
+            None
+        );
     }
 
     #[test]

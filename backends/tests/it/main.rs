@@ -7,6 +7,7 @@
 
 mod agreement;
 mod common;
+mod cuda;
 mod ort_errors;
 mod ort_lib;
 mod writer;

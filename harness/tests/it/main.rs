@@ -3,6 +3,7 @@
 mod cluster_cli;
 mod common;
 mod compare_cli;
+mod cuda;
 mod energy;
 mod estimate_cli;
 mod hostile;
