@@ -64,7 +64,8 @@ pub fn git_revision(near: &Path) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// tcobench's version and those of the crates that shape the numbers.
+/// tcobench's version, the git revision it was built from (when built from a checkout), and the
+/// versions of the crates that shape the numbers.
 pub fn versions() -> BTreeMap<String, String> {
     let mut v = BTreeMap::from([(
         "tcobench".to_string(),
@@ -77,6 +78,10 @@ pub fn versions() -> BTreeMap<String, String> {
         if let Some((k, val)) = pair.split_once('=') {
             v.insert(k.to_string(), val.to_string());
         }
+    }
+    let revision = env!("TCOBENCH_BUILD_REVISION");
+    if !revision.is_empty() {
+        v.insert("tcobench_git_revision".into(), revision.into());
     }
     if cfg!(feature = "cuda") {
         v.insert(
@@ -118,4 +123,32 @@ pub fn gpu_memory_bytes(index: usize) -> Option<u64> {
             UsedGpuMemory::Used(bytes) => Some(bytes),
             UsedGpuMemory::Unavailable => None,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_name_the_crates_that_shape_the_numbers() {
+        let v = versions();
+        let lock =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock")).unwrap();
+        for name in ["candle-core", "candle-transformers", "polars", "statrs"] {
+            let version = v
+                .get(name)
+                .unwrap_or_else(|| panic!("{name} missing from {v:?}"));
+            let entry = format!("name = \"{name}\"\nversion = \"{version}\"");
+            assert!(
+                lock.contains(&entry),
+                "{name} {version} is not Cargo.lock's"
+            );
+        }
+        if let Some(r) = v.get("tcobench_git_revision") {
+            assert!(
+                r.len() == 12 && r.chars().all(|c| c.is_ascii_hexdigit()),
+                "{r}"
+            );
+        }
+    }
 }
