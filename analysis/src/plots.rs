@@ -14,7 +14,9 @@
 //!   the run folder holds a `sweep.json`, under each of its variants ([`energy`]);
 //! * `power`: power over time per sampled device, each cell's measured window shaded; drawn only
 //!   when there are power samples;
-//! * `effects`: a forest plot of the in-run comparisons' effect sizes with 95 % CIs ([`forest`]).
+//! * `effects`, `effects_e2e_ms`, `effects_ttft_ms`, `effects_tpot_ms`,
+//!   `effects_energy_j_per_token`: forest plots of the in-run comparisons' effect sizes with 95 %
+//!   CIs, one per metric, each axis naming the unit and which side is better ([`forest`]).
 //!
 //! A plot without data is not drawn (`None`); non-finite values are skipped, never drawn as zero.
 //! Colours come from the Okabe–Ito palette (colour-blind safe); beyond its seven usable colours,
@@ -36,12 +38,14 @@ use crate::stats;
 use crate::{AnalysisError, CellStats, Metric, RunStats};
 
 pub mod batch;
+mod common;
 pub mod cost;
 pub mod energy;
 pub mod forest;
 
-/// Names of the plots this module can draw (file stem under `plots/`), in report order.
-pub const PLOT_NAMES: [&str; 8] = [
+/// Names of the plots this module can draw (file stem under `plots/`), in report order; the
+/// `effects*` ones are [`forest::FOREST_PLOTS`].
+pub const PLOT_NAMES: [&str; 12] = [
     "throughput",
     "throughput_batch",
     "latency",
@@ -50,6 +54,10 @@ pub const PLOT_NAMES: [&str; 8] = [
     "carbon",
     "power",
     "effects",
+    "effects_e2e_ms",
+    "effects_ttft_ms",
+    "effects_tpot_ms",
+    "effects_energy_j_per_token",
 ];
 
 /// The Okabe–Ito colour-blind-safe palette, in its usual order: orange, sky blue, bluish green,
@@ -169,38 +177,17 @@ pub fn short_labels(cells: &[&CellStats]) -> Vec<String> {
         .collect()
 }
 
-fn key_lines(cells: &[&CellStats]) -> Vec<String> {
+/// The key lines naming `cells`: `#index  configuration  [cell id]`.
+fn key_lines(cells: &[&CellStats]) -> Vec<KeyEntry> {
     cells
         .iter()
         .map(|c| {
-            sanitize_label(
+            KeyEntry::text(sanitize_label(
                 &format!("#{}  {}  [{}]", c.index, c.label(), c.cell_id),
                 130,
-            )
+            ))
         })
         .collect()
-}
-
-fn height_for(key: &[String]) -> u32 {
-    CHART_HEIGHT + 12 + KEY_LINE * key.len() as u32
-}
-
-/// Draws the key (one line per cell) into the lower area.
-fn draw_key<DB: DrawingBackend>(
-    area: &DrawingArea<DB, plotters::coord::Shift>,
-    key: &[String],
-) -> DrawResult
-where
-    DB::ErrorType: 'static,
-{
-    for (i, line) in key.iter().enumerate() {
-        area.draw(&Text::new(
-            line.clone(),
-            (12, 4 + (i as u32 * KEY_LINE) as i32),
-            (FONT, 13).into_font().color(&BLACK),
-        ))?;
-    }
-    Ok(())
 }
 
 /// Marker shapes; series beyond the seven palette colours differ by shape as well.
@@ -324,6 +311,12 @@ impl KeyEntry {
             text,
         }
     }
+
+    /// Series `i`'s filled marker ([`series_style`]) before `text`.
+    fn series(i: usize, text: &str) -> Self {
+        let (color, shape) = series_style(i);
+        Self::marker(color, shape, true, sanitize_label(text, 130))
+    }
 }
 
 fn key_height(entries: &[KeyEntry]) -> u32 {
@@ -387,6 +380,14 @@ fn extent(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
             None => Some((v, v)),
             Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
         })
+}
+
+/// The [`extent`] of values and the ends of their CIs.
+fn extent_ci(points: impl IntoIterator<Item = (f64, Option<[f64; 2]>)>) -> Option<(f64, f64)> {
+    extent(points.into_iter().flat_map(|(v, ci)| {
+        let [lo, hi] = ci.unwrap_or([v; 2]);
+        [v, lo, hi]
+    }))
 }
 
 /// A categorical x axis: cells at integer positions `0..n`, key points only there.
@@ -585,12 +586,10 @@ pub fn throughput_svg(stats: &RunStats) -> Result<Option<String>, AnalysisError>
         return Ok(None);
     }
     let key = key_lines(&cells);
-    let mut svg = String::new();
-    draw_throughput(&mut svg, &cells, &key).map_err(plot_err("throughput"))?;
-    Ok(Some(svg))
+    common::render("throughput", |svg| draw_throughput(svg, &cells, &key))
 }
 
-fn draw_throughput(svg: &mut String, cells: &[&CellStats], key: &[String]) -> DrawResult {
+fn draw_throughput(svg: &mut String, cells: &[&CellStats], key: &[KeyEntry]) -> DrawResult {
     let labels = short_labels(cells);
     let d: Vec<_> = cells
         .iter()
@@ -612,59 +611,27 @@ fn draw_throughput(svg: &mut String, cells: &[&CellStats], key: &[String]) -> Dr
     };
     let any_ci = d.iter().any(|d| d.ci95_mean.is_some());
 
-    let root = SVGBackend::with_string(svg, (WIDTH, height_for(key))).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (upper, lower) = root.split_vertically(CHART_HEIGHT);
-    let mut chart = ChartBuilder::on(&upper)
-        .caption("Throughput by cell (mean, 95 % CI)", (FONT, 20))
-        .margin(12)
-        .x_label_area_size(42)
-        .y_label_area_size(72)
-        .build_cartesian_2d(CategoryAxis::new(cells.len()), bottom..top)?;
-    let fmt_x = |x: &f64| label_at(&labels, *x);
-    let fmt_y = |y: &f64| fmt_tick(*y);
+    let frame = common::Frame::new(svg, WIDTH, CHART_HEIGHT, key)?;
+    let mut chart = frame.category_chart(
+        "Throughput by cell (mean, 95 % CI)",
+        &labels,
+        "cell",
+        bottom..top,
+        "throughput (tokens/s)",
+    )?;
+    let fill = BLUE.mix(0.85).filled();
     chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_desc("cell")
-        .y_desc("throughput (tokens/s)")
-        .x_label_formatter(&fmt_x)
-        .y_label_formatter(&fmt_y)
-        .label_style((FONT, 13))
-        .axis_desc_style((FONT, 15))
-        .draw()?;
-    chart
-        .draw_series(d.iter().enumerate().map(|(i, d)| {
-            let x = i as f64;
-            Rectangle::new(
-                [(x - 0.32, 0.0), (x + 0.32, d.mean)],
-                BLUE.mix(0.85).filled(),
-            )
-        }))?
+        .draw_series(
+            d.iter()
+                .enumerate()
+                .map(|(i, d)| common::bar(i as f64, d.mean, fill)),
+        )?
         .label("mean tokens/s")
-        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], BLUE.mix(0.85).filled()));
+        .legend(common::legend_box(fill));
     if any_ci {
-        chart
-            .draw_series(d.iter().enumerate().filter_map(|(i, d)| {
-                d.ci95_mean.map(|[lo, hi]| {
-                    ErrorBar::new_vertical(i as f64, lo, d.mean, hi, BLACK.stroke_width(2), 14)
-                })
-            }))?
-            .label("95 % CI of the mean (Student t)")
-            .legend(|(x, y)| {
-                PathElement::new(vec![(x + 7, y - 6), (x + 7, y + 6)], BLACK.stroke_width(2))
-            });
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font((FONT, 13))
-            .draw()?;
+        common::draw_mean_cis(&mut chart, d.iter().map(|d| (d.mean, d.ci95_mean)), 14)?;
     }
-    draw_key(&lower, key)?;
-    root.present()?;
-    Ok(())
+    frame.finish()
 }
 
 /// Box-plot summary of one sample (type-7 quartiles, 1.5 IQR whiskers).
@@ -738,34 +705,22 @@ pub fn latency_svg(
         return Ok(None);
     }
     let key = key_lines(&cells);
-    let mut svg = String::new();
-    draw_latency(&mut svg, &cells, &boxes, &key).map_err(plot_err("latency"))?;
-    Ok(Some(svg))
+    common::render("latency", |svg| draw_latency(svg, &cells, &boxes, &key))
 }
 
 fn draw_latency(
     svg: &mut String,
     cells: &[&CellStats],
     boxes: &[BoxStats],
-    key: &[String],
+    key: &[KeyEntry],
 ) -> DrawResult {
     let labels = short_labels(cells);
-    let lo = boxes
-        .iter()
-        .map(|b| {
-            b.outliers
-                .first()
-                .map_or(b.whisker_lo, |o| o.min(b.whisker_lo))
-        })
-        .fold(f64::INFINITY, f64::min);
-    let hi = boxes
-        .iter()
-        .map(|b| {
-            b.outliers
-                .last()
-                .map_or(b.whisker_hi, |o| o.max(b.whisker_hi))
-        })
-        .fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = extent(boxes.iter().flat_map(|b| {
+        [b.whisker_lo, b.whisker_hi]
+            .into_iter()
+            .chain(b.outliers.iter().copied())
+    }))
+    .unwrap_or((f64::INFINITY, f64::NEG_INFINITY));
     let (lo, hi) = padded(lo, hi, 0.08);
     let lo = if lo < 0.0 && hi > 0.0 {
         lo.max(0.0)
@@ -775,27 +730,14 @@ fn draw_latency(
     // Headroom for the legend (upper right).
     let hi = hi + (hi - lo) * 0.3;
 
-    let root = SVGBackend::with_string(svg, (WIDTH, height_for(key))).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (upper, lower) = root.split_vertically(CHART_HEIGHT);
-    let mut chart = ChartBuilder::on(&upper)
-        .caption("End-to-end latency per cell", (FONT, 20))
-        .margin(12)
-        .x_label_area_size(42)
-        .y_label_area_size(72)
-        .build_cartesian_2d(CategoryAxis::new(cells.len()), lo..hi)?;
-    let fmt_x = |x: &f64| label_at(&labels, *x);
-    let fmt_y = |y: &f64| fmt_tick(*y);
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_desc("cell")
-        .y_desc("end-to-end latency (ms)")
-        .x_label_formatter(&fmt_x)
-        .y_label_formatter(&fmt_y)
-        .label_style((FONT, 13))
-        .axis_desc_style((FONT, 15))
-        .draw()?;
+    let frame = common::Frame::new(svg, WIDTH, CHART_HEIGHT, key)?;
+    let mut chart = frame.category_chart(
+        "End-to-end latency per cell",
+        &labels,
+        "cell",
+        lo..hi,
+        "end-to-end latency (ms)",
+    )?;
 
     let w = 0.28;
     chart
@@ -807,7 +749,7 @@ fn draw_latency(
             ]
         }))?
         .label("quartiles (Q1–Q3, type 7)")
-        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], SKY.mix(0.45).filled()));
+        .legend(common::legend_box(SKY.mix(0.45).filled()));
     chart
         .draw_series(boxes.iter().enumerate().flat_map(|(i, b)| {
             let x = i as f64;
@@ -825,9 +767,7 @@ fn draw_latency(
             ]
         }))?
         .label("whiskers (1.5 IQR)")
-        .legend(|(x, y)| {
-            PathElement::new(vec![(x + 7, y - 6), (x + 7, y + 6)], BLUE.stroke_width(1))
-        });
+        .legend(common::legend_vline(BLUE.stroke_width(1)));
     chart
         .draw_series(boxes.iter().enumerate().map(|(i, b)| {
             let x = i as f64;
@@ -837,7 +777,7 @@ fn draw_latency(
             )
         }))?
         .label("median")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], VERMILLION.stroke_width(3)));
+        .legend(common::legend_hline(VERMILLION.stroke_width(3)));
     chart
         .draw_series(
             boxes
@@ -857,16 +797,8 @@ fn draw_latency(
             .label("outliers")
             .legend(|(x, y)| Circle::new((x + 7, y), 3, ORANGE.stroke_width(2)));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font((FONT, 13))
-        .draw()?;
-    draw_key(&lower, key)?;
-    root.present()?;
-    Ok(())
+    common::draw_legend(&mut chart)?;
+    frame.finish()
 }
 
 /// Power over time, one line per (source, device), with each cell's measured window shaded.
@@ -902,9 +834,7 @@ pub fn power_svg(
         .collect();
     let key_cells: Vec<&CellStats> = windows.iter().map(|w| w.0).collect();
     let key = key_lines(&key_cells);
-    let mut svg = String::new();
-    draw_power(&mut svg, &series, &windows, &key).map_err(plot_err("power"))?;
-    Ok(Some(svg))
+    common::render("power", |svg| draw_power(svg, &series, &windows, &key))
 }
 
 type Series = BTreeMap<(String, String), Vec<(f64, f64)>>;
@@ -913,7 +843,7 @@ fn draw_power(
     svg: &mut String,
     series: &Series,
     windows: &[(&CellStats, f64, f64)],
-    key: &[String],
+    key: &[KeyEntry],
 ) -> DrawResult {
     let all = || series.values().flatten();
     let t_lo = all()
@@ -930,24 +860,11 @@ fn draw_power(
     // Headroom for the legend (upper right).
     let w_hi = if w_hi > w_lo { w_hi * 1.3 } else { w_lo + 1.0 };
 
-    let root = SVGBackend::with_string(svg, (WIDTH, height_for(key))).into_drawing_area();
-    root.fill(&WHITE)?;
-    let (upper, lower) = root.split_vertically(CHART_HEIGHT);
-    let mut chart = ChartBuilder::on(&upper)
-        .caption("Power over time", (FONT, 20))
-        .margin(12)
-        .x_label_area_size(42)
-        .y_label_area_size(72)
-        .build_cartesian_2d(t_lo..t_hi, w_lo..w_hi)?;
-    let fmt = |v: &f64| fmt_tick(*v);
-    chart
-        .configure_mesh()
+    let frame = common::Frame::new(svg, WIDTH, CHART_HEIGHT, key)?;
+    let mut chart = frame.chart("Power over time", common::Y_LABELS, t_lo..t_hi, w_lo..w_hi)?;
+    common::mesh(&mut chart, &common::ticks, &common::ticks)
         .x_desc("time since run start (s)")
         .y_desc("power (W)")
-        .x_label_formatter(&fmt)
-        .y_label_formatter(&fmt)
-        .label_style((FONT, 13))
-        .axis_desc_style((FONT, 15))
         .draw()?;
 
     let shade = RGBColor(120, 120, 120);
@@ -958,9 +875,7 @@ fn draw_power(
                 Rectangle::new([(*s, w_lo), (*e, w_hi)], shade.mix(alpha).filled())
             }))?
             .label("measured window of a cell (#index)")
-            .legend(move |(x, y)| {
-                Rectangle::new([(x, y - 5), (x + 14, y + 5)], shade.mix(0.2).filled())
-            });
+            .legend(common::legend_box(shade.mix(0.2).filled()));
         chart.draw_series(windows.iter().map(|(c, s, _)| {
             Text::new(
                 format!("#{}", c.index),
@@ -970,7 +885,7 @@ fn draw_power(
         }))?;
     }
     for (i, ((source, device), points)) in series.iter().enumerate() {
-        let color = SERIES[i % SERIES.len()];
+        let (color, _) = series_style(i);
         let name = sanitize_label(&format!("{device} ({source})"), 60);
         if points.len() >= 2 {
             chart
@@ -979,9 +894,7 @@ fn draw_power(
                     color.stroke_width(2),
                 ))?
                 .label(name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 14, y)], color.stroke_width(2))
-                });
+                .legend(common::legend_hline(color.stroke_width(2)));
         } else {
             chart
                 .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))?
@@ -989,16 +902,8 @@ fn draw_power(
                 .legend(move |(x, y)| Circle::new((x + 7, y), 4, color.filled()));
         }
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.9))
-        .border_style(BLACK)
-        .label_font((FONT, 13))
-        .draw()?;
-    draw_key(&lower, key)?;
-    root.present()?;
-    Ok(())
+    common::draw_legend(&mut chart)?;
+    frame.finish()
 }
 
 /// Renders every plot that has data, in [`PLOT_NAMES`] order, with the carbon plot showing the
@@ -1078,14 +983,13 @@ pub fn render_all_with_sweep(
         "Power over time, measured windows shaded".into(),
         power_svg(power, stats, &manifest.cells)?,
     );
-    push(
-        "effects",
-        format!(
-            "Effect sizes of the in-run comparisons: relative change of mean {} with 95 % CI",
-            forest::FOREST_METRIC.name()
-        ),
-        forest::effects_svg(stats, forest::FOREST_METRIC)?,
-    );
+    for (name, metric) in forest::FOREST_PLOTS {
+        push(
+            name,
+            forest::title(metric, &manifest.power),
+            forest::effects_svg(stats, metric, &manifest.power)?,
+        );
+    }
     Ok(plots)
 }
 
@@ -1304,6 +1208,8 @@ energy:
             check_svg(&p.svg);
             assert!(!p.title.is_empty());
         }
+        // One forest plot per metric, in FOREST_PLOTS order, last.
+        assert_eq!(PLOT_NAMES[7..], forest::FOREST_PLOTS.map(|(name, _)| name));
         // Without costing, comparisons or power the plots that need them are left out.
         let mut bare = stats.clone();
         bare.costing = None;
@@ -1397,7 +1303,7 @@ energy:
         check_svg(&cost::cost_pareto_svg(&stats).unwrap().unwrap());
         check_svg(&energy::carbon_svg(&stats, None).unwrap().unwrap());
         assert_eq!(
-            forest::effects_svg(&stats, Metric::TokensPerS).unwrap(),
+            forest::effects_svg(&stats, Metric::TokensPerS, &m.power).unwrap(),
             None
         );
         let _ = loaded;
@@ -1409,7 +1315,7 @@ energy:
         assert_eq!(energy::energy_svg(&empty, &m.power).unwrap(), None);
         assert_eq!(energy::carbon_svg(&empty, None).unwrap(), None);
         assert_eq!(
-            forest::effects_svg(&empty, Metric::TokensPerS).unwrap(),
+            forest::effects_svg(&empty, Metric::TokensPerS, &m.power).unwrap(),
             None
         );
     }

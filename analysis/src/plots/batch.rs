@@ -5,12 +5,8 @@
 //! The x axis is categorical over the batch sizes measured (so 1, 2, 4 … 64 are evenly spaced,
 //! as on a log₂ axis); series are dodged a little sideways so that their error bars stay apart.
 
-use plotters::prelude::*;
-
-use super::{
-    extent, finite, finite_ci, fmt_tick, label_at, plot_err, sanitize_label, series_style,
-    CategoryAxis, DrawResult, KeyEntry, ValueAxis, FONT, WIDTH,
-};
+use super::common;
+use super::{extent_ci, finite, finite_ci, DrawResult, KeyEntry, ValueAxis, CHART_HEIGHT, WIDTH};
 use crate::schema::CellOutcome;
 use crate::{AnalysisError, CellStats, Metric, RunStats};
 
@@ -95,9 +91,7 @@ pub fn throughput_batch_svg(stats: &RunStats) -> Result<Option<String>, Analysis
     if series.is_empty() {
         return Ok(None);
     }
-    let mut svg = String::new();
-    draw(&mut svg, &series).map_err(plot_err("throughput_batch"))?;
-    Ok(Some(svg))
+    common::render("throughput_batch", |svg| draw(svg, &series))
 }
 
 fn draw(svg: &mut String, series: &[BatchSeries]) -> DrawResult {
@@ -111,11 +105,7 @@ fn draw(svg: &mut String, series: &[BatchSeries]) -> DrawResult {
     let pos = |b: u32| batches.binary_search(&b).unwrap_or(0) as f64;
 
     let all = series.iter().flat_map(|s| &s.points);
-    let (lo, hi) = extent(all.flat_map(|p| {
-        let [l, h] = p.ci95.unwrap_or([p.mean, p.mean]);
-        [p.mean, l, h]
-    }))
-    .unwrap_or((0.0, 1.0));
+    let (lo, hi) = extent_ci(all.map(|p| (p.mean, p.ci95))).unwrap_or((0.0, 1.0));
     let y_axis = ValueAxis::fit(lo, hi, true);
     let y_desc = y_axis.describe("throughput (tokens/s)");
 
@@ -123,80 +113,36 @@ fn draw(svg: &mut String, series: &[BatchSeries]) -> DrawResult {
         .iter()
         .enumerate()
         .map(|(i, s)| {
-            let (color, shape) = series_style(i);
             let batches: Vec<String> = s
                 .points
                 .iter()
                 .map(|p| format!("b{} #{}", p.batch_size, p.cell_index))
                 .collect();
-            KeyEntry::marker(
-                color,
-                shape,
-                true,
-                sanitize_label(
-                    &format!("S{}  {}  ({})", i + 1, s.label, batches.join(", ")),
-                    130,
-                ),
+            KeyEntry::series(
+                i,
+                &format!("S{}  {}  ({})", i + 1, s.label, batches.join(", ")),
             )
         })
         .collect();
-    let chart_height = super::CHART_HEIGHT;
-    let root = SVGBackend::with_string(svg, (WIDTH, chart_height + super::key_height(&key)))
-        .into_drawing_area();
-    root.fill(&WHITE)?;
-    let (upper, lower) = root.split_vertically(chart_height);
-    let mut chart = ChartBuilder::on(&upper)
-        .caption(
-            "Throughput vs batch size (mean, 95 % CI), one line per configuration",
-            (FONT, 20),
-        )
-        .margin(12)
-        .x_label_area_size(42)
-        .y_label_area_size(72)
-        .build_cartesian_2d(CategoryAxis::new(batches.len()), y_axis)?;
-    let fmt_x = |x: &f64| label_at(&labels, *x);
-    let fmt_y = |y: &f64| fmt_tick(*y);
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_desc("batch size (sequences per request)")
-        .y_desc(y_desc)
-        .x_label_formatter(&fmt_x)
-        .y_label_formatter(&fmt_y)
-        .label_style((FONT, 13))
-        .axis_desc_style((FONT, 15))
-        .draw()?;
+    let frame = common::Frame::new(svg, WIDTH, CHART_HEIGHT, &key)?;
+    let mut chart = frame.category_chart(
+        "Throughput vs batch size (mean, 95 % CI), one line per configuration",
+        &labels,
+        "batch size (sequences per request)",
+        y_axis,
+        y_desc,
+    )?;
 
-    let n = series.len() as f64;
-    let step = (0.3 / n).min(0.05);
     for (i, s) in series.iter().enumerate() {
-        let (color, shape) = series_style(i);
-        let dodge = (i as f64 - (n - 1.0) / 2.0) * step;
-        let pts: Vec<(f64, f64)> = s
+        let dodge = common::dodge(i, series.len(), 0.3, 0.05);
+        let points: Vec<_> = s
             .points
             .iter()
-            .map(|p| (pos(p.batch_size) + dodge, p.mean))
+            .map(|p| (pos(p.batch_size) + dodge, p.mean, p.ci95))
             .collect();
-        if pts.len() >= 2 {
-            chart.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))?;
-        }
-        chart.draw_series(s.points.iter().filter_map(|p| {
-            p.ci95.map(|[l, h]| {
-                ErrorBar::new_vertical(
-                    pos(p.batch_size) + dodge,
-                    l,
-                    p.mean,
-                    h,
-                    color.stroke_width(1),
-                    8,
-                )
-            })
-        }))?;
-        super::draw_markers(&mut chart, pts.iter().copied(), shape, 5, color.filled())?;
+        common::draw_points(&mut chart, i, &points, true)?;
     }
-    super::draw_styled_key(&lower, &key)?;
-    root.present()?;
-    Ok(())
+    frame.finish()
 }
 
 #[cfg(test)]

@@ -8,9 +8,10 @@
 
 use plotters::prelude::*;
 
+use super::common::{self, Bars};
 use super::{
-    extent, finite, finite_ci, fmt_tick, plot_err, sanitize_label, series_style, DrawResult,
-    KeyEntry, KeyStyle, ValueAxis, FONT, WIDTH,
+    extent_ci, finite, finite_ci, sanitize_label, series_style, DrawResult, KeyEntry, KeyStyle,
+    ValueAxis, CHART_HEIGHT, FONT, WIDTH,
 };
 use crate::pricing::Tier;
 use crate::schema::CellOutcome;
@@ -146,12 +147,9 @@ pub fn cost_pareto_svg(stats: &RunStats) -> Result<Option<String>, AnalysisError
     };
     let mut key = Vec::new();
     for (i, t) in tiers.iter().enumerate() {
-        let (color, shape) = series_style(i);
-        key.push(KeyEntry::marker(
-            color,
-            shape,
-            true,
-            format!(
+        key.push(KeyEntry::series(
+            i,
+            &format!(
                 "{}: {} cells priced, {} on the Pareto front",
                 t.tier.name(),
                 t.points.len(),
@@ -178,79 +176,53 @@ pub fn cost_pareto_svg(stats: &RunStats) -> Result<Option<String>, AnalysisError
         style: Some(KeyStyle::Line(BLACK, 1)),
         text: "Pareto front (step line): no other cell is both faster and cheaper".into(),
     });
-    let mut svg = String::new();
-    draw(&mut svg, &tiers, &key).map_err(plot_err("cost_pareto"))?;
-    Ok(Some(svg))
+    common::render("cost_pareto", |svg| draw(svg, &tiers, &key))
 }
 
 fn draw(svg: &mut String, tiers: &[TierPoints], key: &[KeyEntry]) -> DrawResult {
     let all = || tiers.iter().flat_map(|t| &t.points);
-    let (x_lo, x_hi) = extent(all().flat_map(|p| {
-        let [l, h] = p.tokens_per_s_ci95.unwrap_or([p.tokens_per_s; 2]);
-        [p.tokens_per_s, l, h]
-    }))
-    .unwrap_or((0.0, 1.0));
-    let (y_lo, y_hi) = extent(all().flat_map(|p| {
-        let [l, h] = p.usd_ci95.unwrap_or([p.usd_per_1m_tokens; 2]);
-        [p.usd_per_1m_tokens, l, h]
-    }))
-    .unwrap_or((0.0, 1.0));
+    let (x_lo, x_hi) =
+        extent_ci(all().map(|p| (p.tokens_per_s, p.tokens_per_s_ci95))).unwrap_or((0.0, 1.0));
+    let (y_lo, y_hi) =
+        extent_ci(all().map(|p| (p.usd_per_1m_tokens, p.usd_ci95))).unwrap_or((0.0, 1.0));
     let x_axis = ValueAxis::fit(x_lo, x_hi, false);
     let y_axis = ValueAxis::fit(y_lo, y_hi, false);
     let x_desc = x_axis.describe("throughput of one replica (tokens/s)");
     let y_desc = y_axis.describe("cost ($ per 1M generated tokens)");
 
-    let chart_height = super::CHART_HEIGHT;
-    let root = SVGBackend::with_string(svg, (WIDTH, chart_height + super::key_height(key)))
-        .into_drawing_area();
-    root.fill(&WHITE)?;
-    let (upper, lower) = root.split_vertically(chart_height);
-    let mut chart = ChartBuilder::on(&upper)
-        .caption(
-            "Cost vs throughput per tier (cheapest instance per cell), Pareto front",
-            (FONT, 20),
-        )
-        .margin(12)
-        .x_label_area_size(42)
-        .y_label_area_size(72)
-        .build_cartesian_2d(x_axis, y_axis)?;
-    let fmt = |v: &f64| fmt_tick(*v);
-    chart
-        .configure_mesh()
+    let frame = common::Frame::new(svg, WIDTH, CHART_HEIGHT, key)?;
+    let mut chart = frame.chart(
+        "Cost vs throughput per tier (cheapest instance per cell), Pareto front",
+        common::Y_LABELS,
+        x_axis,
+        y_axis,
+    )?;
+    common::mesh(&mut chart, &common::ticks, &common::ticks)
         .x_desc(x_desc)
         .y_desc(y_desc)
-        .x_label_formatter(&fmt)
-        .y_label_formatter(&fmt)
-        .label_style((FONT, 13))
-        .axis_desc_style((FONT, 15))
         .draw()?;
 
     for (i, t) in tiers.iter().enumerate() {
         let (color, shape) = series_style(i);
-        chart.draw_series(t.points.iter().filter_map(|p| {
-            p.usd_ci95.map(|[l, h]| {
-                ErrorBar::new_vertical(
-                    p.tokens_per_s,
-                    l,
-                    p.usd_per_1m_tokens,
-                    h,
-                    color.mix(0.6).stroke_width(1),
-                    6,
-                )
-            })
-        }))?;
-        chart.draw_series(t.points.iter().filter_map(|p| {
-            p.tokens_per_s_ci95.map(|[l, h]| {
-                ErrorBar::new_horizontal(
-                    p.usd_per_1m_tokens,
-                    l,
-                    p.tokens_per_s,
-                    h,
-                    color.mix(0.6).stroke_width(1),
-                    6,
-                )
-            })
-        }))?;
+        let bar_style = color.mix(0.6).stroke_width(1);
+        common::draw_error_bars(
+            &mut chart,
+            Bars::Vertical,
+            t.points
+                .iter()
+                .map(|p| (p.tokens_per_s, p.usd_per_1m_tokens, p.usd_ci95)),
+            bar_style,
+            6,
+        )?;
+        common::draw_error_bars(
+            &mut chart,
+            Bars::Horizontal,
+            t.points
+                .iter()
+                .map(|p| (p.usd_per_1m_tokens, p.tokens_per_s, p.tokens_per_s_ci95)),
+            bar_style,
+            6,
+        )?;
         // The staircase: from one front point up to the next one's cost, then across to it.
         let mut step = Vec::new();
         for (k, &f) in t.front.iter().enumerate() {
@@ -294,9 +266,7 @@ fn draw(svg: &mut String, tiers: &[TierPoints], key: &[KeyEntry]) -> DrawResult 
                 )
         }))?;
     }
-    super::draw_styled_key(&lower, key)?;
-    root.present()?;
-    Ok(())
+    frame.finish()
 }
 
 #[cfg(test)]

@@ -14,9 +14,10 @@ use std::path::Path;
 use plotters::prelude::*;
 use serde::Deserialize;
 
+use super::common;
 use super::{
-    extent, finite, finite_ci, fmt_tick, label_at, plot_err, sanitize_label, series_style,
-    CategoryAxis, DrawResult, KeyEntry, FONT, WIDTH,
+    extent_ci, finite, finite_ci, sanitize_label, series_style, DrawResult, KeyEntry, ValueAxis,
+    CHART_HEIGHT, WIDTH,
 };
 use crate::pricing::costing::{Figure, RunCosts};
 use crate::schema::{CellOutcome, PowerInfo};
@@ -45,15 +46,21 @@ fn energy_cells(stats: &RunStats) -> Vec<(&CellStats, f64, Option<[f64; 2]>)> {
         })
         .collect();
     // Grouped by backend in order of first appearance, manifest order inside a group.
+    let backends = backends(cells.iter().map(|c| c.0));
+    let rank = |b: &str| backends.iter().position(|x| *x == b).unwrap_or(0);
+    cells.sort_by_key(|(c, ..)| rank(&c.backend));
+    cells
+}
+
+/// The backends of `cells`, in order of first appearance.
+fn backends<'c>(cells: impl IntoIterator<Item = &'c CellStats>) -> Vec<&'c str> {
     let mut backends: Vec<&str> = Vec::new();
-    for (c, ..) in &cells {
+    for c in cells {
         if !backends.contains(&c.backend.as_str()) {
             backends.push(&c.backend);
         }
     }
-    let rank = |b: &str| backends.iter().position(|x| *x == b).unwrap_or(0);
-    cells.sort_by_key(|(c, ..)| rank(&c.backend));
-    cells
+    backends
 }
 
 /// Energy per generated token per cell, grouped by backend. `None` when no completed cell has a
@@ -63,9 +70,7 @@ pub fn energy_svg(stats: &RunStats, power: &PowerInfo) -> Result<Option<String>,
     if cells.is_empty() {
         return Ok(None);
     }
-    let mut svg = String::new();
-    draw_energy(&mut svg, &cells, power).map_err(plot_err("energy"))?;
-    Ok(Some(svg))
+    common::render("energy", |svg| draw_energy(svg, &cells, power))
 }
 
 fn draw_energy(
@@ -75,24 +80,10 @@ fn draw_energy(
 ) -> DrawResult {
     let refs: Vec<&CellStats> = cells.iter().map(|c| c.0).collect();
     let labels = super::fitting_labels(&refs, WIDTH - 110);
-    let mut backends: Vec<&str> = Vec::new();
-    for c in &refs {
-        if !backends.contains(&c.backend.as_str()) {
-            backends.push(&c.backend);
-        }
-    }
-    let colour = |b: &str| series_style(backends.iter().position(|x| *x == b).unwrap_or(0));
-    let (_, hi) = extent(cells.iter().flat_map(|(_, m, ci)| {
-        let [l, h] = ci.unwrap_or([*m, *m]);
-        [*m, l, h]
-    }))
-    .unwrap_or((0.0, 1.0));
-    let (lo, _) = extent(
-        cells
-            .iter()
-            .flat_map(|(_, m, ci)| [*m, ci.map_or(*m, |c| c[0])]),
-    )
-    .unwrap_or((0.0, 1.0));
+    let backends = backends(refs.iter().copied());
+    let rank = |b: &str| backends.iter().position(|x| *x == b).unwrap_or(0);
+    // CIs are finite and ordered (`finite_ci`): the lowest end is a mean or a CI's lower end.
+    let (lo, hi) = extent_ci(cells.iter().map(|(_, m, ci)| (*m, *ci))).unwrap_or((0.0, 1.0));
     let (lo, hi) = super::padded(lo.min(0.0), hi, 0.05);
     let lo = if lo < 0.0 && cells.iter().all(|c| c.1 >= 0.0) {
         0.0
@@ -104,68 +95,26 @@ fn draw_energy(
 
     let mut key: Vec<KeyEntry> = backends
         .iter()
-        .map(|b| {
-            let (c, m) = colour(b);
-            KeyEntry::marker(c, m, true, sanitize_label(&format!("backend {b}"), 130))
-        })
+        .enumerate()
+        .map(|(i, b)| KeyEntry::series(i, &format!("backend {b}")))
         .collect();
-    key.extend(super::key_lines(&refs).into_iter().map(KeyEntry::text));
+    key.extend(super::key_lines(&refs));
 
     let basis = basis_words(power);
-    let chart_height = super::CHART_HEIGHT;
-    let root = SVGBackend::with_string(svg, (WIDTH, chart_height + super::key_height(&key)))
-        .into_drawing_area();
-    root.fill(&WHITE)?;
-    let (upper, lower) = root.split_vertically(chart_height);
-    let mut chart = ChartBuilder::on(&upper)
-        .caption(
-            sanitize_label(&format!("Energy per token by backend, {basis}"), 80),
-            (FONT, 20),
-        )
-        .margin(12)
-        .x_label_area_size(42)
-        .y_label_area_size(72)
-        .build_cartesian_2d(CategoryAxis::new(cells.len()), lo..hi)?;
-    let fmt_x = |x: &f64| label_at(&labels, *x);
-    let fmt_y = |y: &f64| fmt_tick(*y);
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_desc("cell, grouped by backend")
-        .y_desc(sanitize_label(
-            &format!("energy per token (J/token, {})", power.basis),
-            60,
-        ))
-        .x_label_formatter(&fmt_x)
-        .y_label_formatter(&fmt_y)
-        .label_style((FONT, 13))
-        .axis_desc_style((FONT, 15))
-        .draw()?;
+    let frame = common::Frame::new(svg, WIDTH, CHART_HEIGHT, &key)?;
+    let mut chart = frame.category_chart(
+        sanitize_label(&format!("Energy per token by backend, {basis}"), 80),
+        &labels,
+        "cell, grouped by backend",
+        lo..hi,
+        sanitize_label(&format!("energy per token (J/token, {})", power.basis), 60),
+    )?;
     chart.draw_series(cells.iter().enumerate().map(|(i, (c, m, _))| {
-        let x = i as f64;
-        Rectangle::new(
-            [(x - 0.32, 0.0), (x + 0.32, *m)],
-            colour(&c.backend).0.mix(0.8).filled(),
-        )
+        let (colour, _) = series_style(rank(&c.backend));
+        common::bar(i as f64, *m, colour.mix(0.8).filled())
     }))?;
     if cells.iter().any(|c| c.2.is_some()) {
-        chart
-            .draw_series(cells.iter().enumerate().filter_map(|(i, (_, m, ci))| {
-                ci.map(|[l, h]| {
-                    ErrorBar::new_vertical(i as f64, l, *m, h, BLACK.stroke_width(2), 12)
-                })
-            }))?
-            .label("95 % CI of the mean (Student t)")
-            .legend(|(x, y)| {
-                PathElement::new(vec![(x + 7, y - 6), (x + 7, y + 6)], BLACK.stroke_width(2))
-            });
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font((FONT, 13))
-            .draw()?;
+        common::draw_mean_cis(&mut chart, cells.iter().map(|(_, m, ci)| (*m, *ci)), 12)?;
     }
     // Backend boundaries.
     for (i, w) in refs.windows(2).enumerate() {
@@ -177,9 +126,7 @@ fn draw_energy(
             )))?;
         }
     }
-    super::draw_styled_key(&lower, &key)?;
-    root.present()?;
-    Ok(())
+    frame.finish()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -387,9 +334,7 @@ pub fn carbon_svg(
     if cells.is_empty() {
         return Ok(None);
     }
-    let mut svg = String::new();
-    draw_carbon(&mut svg, &series, &cells).map_err(plot_err("carbon"))?;
-    Ok(Some(svg))
+    common::render("carbon", |svg| draw_carbon(svg, &series, &cells))
 }
 
 fn series_name(s: &CarbonSeries) -> String {
@@ -409,76 +354,39 @@ fn series_name(s: &CarbonSeries) -> String {
 
 fn draw_carbon(svg: &mut String, series: &[CarbonSeries], cells: &[&CellStats]) -> DrawResult {
     let labels = super::fitting_labels(cells, WIDTH - 110);
-    let figs = || series.iter().flat_map(|s| s.values.values());
-    let (lo, hi) = extent(figs().flat_map(|f| {
-        let [l, h] = f.ci95.unwrap_or([f.value; 2]);
-        [f.value, l, h]
-    }))
-    .unwrap_or((0.0, 1.0));
-    let y_axis = super::ValueAxis::fit(lo, hi, true);
+    let figs = series.iter().flat_map(|s| s.values.values());
+    let (lo, hi) = extent_ci(figs.map(|f| (f.value, f.ci95))).unwrap_or((0.0, 1.0));
+    let y_axis = ValueAxis::fit(lo, hi, true);
     let y_desc = y_axis.describe("emissions (gCO2e per 1M generated tokens)");
 
     let mut key: Vec<KeyEntry> = series
         .iter()
         .enumerate()
-        .map(|(i, s)| {
-            let (c, m) = series_style(i);
-            KeyEntry::marker(c, m, true, sanitize_label(&series_name(s), 130))
-        })
+        .map(|(i, s)| KeyEntry::series(i, &series_name(s)))
         .collect();
-    key.extend(super::key_lines(cells).into_iter().map(KeyEntry::text));
+    key.extend(super::key_lines(cells));
 
-    let chart_height = super::CHART_HEIGHT;
-    let root = SVGBackend::with_string(svg, (WIDTH, chart_height + super::key_height(&key)))
-        .into_drawing_area();
-    root.fill(&WHITE)?;
-    let (upper, lower) = root.split_vertically(chart_height);
-    let mut chart = ChartBuilder::on(&upper)
-        .caption(
-            "Carbon per 1M tokens per grid scenario (mean, 95 % CI)",
-            (FONT, 20),
-        )
-        .margin(12)
-        .x_label_area_size(42)
-        .y_label_area_size(72)
-        .build_cartesian_2d(CategoryAxis::new(cells.len()), y_axis)?;
-    let fmt_x = |x: &f64| label_at(&labels, *x);
-    let fmt_y = |y: &f64| fmt_tick(*y);
-    chart
-        .configure_mesh()
-        .disable_x_mesh()
-        .x_desc("cell")
-        .y_desc(y_desc)
-        .x_label_formatter(&fmt_x)
-        .y_label_formatter(&fmt_y)
-        .label_style((FONT, 13))
-        .axis_desc_style((FONT, 15))
-        .draw()?;
-    let n = series.len() as f64;
-    let step = (0.6 / n).min(0.12);
+    let frame = common::Frame::new(svg, WIDTH, CHART_HEIGHT, &key)?;
+    let mut chart = frame.category_chart(
+        "Carbon per 1M tokens per grid scenario (mean, 95 % CI)",
+        &labels,
+        "cell",
+        y_axis,
+        y_desc,
+    )?;
     for (k, s) in series.iter().enumerate() {
-        let (color, shape) = series_style(k);
-        let dodge = (k as f64 - (n - 1.0) / 2.0) * step;
-        let pts: Vec<(f64, &Figure)> = cells
+        let dodge = common::dodge(k, series.len(), 0.6, 0.12);
+        let points: Vec<_> = cells
             .iter()
             .enumerate()
-            .filter_map(|(i, c)| s.values.get(&c.cell_id).map(|f| (i as f64 + dodge, f)))
+            .filter_map(|(i, c)| {
+                let f = s.values.get(&c.cell_id)?;
+                Some((i as f64 + dodge, f.value, f.ci95))
+            })
             .collect();
-        chart.draw_series(pts.iter().filter_map(|(x, f)| {
-            f.ci95
-                .map(|[l, h]| ErrorBar::new_vertical(*x, l, f.value, h, color.stroke_width(1), 8))
-        }))?;
-        super::draw_markers(
-            &mut chart,
-            pts.iter().map(|(x, f)| (*x, f.value)),
-            shape,
-            5,
-            color.filled(),
-        )?;
+        common::draw_points(&mut chart, k, &points, false)?;
     }
-    super::draw_styled_key(&lower, &key)?;
-    root.present()?;
-    Ok(())
+    frame.finish()
 }
 
 #[cfg(test)]

@@ -1,19 +1,67 @@
-//! A forest plot of the run's in-run comparisons ([`crate::comparisons`]): one row per pairwise
-//! comparison of one metric, the relative change of the mean of `b` against `a`, in %, with its
-//! seeded percentile-bootstrap 95 % CI, a line at zero, and the pairs whose Holm-adjusted Welch
-//! p is below 0.05 drawn filled. Labels name both sides (`#index value`); the key gives each
-//! row's fixed configuration.
+//! Forest plots of the run's in-run comparisons ([`crate::comparisons`]), one per metric
+//! ([`FOREST_PLOTS`]): one row per pairwise comparison, the relative change of the mean of `b`
+//! against `a`, in %, with its seeded percentile-bootstrap 95 % CI, a line at zero, and the pairs
+//! whose Holm-adjusted Welch p is below 0.05 drawn filled. The axis names the metric's unit and
+//! which side of zero is better ([`crate::compare::higher_is_better`]); energy per token names
+//! the run's power basis (measured or estimated). Labels name both sides (`#index value`); the
+//! key gives each row's fixed configuration.
 
 use plotters::prelude::*;
 
+use super::common::{self, Bars};
 use super::{
-    extent, finite, finite_ci, fmt_tick, plot_err, sanitize_label, CategoryAxis, DrawResult,
-    KeyEntry, KeyStyle, BLUE, FONT, VERMILLION,
+    extent_ci, finite, finite_ci, sanitize_label, CategoryAxis, DrawResult, KeyEntry, KeyStyle,
+    BLUE, VERMILLION,
 };
+use crate::compare::higher_is_better;
+use crate::schema::PowerInfo;
 use crate::{AnalysisError, Metric, RunStats};
 
-/// The metric the report's forest plot shows.
-pub const FOREST_METRIC: Metric = Metric::TokensPerS;
+/// The forest plots of a report, in order: file stem (under `plots/`) and metric — every metric
+/// the in-run comparisons analyse. Throughput keeps the stem `effects` it always had.
+pub const FOREST_PLOTS: [(&str, Metric); 5] = [
+    ("effects", Metric::TokensPerS),
+    ("effects_e2e_ms", Metric::E2eMs),
+    ("effects_ttft_ms", Metric::TtftMs),
+    ("effects_tpot_ms", Metric::TpotMs),
+    ("effects_energy_j_per_token", Metric::EnergyJPerToken),
+];
+
+/// The file stem of `metric`'s forest plot ([`FOREST_PLOTS`]).
+pub fn plot_name(metric: Metric) -> &'static str {
+    FOREST_PLOTS
+        .iter()
+        .find(|(_, m)| *m == metric)
+        .map_or("effects", |(name, _)| name)
+}
+
+/// Which side of zero is better for `metric`, in words.
+pub fn better(metric: Metric) -> &'static str {
+    if higher_is_better(metric) {
+        "higher is better: b is better right of 0"
+    } else {
+        "lower is better: b is better left of 0"
+    }
+}
+
+/// The report's title of `metric`'s forest plot; energy names the run's power basis.
+pub fn title(metric: Metric, power: &PowerInfo) -> String {
+    let direction = if higher_is_better(metric) {
+        "higher"
+    } else {
+        "lower"
+    };
+    let mut title = format!(
+        "Effect sizes of the in-run comparisons: relative change of mean {} ({}) with 95 % CI, \
+         {direction} is better",
+        metric.name(),
+        metric.unit()
+    );
+    if metric == Metric::EnergyJPerToken {
+        title.push_str(&format!("; energy {}", super::energy::basis_words(power)));
+    }
+    title
+}
 
 /// Significance level for the filled markers (Holm-adjusted Welch p).
 pub const ALPHA: f64 = 0.05;
@@ -70,8 +118,13 @@ pub fn forest_rows(stats: &RunStats, metric: Metric) -> (Vec<ForestRow>, usize) 
     (rows, skipped)
 }
 
-/// The forest plot of `metric`. `None` when no comparison has a finite relative change.
-pub fn effects_svg(stats: &RunStats, metric: Metric) -> Result<Option<String>, AnalysisError> {
+/// The forest plot of `metric`; `power` is the run's power basis, named in the key of the energy
+/// plot. `None` when no comparison has a finite relative change.
+pub fn effects_svg(
+    stats: &RunStats,
+    metric: Metric,
+    power: &PowerInfo,
+) -> Result<Option<String>, AnalysisError> {
     let (rows, skipped) = forest_rows(stats, metric);
     if rows.is_empty() {
         return Ok(None);
@@ -94,6 +147,12 @@ pub fn effects_svg(stats: &RunStats, metric: Metric) -> Result<Option<String>, A
             text: "95 % CI (seeded percentile bootstrap); zero line = no change".into(),
         },
     ];
+    if metric == Metric::EnergyJPerToken {
+        key.push(KeyEntry::text(format!(
+            "energy per token is {}",
+            super::energy::basis_words(power)
+        )));
+    }
     if skipped > 0 {
         key.push(KeyEntry::text(format!(
             "{skipped} pair(s) without a finite relative change not drawn"
@@ -108,9 +167,7 @@ pub fn effects_svg(stats: &RunStats, metric: Metric) -> Result<Option<String>, A
             140,
         ))
     }));
-    let mut svg = String::new();
-    draw(&mut svg, &rows, &key, metric).map_err(plot_err("effects"))?;
-    Ok(Some(svg))
+    common::render(plot_name(metric), |svg| draw(svg, &rows, &key, metric))
 }
 
 fn draw(svg: &mut String, rows: &[ForestRow], key: &[KeyEntry], metric: Metric) -> DrawResult {
@@ -122,59 +179,47 @@ fn draw(svg: &mut String, rows: &[ForestRow], key: &[KeyEntry], metric: Metric) 
         .enumerate()
         .map(|(k, r)| sanitize_label(&format!("R{} {}", n - k, r.label), 44))
         .collect();
-    let (lo, hi) = extent(
+    let (lo, hi) = extent_ci(
         rows.iter()
-            .flat_map(|r| {
-                let [l, h] = r.ci95_pct.unwrap_or([r.change_pct; 2]);
-                [r.change_pct, l, h]
-            })
-            .chain([0.0]),
+            .map(|r| (r.change_pct, r.ci95_pct))
+            .chain([(0.0, None)]),
     )
     .unwrap_or((-1.0, 1.0));
     let (lo, hi) = super::padded(lo, hi, 0.08);
 
-    let chart_height = 120 + ROW_PX * n as u32;
-    let root = SVGBackend::with_string(svg, (FOREST_WIDTH, chart_height + super::key_height(key)))
-        .into_drawing_area();
-    root.fill(&WHITE)?;
-    let (upper, lower) = root.split_vertically(chart_height);
-    let mut chart = ChartBuilder::on(&upper)
-        .caption(
-            format!(
-                "Effect sizes: relative change of mean {} (b vs a), 95 % CI",
-                metric.name()
-            ),
-            (FONT, 20),
-        )
-        .margin(12)
-        .x_label_area_size(42)
-        .y_label_area_size(330)
-        .build_cartesian_2d(lo..hi, CategoryAxis::new(n))?;
-    let fmt_x = |x: &f64| fmt_tick(*x);
-    let fmt_y = |y: &f64| super::label_at(&labels, *y);
-    chart
-        .configure_mesh()
+    let frame = common::Frame::new(svg, FOREST_WIDTH, 120 + ROW_PX * n as u32, key)?;
+    let mut chart = frame.chart(
+        format!(
+            "Effect sizes: relative change of mean {} (b vs a), 95 % CI",
+            metric.name()
+        ),
+        330,
+        lo..hi,
+        CategoryAxis::new(n),
+    )?;
+    common::mesh(&mut chart, &common::ticks, &common::names(&labels))
         .disable_y_mesh()
         .x_desc(format!(
-            "relative change of the mean {} (%), b vs a",
-            metric.unit()
+            "relative change of the mean {} (%), b vs a; {}",
+            metric.unit(),
+            better(metric)
         ))
-        .x_label_formatter(&fmt_x)
-        .y_label_formatter(&fmt_y)
         .y_labels(n.max(1))
-        .label_style((FONT, 13))
-        .axis_desc_style((FONT, 15))
         .draw()?;
     let y_of = |i: usize| (n - 1 - i) as f64;
     chart.draw_series(std::iter::once(PathElement::new(
         vec![(0.0, -0.5), (0.0, n as f64 - 0.5)],
         BLACK.stroke_width(1),
     )))?;
-    chart.draw_series(rows.iter().enumerate().filter_map(|(i, r)| {
-        r.ci95_pct.map(|[l, h]| {
-            ErrorBar::new_horizontal(y_of(i), l, r.change_pct, h, BLACK.stroke_width(2), 8)
-        })
-    }))?;
+    common::draw_error_bars(
+        &mut chart,
+        Bars::Horizontal,
+        rows.iter()
+            .enumerate()
+            .map(|(i, r)| (y_of(i), r.change_pct, r.ci95_pct)),
+        BLACK.stroke_width(2),
+        8,
+    )?;
     let at = |sig: bool| {
         rows.iter()
             .enumerate()
@@ -195,9 +240,7 @@ fn draw(svg: &mut String, rows: &[ForestRow], key: &[KeyEntry], metric: Metric) 
         7,
         VERMILLION.filled(),
     )?;
-    super::draw_styled_key(&lower, key)?;
-    root.present()?;
-    Ok(())
+    frame.finish()
 }
 
 #[cfg(test)]
@@ -229,6 +272,67 @@ mod tests {
         stats_for(&rows, &m).0
     }
 
+    /// The test manifest's power basis: estimated by `cpu_estimate`.
+    fn power() -> PowerInfo {
+        manifest("r", "s", "m").power
+    }
+
+    #[test]
+    fn every_metric_has_a_plot_with_its_unit_and_better_side() {
+        let stats = three_backends("m");
+        for m in Metric::ALL {
+            let stems = FOREST_PLOTS.iter().filter(|(_, x)| *x == m).count();
+            assert_eq!(stems, 1, "{m:?}");
+        }
+        // #1 b vs #0 a. e2e of cell i, request r: 100 (1 + i) + r ms, r = 0..5, so the means
+        // are 102 and 202 ms: +98.04 %. TTFT (e2e / 4), TPOT (0.75 e2e / 7) and energy per
+        // token (2 e2e / (2 · 8)) scale with e2e: the same change. tokens/s = 16 / e2e s.
+        let mean = |xs: Vec<f64>| xs.iter().sum::<f64>() / xs.len() as f64;
+        let e2e =
+            |i: f64| -> Vec<f64> { (0..5).map(|r| 100.0 * (1.0 + i) + f64::from(r)).collect() };
+        let tps = |i: f64| mean(e2e(i).iter().map(|e| 16.0 / (e / 1000.0)).collect());
+        let slower = 100.0 * (mean(e2e(1.0)) - mean(e2e(0.0))) / mean(e2e(0.0));
+        assert!((slower - 100.0 * 100.0 / 102.0).abs() < 1e-12);
+        let expect = [
+            (
+                Metric::TokensPerS,
+                100.0 * (tps(1.0) - tps(0.0)) / tps(0.0),
+                "higher",
+            ),
+            (Metric::E2eMs, slower, "lower"),
+            (Metric::TtftMs, slower, "lower"),
+            (Metric::TpotMs, slower, "lower"),
+            (Metric::EnergyJPerToken, slower, "lower"),
+        ];
+        for (metric, change, better) in expect {
+            let (rows, skipped) = forest_rows(&stats, metric);
+            assert_eq!((rows.len(), skipped), (3, 0), "{metric:?}");
+            assert_eq!(rows[0].label, "#1 b vs #0 a (backend)");
+            let got = rows[0].change_pct;
+            assert!(
+                (got - change).abs() < 1e-9 * change.abs(),
+                "{metric:?}: {got} vs {change}"
+            );
+            let svg = effects_svg(&stats, metric, &power()).unwrap().unwrap();
+            check_svg(&svg);
+            let axis = format!(
+                "relative change of the mean {} (%), b vs a; {better} is better",
+                metric.unit()
+            );
+            assert!(svg.contains(&axis), "{metric:?}: {axis}");
+            assert!(title(metric, &power()).contains(&format!("{better} is better")));
+            assert!(
+                svg.contains(metric.name()),
+                "{metric:?} named in the caption"
+            );
+            let basis = "energy per token is estimated (cpu_estimate, cpu-package)";
+            assert_eq!(svg.contains(basis), metric == Metric::EnergyJPerToken);
+        }
+        assert!(title(Metric::EnergyJPerToken, &power()).contains("estimated"));
+        assert_eq!(plot_name(Metric::E2eMs), "effects_e2e_ms");
+        assert_eq!(plot_name(Metric::TokensPerS), "effects");
+    }
+
     #[test]
     fn one_row_per_pairwise_comparison() {
         let stats = three_backends("m");
@@ -252,7 +356,9 @@ mod tests {
         let [lo, hi] = r.ci95_pct.unwrap();
         assert!(lo <= r.change_pct && r.change_pct <= hi);
         assert!(r.significant());
-        let svg = effects_svg(&stats, Metric::TokensPerS).unwrap().unwrap();
+        let svg = effects_svg(&stats, Metric::TokensPerS, &power())
+            .unwrap()
+            .unwrap();
         check_svg(&svg);
         for i in 1..=3 {
             assert!(svg.contains(&format!("R{i} ")), "row R{i} labelled");
@@ -273,9 +379,16 @@ mod tests {
         let (rows, skipped) = forest_rows(&stats, Metric::TokensPerS);
         assert_eq!((rows.len(), skipped), (1, 2));
         assert_eq!(rows[0].ci95_pct, None);
-        check_svg(&effects_svg(&stats, Metric::TokensPerS).unwrap().unwrap());
+        check_svg(
+            &effects_svg(&stats, Metric::TokensPerS, &power())
+                .unwrap()
+                .unwrap(),
+        );
         stats.comparisons.clear();
-        assert_eq!(effects_svg(&stats, Metric::TokensPerS).unwrap(), None);
+        assert_eq!(
+            effects_svg(&stats, Metric::TokensPerS, &power()).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -286,7 +399,9 @@ mod tests {
             .get_mut("tokens_per_s")
             .unwrap();
         a.pairwise[0].b = NASTY.into();
-        let svg = effects_svg(&stats, Metric::TokensPerS).unwrap().unwrap();
+        let svg = effects_svg(&stats, Metric::TokensPerS, &power())
+            .unwrap()
+            .unwrap();
         check_svg(&svg);
         assert!(svg.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
     }

@@ -512,6 +512,30 @@ fn lookup<T>(key: &str, r: Result<T, LookupError>) -> Result<T, SelectionError> 
     })
 }
 
+/// The PUE written under `key`: a number in [1, 10], or a preset of the catalog's `pue.csv`.
+fn resolve_pue(
+    key: &str,
+    pue: &NumberOrName,
+    catalog: &Catalog,
+) -> Result<Sourced, SelectionError> {
+    match pue {
+        NumberOrName::Number(p) => Ok(Sourced::user(finite_in(
+            key,
+            *p,
+            1.0,
+            10.0,
+            "PUE is total facility power over IT power, in [1, 10]",
+        )?)),
+        NumberOrName::Name(n) => {
+            let row = lookup(key, catalog.pue_preset(n))?;
+            Ok(Sourced::catalog(
+                row.pue,
+                catalog.reference(&row.origin, row.preset.clone(), row.retrieved, &row.source),
+            ))
+        }
+    }
+}
+
 impl CostingSpec {
     /// Resolves the sections against `catalog` (which must already include the overlay that
     /// `pricing.catalog` names). `label` names a sweep variant.
@@ -600,20 +624,7 @@ impl CostingSpec {
 
         let pue = match &energy.pue {
             None => Sourced::user(1.0),
-            Some(NumberOrName::Number(p)) => Sourced::user(finite_in(
-                "energy.pue",
-                *p,
-                1.0,
-                10.0,
-                "PUE is total facility power over IT power, in [1, 10]",
-            )?),
-            Some(NumberOrName::Name(n)) => {
-                let row = lookup("energy.pue", catalog.pue_preset(n))?;
-                Sourced::catalog(
-                    row.pue,
-                    catalog.reference(&row.origin, row.preset.clone(), row.retrieved, &row.source),
-                )
-            }
+            Some(p) => resolve_pue("energy.pue", p, catalog)?,
         };
         let grid = match &energy.grid {
             None => None,
@@ -880,20 +891,7 @@ fn resolve_onprem(
     };
     let pue = match &o.pue {
         None => energy_pue.clone(),
-        Some(NumberOrName::Number(p)) => Sourced::user(finite_in(
-            "onprem.pue",
-            *p,
-            1.0,
-            10.0,
-            "PUE is total facility power over IT power, in [1, 10]",
-        )?),
-        Some(NumberOrName::Name(n)) => {
-            let row = lookup("onprem.pue", catalog.pue_preset(n))?;
-            Sourced::catalog(
-                row.pue,
-                catalog.reference(&row.origin, row.preset.clone(), row.retrieved, &row.source),
-            )
-        }
+        Some(p) => resolve_pue("onprem.pue", p, catalog)?,
     };
     let horizon_months = finite_in(
         "onprem.horizon_months",
@@ -1266,6 +1264,14 @@ fn unavailable(metric: &str, reason: impl Into<String>) -> crate::Unavailable {
     }
 }
 
+/// Why `cell` has no `metric`, as its statistics say; `otherwise` when they do not say.
+fn unavailable_reason(cell: &CellStats, metric: &str, otherwise: &str) -> String {
+    cell.unavailable
+        .iter()
+        .find(|u| u.metric == metric)
+        .map_or_else(|| otherwise.into(), |u| u.reason.clone())
+}
+
 fn is_cpu(device: &str) -> bool {
     device == "cpu"
 }
@@ -1300,12 +1306,7 @@ fn energy_figures(
 ) -> Option<EnergyFigures> {
     let method = cell.energy_method.clone().unwrap_or_else(|| "none".into());
     let Some(jpt) = cell.metric(crate::Metric::EnergyJPerToken) else {
-        let why = cell
-            .unavailable
-            .iter()
-            .find(|u| u.metric == "energy_j_per_token")
-            .map(|u| u.reason.clone())
-            .unwrap_or_else(|| "energy per token not measured".into());
+        let why = unavailable_reason(cell, "energy_j_per_token", "energy per token not measured");
         unavail.push(unavailable("kwh_per_1m_tokens", why.clone()));
         unavail.push(unavailable("gco2e_per_1m_tokens", why));
         return None;
@@ -1471,12 +1472,7 @@ pub fn cost_cell(cell: &CellStats, sel: &CostSelection, catalog: &Catalog) -> Ce
             }
         }
         _ => {
-            let why = cell
-                .unavailable
-                .iter()
-                .find(|u| u.metric == "tokens_per_s")
-                .map(|u| u.reason.clone())
-                .unwrap_or_else(|| "no positive measured throughput".into());
+            let why = unavailable_reason(cell, "tokens_per_s", "no positive measured throughput");
             unavail.push(unavailable("usd_per_1m_tokens", why));
         }
     }
@@ -2358,6 +2354,28 @@ mod tests {
         for key in ["`workload:`", "`onprem:`", "`api:`"] {
             assert!(missing.contains(key), "{missing}");
         }
+    }
+
+    #[test]
+    fn onprem_pue_reads_like_energy_pue_under_its_own_key() {
+        let cat = catalog();
+        let own = "onprem:\n  capex_usd: 1\n  lifetime_years: 4\n  usd_per_kwh: 0.1\n";
+        let resolve = |yaml: String| spec(&yaml).resolve(&cat, None, None);
+        for (pue, text) in [("0.9", "[1, 10]"), ("nope", "PUE preset")] {
+            let e = resolve(format!("{own}  pue: {pue}\n")).unwrap_err();
+            assert_eq!(e.key, "onprem.pue", "{pue}");
+            assert!(e.message.contains(text), "{pue}: {}", e.message);
+        }
+        // The preset p15 (1.5) from the catalog, the same row energy.pue names.
+        let sel = resolve(format!("{own}  pue: p15\nenergy:\n  pue: 1.2\n")).unwrap();
+        let (onprem, energy) = (sel.onprem.unwrap().pue, sel.pue);
+        assert_eq!((onprem.value, onprem.origin.as_str()), (1.5, "catalog"));
+        assert_eq!((energy.value, energy.origin.as_str()), (1.2, "user"));
+        let by_energy = resolve("energy:\n  pue: p15\n".into()).unwrap().pue;
+        assert_eq!(onprem, by_energy);
+        // Not given: energy.pue's.
+        let sel = resolve(format!("{own}energy:\n  pue: 1.2\n")).unwrap();
+        assert_eq!(sel.onprem.unwrap().pue, sel.pue);
     }
 
     #[test]
