@@ -279,6 +279,55 @@ pub struct CrossCheck {
     pub flagged: bool,
 }
 
+/// How busy the rest of the host was while a cell was timed (from `/proc/stat`, less the cell
+/// process's own CPU time), from the first timed request to the last. Other processes on the
+/// same cores slow a cell for reasons unrelated to its configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostLoad {
+    /// CPUs of the host.
+    pub cpus: u32,
+    /// Wall time covered, clock ticks (`USER_HZ`, usually 100 per second): the resolution of the
+    /// figures below is about one tick in this many.
+    pub wall_ticks: u64,
+    /// CPU the cell's own process used, cores (all its threads).
+    pub own_cores: f64,
+    /// CPU every other process used, cores.
+    pub other_cores: f64,
+    /// Fraction of all CPU time a hypervisor stole.
+    pub steal_fraction: f64,
+}
+
+impl HostLoad {
+    /// Other processes' CPU above which the host counts as not quiet, cores.
+    pub const BUSY_OTHER_CORES: f64 = 0.25;
+    /// Steal above which the host counts as not quiet.
+    pub const BUSY_STEAL_FRACTION: f64 = 0.05;
+    /// Shortest window judged, ticks: below it one tick is more than 5 % of a core-window.
+    pub const MIN_WALL_TICKS: u64 = 20;
+
+    /// Why the host was not quiet during the window, or `None` when it was (or the window is
+    /// too short to tell).
+    pub fn not_quiet(&self) -> Option<String> {
+        if self.wall_ticks < Self::MIN_WALL_TICKS {
+            return None;
+        }
+        let mut why = Vec::new();
+        if self.other_cores > Self::BUSY_OTHER_CORES {
+            why.push(format!(
+                "other processes used {:.2} of {} cores",
+                self.other_cores, self.cpus
+            ));
+        }
+        if self.steal_fraction > Self::BUSY_STEAL_FRACTION {
+            why.push(format!(
+                "the hypervisor stole {:.0} % of CPU time",
+                100.0 * self.steal_fraction
+            ));
+        }
+        (!why.is_empty()).then(|| why.join("; "))
+    }
+}
+
 /// Throttling and thermal state of a device over a window.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Throttling {
@@ -495,7 +544,7 @@ pub enum SchemaError {
     /// committed: it was changed or damaged since.
     #[error(
         "{path}: corrupt file: its SHA-256 is {found}, not the {expected} recorded in {path}.sha256 \
-         when it was written (run `tcobench collect` on the run folder to merge its cells again)"
+         when it was written; {hint}"
     )]
     Checksum {
         /// File concerned.
@@ -504,6 +553,8 @@ pub enum SchemaError {
         expected: String,
         /// The file's digest now (hex).
         found: String,
+        /// What repairs it, which depends on the file ([`checksum_hint`]).
+        hint: String,
     },
     /// A column is missing or has the wrong type.
     #[error("{path}: column `{column}`: {message}")]
@@ -650,6 +701,7 @@ pub fn read_checked(path: &std::path::Path) -> Result<Vec<u8>, SchemaError> {
                     path: path.display().to_string(),
                     expected,
                     found,
+                    hint: checksum_hint(path),
                 });
             }
         }
@@ -657,6 +709,56 @@ pub fn read_checked(path: &std::path::Path) -> Result<Vec<u8>, SchemaError> {
         Err(e) => return Err(io(e)),
     }
     Ok(bytes)
+}
+
+/// What repairs a Parquet file of a run folder that failed its checksum, by where it lies:
+///
+/// * `RUN/cells/ID/*.parquet`: a cell's own measurements, from which everything else is merged;
+///   nothing rebuilds them. `run --resume` takes a cell whose folder is there as committed (and
+///   its merge then meets the same damage), so the folder must go first.
+/// * `RUN/requests.parquet`, `RUN/power.parquet`: merged from the cells; `collect` merges them
+///   again.
+/// * `RUN/run_power.parquet`: the power samples taken between cells, which cannot be taken again.
+/// * Anything else: a copy is the only cure.
+pub fn checksum_hint(path: &std::path::Path) -> String {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let cell = folder.and_then(|cell| {
+        let cells = cell.parent()?;
+        (cells.file_name()? == files::CELLS).then(|| (cell, cells.parent()))
+    });
+    if let Some((cell, run)) = cell {
+        let run = run
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."))
+            .display();
+        return format!(
+            "it is a cell's own measurement, which no merge can rebuild: remove the cell's folder \
+             {} and run the cell again: `tcobench run --resume {run}` runs every cell of the plan \
+             that has no folder (on a cluster, `tcobench emit slurm {run}/plan.json` submits \
+             those cells, then `tcobench collect {run}` merges)",
+            cell.display()
+        );
+    }
+    let run = folder.unwrap_or(std::path::Path::new("."));
+    if run.join(files::MANIFEST).is_file() {
+        if name == files::REQUESTS || name == files::POWER {
+            return format!(
+                "it is merged from the run's cells: `tcobench collect {}` merges them again",
+                run.display()
+            );
+        }
+        // `tcobench`'s `results::RUN_POWER`.
+        if name == "run_power.parquet" {
+            return format!(
+                "it holds the power samples taken between the cells, which cannot be taken \
+                 again: restore it from a copy, or remove it and its .sha256, and \
+                 `tcobench collect {}` merges the cells without them",
+                run.display()
+            );
+        }
+    }
+    "restore it from a copy, or write it again with the command that made it".to_string()
 }
 
 /// Runs a polars read, turning a panic inside polars into an error.

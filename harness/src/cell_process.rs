@@ -8,7 +8,11 @@
 //! `run --process-per-cell` gives every cell a fresh process. The parent sends `run INDEX [NS]`
 //! lines; the child speaks on its standard output in lines `tcobench-cell {json}`
 //! ([`CellEvent`]): one per request (for the progress bar and the budget), one when the cell
-//! stopped or finished. Any other line it prints is passed on to our standard error. Our end of
+//! stopped or finished. Any other line it prints is passed on to our standard error, and the
+//! last of its standard-error lines that belong to a cell go into that cell's failure record: a
+//! child marks on its standard error where each cell begins ([`BEGIN_MARK`]), so lines it wrote
+//! for the cell before, which may reach us only after that cell's `finished` event (its two
+//! streams are read apart), are never taken for the next cell's. Our end of
 //! its standard input is its leash: the line `stop` asks it to stop after the request in flight,
 //! and end-of-file (we died, even by `kill -9`) makes it exit at once without committing the cell
 //! in flight; an idle child just exits.
@@ -32,6 +36,30 @@ use tcobench_analysis::schema::CellOutcome;
 
 /// Prefix of the child's protocol lines on its standard output.
 pub const EVENT_PREFIX: &str = "tcobench-cell ";
+
+/// Set by the parent in a `run-cell --serve` child's environment: the child then writes
+/// [`BEGIN_MARK`] lines on its standard error (see [`mark_cell_begin`]).
+pub const STDERR_MARKS_ENV: &str = "TCOBENCH_STDERR_MARKS";
+
+/// Start of the line `BEGIN_MARK INDEX` a supervised child writes on its standard error when it
+/// begins cell INDEX: what it writes there from then on is that cell's, up to the next mark.
+pub const BEGIN_MARK: &str = "tcobench-cell begin ";
+
+/// In a child started by [`Worker::spawn`] (where [`STDERR_MARKS_ENV`] is set), marks on standard
+/// error that cell `index` begins; elsewhere does nothing.
+pub fn mark_cell_begin(index: usize) {
+    if std::env::var_os(STDERR_MARKS_ENV).is_none() {
+        return;
+    }
+    // One write of a short line: never interleaved with what other threads write there.
+    let line = format!("{BEGIN_MARK}{index}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}
+
+/// The cell a [`BEGIN_MARK`] line begins; `None` for any other line.
+fn parse_begin(line: &str) -> Option<usize> {
+    line.strip_prefix(BEGIN_MARK)?.trim().parse().ok()
+}
 
 /// What the child reports on its standard output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -189,8 +217,12 @@ pub(crate) enum ChildEnd {
 #[derive(Debug)]
 pub(crate) struct ChildReport {
     pub(crate) end: ChildEnd,
-    /// Its last standard-error lines.
+    /// Its last standard-error lines that belong to this cell (see [`StderrOwner`]); when it
+    /// never began the cell, its last lines of all.
     pub(crate) stderr_tail: Vec<String>,
+    /// Whether the child began the cell (its [`BEGIN_MARK`] came). Known for a child that is
+    /// gone (its output is read to the end); a served cell's mark may come after its events.
+    pub(crate) began: bool,
     /// Its last event.
     pub(crate) last_event: Option<CellEvent>,
     /// Requests it reported done.
@@ -214,14 +246,65 @@ impl ChildReport {
             ChildEnd::Exited(status) => exit_cause(*status),
             ChildEnd::Served => "run-cell reported the cell's end".to_string(),
         };
+        if !self.began {
+            cause.push_str("; it had not begun the cell");
+        }
         if !self.stderr_tail.is_empty() {
             cause.push_str(&format!(
-                "\nlast {} lines of its standard error:\n{}",
+                "\nlast {} lines of its standard error{}:\n{}",
                 self.stderr_tail.len(),
+                if self.began {
+                    ""
+                } else {
+                    " (some may be the previous cell's)"
+                },
                 self.stderr_tail.join("\n")
             ));
         }
         cause
+    }
+}
+
+/// Whose a child's standard-error lines are: the cell of the last [`BEGIN_MARK`] read from it,
+/// and before any mark, the first cell it was sent (what it printed starting up).
+#[derive(Debug, Default)]
+pub(crate) struct StderrOwner {
+    first_cell: Option<usize>,
+    marked: Option<usize>,
+}
+
+/// Where one standard-error line of a child goes.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum StderrLine {
+    /// A mark: the child begins this cell (not shown to the user).
+    Begins(usize),
+    /// A line of this cell.
+    Of(Option<usize>),
+}
+
+impl StderrOwner {
+    /// The child is sent cell `index`.
+    pub(crate) fn sent(&mut self, index: usize) {
+        self.first_cell.get_or_insert(index);
+    }
+
+    /// Takes the next line read from the child's standard error.
+    pub(crate) fn line(&mut self, line: &str) -> StderrLine {
+        match parse_begin(line) {
+            Some(index) => {
+                self.marked = Some(index);
+                StderrLine::Begins(index)
+            }
+            None => StderrLine::Of(self.marked.or(self.first_cell)),
+        }
+    }
+}
+
+/// Appends `line`, keeping the last [`STDERR_TAIL_LINES`].
+fn push_tail(tail: &mut Vec<String>, line: String) {
+    tail.push(line);
+    if tail.len() > STDERR_TAIL_LINES {
+        tail.remove(0);
     }
 }
 
@@ -295,6 +378,8 @@ pub(crate) struct Worker {
     rx: mpsc::Receiver<Msg>,
     readers: Vec<std::thread::JoinHandle<()>>,
     open_streams: usize,
+    /// Whose its standard-error lines are.
+    stderr_owner: StderrOwner,
     /// What the child keeps loaded: cells with another key go to another child.
     pub(crate) key: String,
 }
@@ -312,6 +397,7 @@ impl Worker {
             .arg(spawn.models_dir)
             .arg("--supervised")
             .arg("--serve")
+            .env(STDERR_MARKS_ENV, "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -333,6 +419,7 @@ impl Worker {
             rx,
             open_streams: readers.len(),
             readers,
+            stderr_owner: StderrOwner::default(),
             key,
         })
     }
@@ -354,6 +441,7 @@ impl Worker {
             Some(ns) => format!("run {index} {ns}\n"),
             None => format!("run {index}\n"),
         };
+        self.stderr_owner.sent(index);
         if let Some(s) = self.stdin.as_mut() {
             // A child that already died has closed its end: its exit status tells why below.
             let _ = s.write_all(command.as_bytes()).and_then(|()| s.flush());
@@ -362,9 +450,13 @@ impl Worker {
         let mut report = ChildReport {
             end: ChildEnd::KilledOnRequest,
             stderr_tail: Vec::new(),
+            began: false,
             last_event: None,
             done: 0,
         };
+        // Lines of the cells before, read meanwhile: the last words of a child that dies before
+        // it begins this cell.
+        let mut earlier = Vec::new();
         let mut asked_to_stop = false;
         let end = loop {
             // Once its output is closed the child is exiting: look for its end often.
@@ -377,7 +469,7 @@ impl Worker {
             // timeout or a Ctrl-C from being seen.
             match self.rx.recv_timeout(wait) {
                 Ok(msg) => {
-                    if self.handle(msg, &mut report, on_event, on_output) {
+                    if self.handle(msg, index, &mut report, &mut earlier, on_event, on_output) {
                         break ChildEnd::Served;
                     }
                 }
@@ -414,10 +506,15 @@ impl Worker {
                 let left = drain_until.saturating_duration_since(Instant::now());
                 match self.rx.recv_timeout(left) {
                     Ok(msg) => {
-                        self.handle(msg, &mut report, on_event, on_output);
+                        self.handle(msg, index, &mut report, &mut earlier, on_event, on_output);
                     }
                     Err(_) => break,
                 }
+            }
+            if !report.began {
+                earlier.append(&mut report.stderr_tail);
+                let keep = earlier.len().saturating_sub(STDERR_TAIL_LINES);
+                report.stderr_tail = earlier.split_off(keep);
             }
         }
         report.end = end;
@@ -429,11 +526,14 @@ impl Worker {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Takes one message; true when it ends the cell (its `finished` or `stopped` event).
+    /// Takes one message while cell `index` runs; true when it ends the cell (its `finished` or
+    /// `stopped` event). Standard-error lines of another cell go to `earlier`.
     fn handle(
         &mut self,
         msg: Msg,
+        index: usize,
         report: &mut ChildReport,
+        earlier: &mut Vec<String>,
         on_event: &mut dyn FnMut(&CellEvent),
         on_output: &mut dyn FnMut(&str),
     ) -> bool {
@@ -452,10 +552,16 @@ impl Worker {
                 false
             }
             Msg::Stderr(line) => {
-                on_output(&line);
-                report.stderr_tail.push(line);
-                if report.stderr_tail.len() > STDERR_TAIL_LINES {
-                    report.stderr_tail.remove(0);
+                match self.stderr_owner.line(&line) {
+                    StderrLine::Begins(cell) => report.began |= cell == index,
+                    StderrLine::Of(cell) => {
+                        on_output(&line);
+                        if cell == Some(index) {
+                            push_tail(&mut report.stderr_tail, line);
+                        } else {
+                            push_tail(earlier, line);
+                        }
+                    }
                 }
                 false
             }
@@ -476,6 +582,7 @@ impl Worker {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
                 Ok(Msg::Closed) => self.open_streams -= 1,
+                Ok(Msg::Stderr(line)) if parse_begin(&line).is_some() => {}
                 Ok(Msg::Stdout(line) | Msg::Stderr(line)) => on_output(&line),
                 Ok(Msg::Event(_)) => {}
                 Err(_) => {
@@ -512,6 +619,152 @@ mod tests {
         assert_eq!(CellEvent::parse(&e.line()), Some(e));
         assert_eq!(CellEvent::parse("some library chatter"), None);
         assert_eq!(CellEvent::parse("tcobench-cell {not json"), None);
+    }
+
+    #[test]
+    fn stderr_lines_belong_to_the_cell_of_the_last_mark() {
+        let mut owner = StderrOwner::default();
+        owner.sent(4);
+        // Before any mark: the first cell's (the child starting up).
+        assert_eq!(owner.line("loading"), StderrLine::Of(Some(4)));
+        assert_eq!(owner.line("tcobench-cell begin 4"), StderrLine::Begins(4));
+        assert_eq!(owner.line("warning in cell 4"), StderrLine::Of(Some(4)));
+        // Cell 5 is sent while lines of cell 4 are still on their way: they stay cell 4's.
+        owner.sent(5);
+        assert_eq!(owner.line("late line of cell 4"), StderrLine::Of(Some(4)));
+        assert_eq!(owner.line("tcobench-cell begin 5"), StderrLine::Begins(5));
+        assert_eq!(owner.line("cell 5 dies"), StderrLine::Of(Some(5)));
+        assert_eq!(parse_begin("tcobench-cell begin x"), None);
+        assert_eq!(parse_begin("tcobench-cell {\"event\":1}"), None);
+    }
+
+    /// A stand-in for `run-cell --serve` in `dir`: cell 0 finishes; cell 1 first writes a line
+    /// of cell 0 (as a line written just before cell 0's `finished` event reaches the parent
+    /// after it, its two streams being read apart), then begins and dies; cell 2 dies before it
+    /// begins.
+    fn scripted_child(dir: &Path) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let finished = CellEvent::Finished {
+            status: CellOutcome::Ok,
+            clock_ns: 5,
+        };
+        let script = format!(
+            "#!/bin/sh\n\
+             [ \"${STDERR_MARKS_ENV}\" = 1 ] || exit 9\n\
+             while read -r word index rest; do\n\
+             case \"$index\" in\n\
+             0) echo '{BEGIN_MARK}0' >&2; echo 'cell 0 at work' >&2; echo '{}';;\n\
+             1) echo 'late line of cell 0' >&2; echo '{BEGIN_MARK}1' >&2;\n\
+                echo 'cell 1 dies' >&2; exit 101;;\n\
+             2) echo 'dying before any cell' >&2; exit 102;;\n\
+             esac\n\
+             done\n",
+            finished.line()
+        );
+        let path = dir.join("fake-tcobench");
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    /// Runs `cells` in one scripted child, in order; the reports and every line passed on.
+    fn run_scripted(cells: &[usize]) -> (Vec<ChildReport>, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = ProcessOptions {
+            exe: scripted_child(dir.path()),
+            cell_timeout: Duration::from_secs(60),
+            handle_ctrl_c: false,
+            process_per_cell: false,
+        };
+        let spawn = WorkerSpawn {
+            options: &options,
+            plan: dir.path(),
+            run_dir: dir.path(),
+            models_dir: dir.path(),
+        };
+        // Another test's child may still hold the script open for writing a moment
+        // (`ETXTBSY`): try again.
+        let mut tries = 0;
+        let mut worker = loop {
+            match Worker::spawn(&spawn, "key".into()) {
+                Ok(w) => break w,
+                Err(_) if tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("{e:#}"),
+            }
+        };
+        let mut shown = Vec::new();
+        let reports = cells
+            .iter()
+            .map(|&index| {
+                worker
+                    .run_cell(
+                        index,
+                        None,
+                        &options,
+                        &CtrlC::default(),
+                        &mut |_| {},
+                        &mut |line| shown.push(line.to_string()),
+                    )
+                    .unwrap()
+            })
+            .collect();
+        worker.close(&mut |line| shown.push(line.to_string()));
+        (reports, shown)
+    }
+
+    #[test]
+    fn a_cells_failure_keeps_its_own_stderr_lines_only() {
+        let (reports, shown) = run_scripted(&[0, 1]);
+        assert!(matches!(reports[0].end, ChildEnd::Served), "{reports:?}");
+        let failed = &reports[1];
+        assert!(
+            matches!(failed.end, ChildEnd::Exited(s) if s.code() == Some(101)),
+            "{failed:?}"
+        );
+        assert!(failed.began);
+        assert_eq!(failed.stderr_tail, ["cell 1 dies"]);
+        let why = failed.failure();
+        assert!(why.starts_with("run-cell exited with code 101"), "{why}");
+        assert!(why.ends_with("standard error:\ncell 1 dies"), "{why}");
+        // Every line but the marks reaches the user.
+        assert_eq!(
+            shown,
+            ["cell 0 at work", "late line of cell 0", "cell 1 dies"]
+        );
+    }
+
+    #[test]
+    fn a_child_that_dies_before_it_begins_the_cell_says_so_with_its_last_lines() {
+        let (reports, _) = run_scripted(&[0, 2]);
+        let failed = &reports[1];
+        assert!(
+            matches!(failed.end, ChildEnd::Exited(s) if s.code() == Some(102)),
+            "{failed:?}"
+        );
+        assert!(!failed.began);
+        // Its last words; before them may come cell 0's last lines, if they were still on
+        // their way when cell 0's `finished` event came.
+        assert_eq!(
+            failed.stderr_tail.last().map(String::as_str),
+            Some("dying before any cell")
+        );
+        assert!(
+            failed.stderr_tail.len() == 1
+                || failed.stderr_tail == ["cell 0 at work", "dying before any cell"],
+            "{failed:?}"
+        );
+        let why = failed.failure();
+        assert!(
+            why.starts_with(
+                "run-cell exited with code 102 without committing the cell; it had not begun \
+                 the cell\n"
+            ),
+            "{why}"
+        );
+        assert!(why.contains("(some may be the previous cell's)"), "{why}");
     }
 
     #[test]

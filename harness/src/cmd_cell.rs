@@ -174,8 +174,14 @@ fn stop_flag(stdin: Stdin) -> Result<Arc<AtomicBool>> {
             }
         }
         // The parent is gone (killed, perhaps): a cell nobody will account for is not
-        // committed; `run --resume` runs it again.
-        std::process::exit(i32::from(EXIT_ORPHANED));
+        // committed; `run --resume` runs it again. At once, without the native runtimes'
+        // global teardown, which would run beside the cell in flight, and without flushing
+        // standard output, whose lock the main thread holds (and nobody reads it any more).
+        #[allow(unsafe_code)]
+        // SAFETY: `_exit` only ends the process.
+        unsafe {
+            libc::_exit(i32::from(EXIT_ORPHANED))
+        }
     });
     Ok(stop)
 }
@@ -200,6 +206,18 @@ struct Shared<'a> {
     run_started: Option<String>,
     stop: &'a AtomicBool,
     supervised: bool,
+    /// `--serve`: the cells received and not yet answered, counted down before a cell's last
+    /// event goes out, so that an end of input after that event finds this process idle.
+    pending: Option<&'a std::sync::atomic::AtomicUsize>,
+}
+
+impl Shared<'_> {
+    /// The cell in flight is over (committed, or stopped): its last event may go out.
+    fn answered(&self) {
+        if let Some(p) = self.pending {
+            p.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 /// Runs one cell of a plan and commits it; `virtual_start_ns`: the parent's virtual clock.
@@ -223,6 +241,7 @@ fn one_cell(
             cell.cell_id,
             cx.run_dir.path.display()
         );
+        cx.answered();
         emit(&CellEvent::Finished {
             status: record.status,
             clock_ns: 0,
@@ -260,6 +279,7 @@ fn one_cell(
         },
     )?;
     if let Some(done) = single.stopped_after {
+        cx.answered();
         emit(&CellEvent::Stopped {
             done,
             total,
@@ -275,6 +295,7 @@ fn one_cell(
         .commit_cell(&single.result)
         .with_context(|| format!("committing cell {}", cell.cell_id))?;
     let status = single.result.record.status;
+    cx.answered();
     emit(&CellEvent::Finished {
         status,
         clock_ns: single.clock_end_ns,
@@ -336,14 +357,14 @@ pub fn run(args: &RunCellArgs) -> Result<ExitCode> {
             run_started,
             stop: &stop,
             supervised: true,
+            pending: Some(&pending),
         };
         // Each cell is answered by its events; a failure to run one ends the process (the
         // parent records it against that cell and starts another process for the next).
         while let Ok((index, ns)) = cells.recv() {
             if let Outcome::Stopped = one_cell(&cx, index, ns, &mut kept)? {
-                return Ok(ExitCode::from(EXIT_INTERRUPTED as u8));
+                exit_now(EXIT_INTERRUPTED as u8);
             }
-            pending.fetch_sub(1, Ordering::SeqCst);
         }
         exit_now(0);
     }
@@ -361,6 +382,7 @@ pub fn run(args: &RunCellArgs) -> Result<ExitCode> {
         run_started,
         stop: &stop,
         supervised: args.supervised,
+        pending: None,
     };
     let index = args.index.expect("clap requires --index without --serve");
     match one_cell(&cx, index, args.virtual_start_ns, &mut kept)? {

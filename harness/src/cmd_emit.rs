@@ -14,6 +14,12 @@
 //! `plan.json` of an existing run folder (the job is written into that folder; a Slurm array then
 //! covers only the cells not yet committed).
 //!
+//! A task runs its cell in its own process, with no `tcobench run` watching the clock, so the
+//! cell's time limit is the scheduler's: unless `--time-limit-min` says otherwise, each task (a
+//! Slurm array task, a Kubernetes pod) may run the scenario's `cell_timeout_s` (else `run`'s
+//! default) plus [`TASK_MARGIN_S`], after which the scheduler kills it and its cell stays
+//! uncommitted (`collect` lists it missing).
+//!
 //! The run folder's path is printed last on standard output; the file to submit and the commands
 //! to use go to standard error. Exit codes: `0` written; `2` bad input (an unreadable scenario or
 //! plan, a device the job cannot give its tasks, a path a Slurm directive cannot hold).
@@ -47,6 +53,62 @@ pub const SLURM_LOGS: &str = "slurm";
 
 /// The claim name written when `--pvc` is not given: it exists nowhere, on purpose.
 pub const PVC_PLACEHOLDER: &str = "tcobench-results-CHANGEME";
+
+/// What a scheduler's task may take beyond its cell's time limit, seconds: starting the task
+/// (for a pod, pulling the image), and building the built-in model into the node's cache or
+/// loading it, which every task does afresh where `run`'s cells of one model share a loaded one.
+pub const TASK_MARGIN_S: f64 = 600.0;
+
+/// A task's wall-clock limit, derived from the plan's scenario.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TaskLimit {
+    /// The cell's own limit, seconds.
+    pub cell_timeout_s: f64,
+    /// Whether the scenario set it (`cell_timeout_s`), rather than `run`'s default.
+    pub from_scenario: bool,
+}
+
+impl TaskLimit {
+    /// The limit of the cells of `plan`: its scenario's `cell_timeout_s`, else `run`'s default.
+    pub fn of(plan: &Plan) -> TaskLimit {
+        match plan.scenario["cell_timeout_s"].as_f64() {
+            Some(t) => TaskLimit {
+                cell_timeout_s: t,
+                from_scenario: true,
+            },
+            None => TaskLimit {
+                cell_timeout_s: crate::cell_process::DEFAULT_CELL_TIMEOUT_S,
+                from_scenario: false,
+            },
+        }
+    }
+
+    /// The task's limit: the cell's plus [`TASK_MARGIN_S`], whole seconds rounded up.
+    pub fn seconds(&self) -> u64 {
+        (self.cell_timeout_s + TASK_MARGIN_S).ceil() as u64
+    }
+
+    /// The task's limit in whole minutes, rounded up (`#SBATCH --time`).
+    pub fn minutes(&self) -> u32 {
+        u32::try_from(self.seconds().div_ceil(60)).unwrap_or(u32::MAX)
+    }
+
+    /// How the limit was reached, for a comment line: `the scenario's cell_timeout_s (90 s) +
+    /// 600 s …`.
+    pub fn explained(&self) -> String {
+        let cell = if self.from_scenario {
+            format!("the scenario's cell_timeout_s ({} s)", self.cell_timeout_s)
+        } else {
+            format!(
+                "the default cell timeout ({} s; the scenario sets no cell_timeout_s)",
+                self.cell_timeout_s
+            )
+        };
+        format!(
+            "{cell} + {TASK_MARGIN_S} s for starting the task and building or loading its model"
+        )
+    }
+}
 
 /// `tcobench emit` options.
 #[derive(clap::Args, Debug)]
@@ -99,7 +161,8 @@ pub struct SlurmArgs {
     /// CPU cores per task.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub cpus_per_task: Option<u32>,
-    /// Wall-clock limit of one task, minutes (`#SBATCH --time`).
+    /// Wall-clock limit of one task, minutes (`#SBATCH --time`) [default: the scenario's
+    /// `cell_timeout_s` (else 3600 s) + 600 s for starting the task and loading its model].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub time_limit_min: Option<u32>,
     /// The tcobench executable the tasks run (default: this one, by absolute path; it must be
@@ -213,8 +276,10 @@ pub struct SlurmJob {
     pub partition: Option<String>,
     /// CPU cores per task.
     pub cpus_per_task: Option<u32>,
-    /// Wall-clock limit per task, minutes.
+    /// Wall-clock limit per task, minutes (`--time-limit-min`).
     pub time_limit_min: Option<u32>,
+    /// The limit derived from the scenario, used without `time_limit_min`.
+    pub derived_limit: TaskLimit,
     /// The tcobench executable.
     pub tcobench: PathBuf,
     /// Model cache for the tasks.
@@ -300,8 +365,17 @@ impl SlurmJob {
         if let Some(c) = self.cpus_per_task {
             s.push_str(&format!("#SBATCH --cpus-per-task={c}\n"));
         }
-        if let Some(t) = self.time_limit_min {
-            s.push_str(&format!("#SBATCH --time={t}\n"));
+        match self.time_limit_min {
+            Some(t) => s.push_str(&format!("#SBATCH --time={t}\n")),
+            None => {
+                let limit = &self.derived_limit;
+                s.push_str(&format!(
+                    "# --time: {}, in minutes rounded up; past it Slurm kills the task and its cell \
+                     stays uncommitted (--time-limit-min sets another).\n",
+                    limit.explained()
+                ));
+                s.push_str(&format!("#SBATCH --time={}\n", limit.minutes()));
+            }
         }
         s.push_str("\nset -eu\n");
         s.push_str("# The array index is the cell's index in the plan.\n");
@@ -342,6 +416,8 @@ pub struct K8sJob {
     pub tcobench: String,
     /// Failed pods tolerated.
     pub backoff_limit: u32,
+    /// Each pod's limit (`activeDeadlineSeconds` of the pod template).
+    pub limit: TaskLimit,
 }
 
 /// A DNS-1123 label from `s` with at most `max` characters: lower-case letters, digits, `-`.
@@ -414,6 +490,9 @@ impl K8sJob {
                 "template": {
                     "metadata": { "labels": labels },
                     "spec": {
+                        // Per pod, from its start: the Job's own activeDeadlineSeconds would
+                        // bound all the cells together.
+                        "activeDeadlineSeconds": self.limit.seconds(),
                         "restartPolicy": "Never",
                         "containers": [container],
                         "volumes": [{
@@ -443,6 +522,12 @@ impl K8sJob {
         }
         s.push_str("# copy the folder there, `kubectl apply -f job.yaml`, wait for the Job, copy it back,\n");
         s.push_str("# then `tcobench collect RUN_DIR` merges the cells, analyses and reports.\n");
+        s.push_str(&format!(
+            "# Each pod may run {} s (activeDeadlineSeconds): {}; past it the pod is killed, its \
+             cell uncommitted (the Job tries the index again within backoffLimit).\n",
+            self.limit.seconds(),
+            self.limit.explained()
+        ));
         s.push_str(&serde_yaml::to_string(&job).expect("a Job serialises"));
         s
     }
@@ -711,6 +796,7 @@ pub fn run(args: &EmitArgs, out: &mut dyn Write) -> Result<ExitCode> {
                 partition: a.partition.clone(),
                 cpus_per_task: a.cpus_per_task,
                 time_limit_min: a.time_limit_min,
+                derived_limit: TaskLimit::of(&plan),
                 tcobench,
                 models_dir,
             };
@@ -749,6 +835,7 @@ pub fn run(args: &EmitArgs, out: &mut dyn Write) -> Result<ExitCode> {
                 backoff_limit: a
                     .backoff_limit
                     .unwrap_or(u32::try_from(plan.cells.len()).unwrap_or(u32::MAX)),
+                limit: TaskLimit::of(&plan),
             };
             let path = run_dir.path.join(K8S_MANIFEST);
             write_atomic(&path, job.manifest().as_bytes())?;
@@ -803,6 +890,26 @@ mod tests {
         assert_eq!(sbatch_quote("a b").unwrap(), "\"a b\"");
         assert_eq!(sbatch_quote(r#"x"y\z"#).unwrap(), r#""x\"y\\z""#);
         assert_eq!(sbatch_quote("a\nb"), None);
+    }
+
+    #[test]
+    fn task_limits_add_the_margin_and_round_up() {
+        let limit = |t: f64| TaskLimit {
+            cell_timeout_s: t,
+            from_scenario: true,
+        };
+        // 90 s + 600 s = 690 s = 11.5 min.
+        assert_eq!(limit(90.0).seconds(), 690);
+        assert_eq!(limit(90.0).minutes(), 12);
+        assert_eq!(limit(1.25).seconds(), 602);
+        assert_eq!(limit(1.25).minutes(), 11);
+        assert_eq!(limit(3000.0).minutes(), 60);
+        let default = TaskLimit {
+            cell_timeout_s: crate::cell_process::DEFAULT_CELL_TIMEOUT_S,
+            from_scenario: false,
+        };
+        assert_eq!(default.minutes(), 70);
+        assert!(default.explained().contains("sets no cell_timeout_s"));
     }
 
     #[test]

@@ -284,16 +284,24 @@ fn write_import_table(import: &MeterImport, out: &mut dyn Write) -> Result<()> {
         import.ours_method,
         import.ours_scope
     )?;
+    // Whole cell ids: cells that differ only in batch size or lengths differ at the end.
+    let width = import
+        .cells
+        .iter()
+        .map(|c| c.cell_id.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(4);
     writeln!(
         out,
-        "{:<18} {:>9} {:>12} {:>12} {:>8}  note",
+        "{:<width$} {:>9} {:>12} {:>12} {:>8}  note",
         "cell", "window s", "ours J", "meter J", "ratio"
     )?;
     for c in &import.cells {
         writeln!(
             out,
-            "{:<18} {:>9.3} {:>12} {:>12} {:>8}  {}",
-            c.cell_id.chars().take(18).collect::<String>(),
+            "{:<width$} {:>9.3} {:>12} {:>12} {:>8}  {}",
+            c.cell_id,
             (c.window_end_ms - c.window_start_ms) / 1000.0,
             fmt_opt(c.ours_j, 3),
             fmt_opt(c.meter_j, 3),

@@ -20,7 +20,7 @@ use anyhow::Context;
 use tcobench_analysis::fmt_sig;
 use tcobench_analysis::groups::{analyze_groups, GroupAnalysis, GroupOptions};
 use tcobench_analysis::inference::{Adjust, Bootstrap};
-use tcobench_analysis::table::read_groups;
+use tcobench_analysis::table::{read_groups, TableError};
 
 /// Exit code for bad input (file, columns, values, options).
 pub const EXIT_BAD_INPUT: u8 = 2;
@@ -80,7 +80,7 @@ pub fn run(args: &StatsArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let groups = match read_groups(&args.file, &args.by, &args.metric) {
         Ok(g) => g,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", named_once(&e));
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
     };
@@ -112,6 +112,21 @@ pub fn run(args: &StatsArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         write_text(args, rows, &analysis, out)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The message of a read error, naming the file once: `read_groups` passes a failed checksum on
+/// as `FILE: cannot read: MESSAGE`, and that message (a [`SchemaError`]) names the file first
+/// itself.
+///
+/// [`SchemaError`]: tcobench_analysis::schema::SchemaError
+fn named_once(e: &TableError) -> String {
+    if let TableError::Io { path, source } = e {
+        let message = source.to_string();
+        if message.starts_with(&format!("{}: ", path.display())) {
+            return message;
+        }
+    }
+    e.to_string()
 }
 
 /// Column alignment in [`Table`].

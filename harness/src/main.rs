@@ -298,8 +298,12 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 })
             };
             let outcome = match (&resume, &scenario) {
+                // The scenario as `--resume` resolves it again (by default the file the run
+                // was started from) gives the limit when the command line does not.
                 (Some(run_dir), scenario) => {
-                    runner::resume(run_dir, scenario.as_deref(), &opts, &execution(None))?
+                    runner::resume(run_dir, scenario.as_deref(), &opts, |s| {
+                        execution(s.cell_timeout_s)
+                    })?
                 }
                 (None, Some(path)) => {
                     let overrides = Overrides { seed, device };

@@ -312,12 +312,17 @@ impl Backends {
                     Box::new(CandleBackend::load(&dir, cell.device, cell.dtype)?)
                 }
                 BackendKind::Onnxruntime => {
-                    let dir = model::resolve(&source, &self.models_dir)?;
                     // Built-in models get their ONNX export written (once) from the same weights;
-                    // a user's directory must bring its own model.onnx.
-                    if matches!(source, ModelSource::Builtin { .. }) {
-                        ensure_onnx(&dir)?;
-                    }
+                    // a user's directory brings its own model.onnx and config.json (checked by
+                    // the backend), with or without model.safetensors.
+                    let dir = match &source {
+                        ModelSource::Builtin { .. } => {
+                            let dir = model::resolve(&source, &self.models_dir)?;
+                            ensure_onnx(&dir)?;
+                            dir
+                        }
+                        ModelSource::Dir(dir) => dir.clone(),
+                    };
                     let runtime = OrtRuntime::init(&self.cache_dir)?;
                     let b =
                         OrtBackend::load(runtime, &dir, cell.device, cell.dtype, self.ort_threads)?;
@@ -791,11 +796,15 @@ pub(crate) fn analyze_and_report(run_dir: &Path) -> Result<RunStats> {
 /// settings, and this tcobench must carry the versions of itself and its backends that the run
 /// recorded; otherwise the numbers would not be comparable and the resume is refused
 /// ([`ResumeRefused`]).
+///
+/// `execution` says how to carry out the cells of the scenario as resolved now: `tcobench run`
+/// takes its `cell_timeout_s` when the command line gives no `--cell-timeout-s` (a value
+/// changed since the run began is noted on standard error).
 pub fn resume(
     run_dir_path: &Path,
     scenario_path: Option<&Path>,
     opts: &RunOptions,
-    execution: &Execution,
+    execution: impl FnOnce(&Scenario) -> Execution,
 ) -> Result<RunOutcome> {
     let refuse = |reason: String| -> anyhow::Error {
         ResumeRefused {
@@ -884,6 +893,17 @@ pub fn resume(
             );
         }
     }
+    let timeout_then = plan.scenario["cell_timeout_s"].as_f64();
+    if timeout_then != scenario.cell_timeout_s {
+        let said = |t: Option<f64>| t.map_or_else(|| "not set".to_string(), |t| format!("{t} s"));
+        eprintln!(
+            "note: the scenario's cell_timeout_s changed from {} to {} since the run began; the \
+             cells still to run get the new limit (unless --cell-timeout-s gives one)",
+            said(timeout_then),
+            said(scenario.cell_timeout_s)
+        );
+    }
+    let execution = execution(&scenario);
     let stale = run_dir
         .remove_stale_temp(STALE_WRITER_WAIT)
         .map_err(|e| refuse(format!("{e:#}")))?;
@@ -927,7 +947,7 @@ pub fn resume(
             resumed: true,
         },
         opts,
-        execution,
+        &execution,
     )
 }
 
@@ -1572,6 +1592,9 @@ pub fn run_single_cell(
     kept: &mut KeptBackends,
     after_request: &mut dyn FnMut(u64, u64) -> bool,
 ) -> Result<SingleCell> {
+    // In a `run` parent's child: what this process writes on standard error from now on is
+    // this cell's.
+    cell_process::mark_cell_begin(index);
     let cell = plan.cells.get(index).with_context(|| {
         format!(
             "the plan has {} cells; there is no index {index}",

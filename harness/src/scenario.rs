@@ -1333,7 +1333,7 @@ fn validate(
         t => t,
     };
 
-    Ok(Scenario {
+    let scenario = Scenario {
         costing,
         budget,
         ort_threads,
@@ -1348,7 +1348,52 @@ fn validate(
         exclude,
         power,
         sources: files.iter().map(|f| f.path.clone()).collect(),
-    })
+    };
+
+    // What the cells will need, checked before any work: at least one cell, and in a model
+    // folder the files of each backend that runs it.
+    let cells = crate::plan::Plan::from_scenario(&scenario, "").cells;
+    if cells.is_empty() {
+        return Err(at("exclude").error(
+            "exclude",
+            "the exclusion rules remove every cell of the matrix: nothing would be measured",
+        ));
+    }
+    for (i, (name, resolved)) in model.iter().zip(&scenario.matrix.model).enumerate() {
+        if name.parse::<BuiltinModel>().is_ok() {
+            continue;
+        }
+        let dir = Path::new(resolved);
+        for backend in [BackendKind::Candle, BackendKind::Onnxruntime] {
+            if !cells
+                .iter()
+                .any(|c| c.backend == backend && c.model == *resolved)
+            {
+                continue;
+            }
+            let needs: &[&str] = match backend {
+                BackendKind::Candle => &[
+                    tcobench_backends::model::CONFIG_FILE,
+                    tcobench_backends::model::WEIGHTS_FILE,
+                ],
+                _ => &[
+                    tcobench_backends::model::CONFIG_FILE,
+                    tcobench_backends::onnx::ONNX_FILE,
+                ],
+            };
+            if let Some(missing) = needs.iter().find(|f| !dir.join(f).is_file()) {
+                return Err(model_file.error(
+                    &format!("matrix.model[{i}]"),
+                    format!(
+                        "`{name}` has no {missing}, which the {backend} backend needs \
+                         (looked in {}; or exclude backend {backend} for this model)",
+                        dir.display()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(scenario)
 }
 
 fn distinct_count<T: PartialEq>(v: &[T]) -> usize {
@@ -1388,6 +1433,20 @@ mod tests {
         assert_eq!(s.matrix.dtype, vec![DType::F32]);
         assert_eq!(s.device, vec![Device::Cpu]);
         assert_eq!((s.warmup, s.repetitions), (1, 5));
+    }
+
+    #[test]
+    fn exclusions_that_remove_every_cell_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{OK}exclude:\n  - model: tiny\n");
+        let e =
+            Scenario::load(&write(dir.path(), "s.yaml", &text), &Overrides::default()).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("exclude"), "{e}");
+        assert_eq!(e.line, Some(9), "{e}");
+        assert!(e.message.contains("remove every cell"), "{e}");
+        // One batch size left: valid.
+        let text = format!("{OK}exclude:\n  - batch_size: 1\n");
+        Scenario::load(&write(dir.path(), "s.yaml", &text), &Overrides::default()).unwrap();
     }
 
     #[test]

@@ -468,3 +468,121 @@ fn emit_and_collect_refuse_bad_input() {
         .count();
     assert_eq!(listed, 4, "{}", stderr(&out));
 }
+
+/// A task runs its cell with no `tcobench run` to time it, so the scheduler does: the scenario's
+/// `cell_timeout_s` (else the default 3600 s) + 600 s for starting the task and loading its
+/// model, per Slurm array task and per pod; `--time-limit-min` overrides it for Slurm.
+#[test]
+fn task_time_limits_come_from_the_scenarios_cell_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let timed = write(
+        dir.path(),
+        "timed.yaml",
+        &format!("{MOCK}cell_timeout_s: 90\n"),
+    );
+    let plain = write(dir.path(), "plain.yaml", MOCK);
+    let out = dir.path().join("results");
+    let out = out.to_str().unwrap();
+    let slurm = |input: &Path, extra: &[&str]| {
+        let mut args = vec!["emit", "slurm", input.to_str().unwrap(), "--out", out];
+        args.extend_from_slice(extra);
+        let run = emit(&args, dir.path());
+        std::fs::read_to_string(run.join("submit.sbatch")).unwrap()
+    };
+    let time_lines = |script: &str| -> Vec<String> {
+        script
+            .lines()
+            .filter(|l| l.starts_with("#SBATCH --time") || l.starts_with("# --time"))
+            .map(str::to_string)
+            .collect()
+    };
+
+    // 90 s + 600 s = 690 s: 11.5 minutes, rounded up.
+    let script = slurm(&timed, &[]);
+    assert_eq!(
+        time_lines(&script),
+        [
+            "# --time: the scenario's cell_timeout_s (90 s) + 600 s for starting the task and \
+             building or loading its model, in minutes rounded up; past it Slurm kills the task \
+             and its cell stays uncommitted (--time-limit-min sets another).",
+            "#SBATCH --time=12",
+        ],
+        "{script}"
+    );
+    // The directives Slurm reads come before the first command.
+    let first_command = script
+        .lines()
+        .position(|l| !l.is_empty() && !l.starts_with('#'))
+        .unwrap();
+    let time_at = script
+        .lines()
+        .position(|l| l.starts_with("#SBATCH --time"))
+        .unwrap();
+    assert!(time_at < first_command, "{script}");
+    // The user's limit wins, and needs no explaining.
+    assert_eq!(
+        time_lines(&slurm(&timed, &["--time-limit-min", "30"])),
+        ["#SBATCH --time=30"]
+    );
+    // No cell_timeout_s: `run`'s default, 3600 s + 600 s = 70 minutes.
+    let lines = time_lines(&slurm(&plain, &[]));
+    assert_eq!(lines[1], "#SBATCH --time=70");
+    assert!(
+        lines[0].starts_with(
+            "# --time: the default cell timeout (3600 s; the scenario sets no cell_timeout_s)"
+        ),
+        "{lines:?}"
+    );
+
+    // The plan.json of a run folder: the limit of the scenario it was planned from.
+    let run = emit(
+        &["emit", "slurm", timed.to_str().unwrap(), "--out", out],
+        dir.path(),
+    );
+    std::fs::write(&timed, MOCK).unwrap();
+    let again = emit(
+        &["emit", "slurm", run.join("plan.json").to_str().unwrap()],
+        dir.path(),
+    );
+    assert_eq!(again, run);
+    let script = std::fs::read_to_string(run.join("submit.sbatch")).unwrap();
+    assert!(script.contains("#SBATCH --time=12\n"), "{script}");
+    std::fs::write(&timed, format!("{MOCK}cell_timeout_s: 90\n")).unwrap();
+
+    // Kubernetes: every pod's own deadline, from its start; the Job as a whole has none.
+    let k8s = |input: &Path| {
+        let run = emit(
+            &[
+                "emit",
+                "k8s",
+                input.to_str().unwrap(),
+                "--out",
+                out,
+                "--image",
+                "tcobench",
+            ],
+            dir.path(),
+        );
+        std::fs::read_to_string(run.join("job.yaml")).unwrap()
+    };
+    let text = k8s(&timed);
+    let job: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(
+        job["spec"]["template"]["spec"]["activeDeadlineSeconds"].as_u64(),
+        Some(690),
+        "{text}"
+    );
+    assert!(job["spec"].get("activeDeadlineSeconds").is_none(), "{text}");
+    assert!(
+        text.contains(
+            "# Each pod may run 690 s (activeDeadlineSeconds): the scenario's cell_timeout_s \
+             (90 s) + 600 s"
+        ),
+        "{text}"
+    );
+    let job: serde_yaml::Value = serde_yaml::from_str(&k8s(&plain)).unwrap();
+    assert_eq!(
+        job["spec"]["template"]["spec"]["activeDeadlineSeconds"].as_u64(),
+        Some(4200)
+    );
+}

@@ -596,34 +596,52 @@ fn every_corpus_model_has_an_expectation() {
 
 #[test]
 fn bad_model_folders_fail_their_cell_with_the_file_named() {
-    // A model folder is checked by the cell that loads it: the cell fails with the reason, the
-    // run goes on and exits with the documented code for an incomplete run.
+    // A folder missing a file its backend needs is refused with the scenario, before any work
+    // (exit 2, the scenario key named). A folder whose files are there but bad is checked by the
+    // cell that loads it: the cell fails with the reason, the run goes on and exits with the
+    // documented code for an incomplete run.
     let dir = tempfile::tempdir().unwrap();
     for (case, _, _) in MODELS {
         copy_dir(&corpus("model").join(case), &dir.path().join(case));
     }
-    let models: Vec<&str> = MODELS.iter().map(|m| m.0).collect();
-    let text = format!(
-        "name: bad-models\nwarmup: 0\nrepetitions: 1\nmatrix:\n  backend: [candle]\n  \
-         model: [{}]\n  batch_size: [1]\n  prompt_tokens: [4]\n  new_tokens: [2]\n\
-         power:\n  source: none\n",
-        models.join(", ")
-    );
-    let scenario = write(dir.path(), "models.yaml", &text);
-    let out_dir = dir.path().join("out");
-    let out = tcobench(
-        &[
-            "run",
-            scenario.to_str().unwrap(),
-            "--out",
-            out_dir.to_str().unwrap(),
-            "--no-log",
-            "--quiet",
-        ],
-        dir.path(),
-    );
-    let err = rejected(&out, INCOMPLETE, &[]);
-    for (case, file, message) in MODELS {
+    let scenario_for = |models: &[&str]| {
+        format!(
+            "name: bad-models\nwarmup: 0\nrepetitions: 1\nmatrix:\n  backend: [candle]\n  \
+             model: [{}]\n  batch_size: [1]\n  prompt_tokens: [4]\n  new_tokens: [2]\n\
+             power:\n  source: none\n",
+            models.join(", ")
+        )
+    };
+    let run = |text: &str| {
+        let scenario = write(dir.path(), "models.yaml", text);
+        let out_dir = dir.path().join("out");
+        tcobench(
+            &[
+                "run",
+                scenario.to_str().unwrap(),
+                "--out",
+                out_dir.to_str().unwrap(),
+                "--no-log",
+                "--quiet",
+            ],
+            dir.path(),
+        )
+    };
+    let (missing, bad): (Vec<_>, Vec<_>) = MODELS.iter().partition(|m| m.1.is_empty());
+    for (case, _, message) in &missing {
+        let file = message
+            .trim_start_matches("no ")
+            .trim_end_matches(" in the directory");
+        let wanted = format!("has no {file}, which the candle backend needs");
+        rejected(
+            &run(&scenario_for(&[case])),
+            BAD_INPUT,
+            &["models.yaml:6:", "matrix.model[0]", &wanted],
+        );
+    }
+    let models: Vec<&str> = bad.iter().map(|m| m.0).collect();
+    let err = rejected(&run(&scenario_for(&models)), INCOMPLETE, &[]);
+    for (case, file, message) in bad {
         let path = dir.path().join(case).join(file);
         let path = path.to_str().unwrap().trim_end_matches('/');
         let line = err

@@ -70,6 +70,11 @@ fn import_calibrate_and_apply_recover_the_meter_s_gain() {
     assert_eq!(import["ours_method"], "mock");
     let cells = import["cells"].as_array().unwrap();
     assert_eq!(cells.len(), 4, "{import:#}");
+    // The table names each cell in full, so cells that differ only at the end stay apart.
+    for c in cells {
+        let id = c["cell_id"].as_str().unwrap();
+        assert!(stdout.lines().any(|l| l.starts_with(id)), "{id}: {stdout}");
+    }
     for c in cells {
         let window_s = (c["window_end_ms"].as_f64().unwrap()
             - c["window_start_ms"].as_f64().unwrap())

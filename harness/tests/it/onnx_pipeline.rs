@@ -191,30 +191,64 @@ fn user_model_folders_get_clear_errors() {
     for f in ["config.json", "model.safetensors", "model.onnx"] {
         assert!(listed.contains(f), "{listed}");
     }
-    // Without model.onnx the ONNX Runtime cell fails with the reason; candle still runs.
-    std::fs::remove_file(dir.path().join("mine/model.onnx")).unwrap();
+    // Without model.onnx the scenario is refused before any work, naming the file and the key.
+    std::fs::rename(
+        dir.path().join("mine/model.onnx"),
+        dir.path().join("model.onnx.kept"),
+    )
+    .unwrap();
     let text = BOTH
         .replace("model: [tiny]", "model: [mine]")
         .replace("batch_size: [1, 2]", "batch_size: [1]");
     let (out, run_dir) = run(dir.path(), &text, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "a failed cell makes the run incomplete"
-    );
+    assert_eq!(out.status.code(), Some(2), "refused before any work");
+    assert!(run_dir.is_none());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("model.onnx") && err.contains("missing"),
+        err.contains("scenario.yaml:7:")
+            && err.contains("matrix.model[0]")
+            && err.contains("has no model.onnx, which the onnxruntime backend needs"),
         "{err}"
     );
+    // Excluding that backend for the folder makes it valid again.
+    let excluded = format!("{text}exclude:\n  - backend: onnxruntime\n    model: mine\n");
+    let (out, _) = run(dir.path(), &excluded, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // An ONNX-only folder (no model.safetensors) runs on ONNX Runtime; with no weights for the
+    // reference the agreement gate cannot run, and says why.
+    std::fs::rename(
+        dir.path().join("model.onnx.kept"),
+        dir.path().join("mine/model.onnx"),
+    )
+    .unwrap();
+    std::fs::remove_file(dir.path().join("mine/model.safetensors")).unwrap();
+    let (out, _) = run(dir.path(), &text, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("has no model.safetensors, which the candle backend needs"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let onnx_only = text.replace("backend: [candle, onnxruntime]", "backend: [onnxruntime]");
+    let (out, run_dir) = run(dir.path(), &onnx_only, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let manifest = json(&run_dir.unwrap().join("manifest.json"));
-    let statuses: Vec<&str> = manifest["cells"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["status"].as_str().unwrap())
-        .collect();
-    assert_eq!(statuses, ["ok", "failed"]);
+    let cell = &manifest["cells"][0];
+    assert_eq!(cell["status"], "ok");
+    assert_eq!(cell["backend_info"]["model_file"], "model.onnx");
+    assert_eq!(cell["agreement"]["status"], "error", "{cell}");
+    let note = cell["agreement"]["note"].as_str().unwrap();
+    assert!(note.contains("model.safetensors"), "{note}");
 
     let o = tcobench(
         &["model", "build", "--size", "huge", "--out", "x"],

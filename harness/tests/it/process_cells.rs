@@ -293,3 +293,64 @@ fn run_cell_alone_commits_one_cell_once() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no index 4"), "{}", stderr(&out));
 }
+
+/// A `run-cell --serve` child whose input ends right after its cell's `finished` event (as
+/// `run` closes a child it has no more cells for) is idle: it exits 0, never with the code of a
+/// child orphaned in the middle of a cell (125), whose exit would also run the native runtimes'
+/// global teardown beside the cell. Closed in the middle of a cell, it exits 125 at once and
+/// commits nothing.
+#[test]
+fn a_serving_child_closed_after_its_cell_exits_cleanly() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let s = write(dir.path(), "s.yaml", MOCK);
+    let plan = tcobench_env(&["plan", s.to_str().unwrap(), "--json"], dir.path(), &[]);
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    let serve = |round: usize, fault: Option<&str>| {
+        let run = dir.path().join(format!("run{round}"));
+        std::fs::create_dir(&run).unwrap();
+        std::fs::write(run.join("plan.json"), &plan.stdout).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tcobench"));
+        cmd.args(["run-cell", "--plan", "plan.json", "--supervised", "--serve"])
+            .current_dir(&run)
+            .env("TCOBENCH_MODELS_DIR", models_dir())
+            .env_remove("TCOBENCH_MOCK_FAULT")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        if let Some(f) = fault {
+            cmd.env("TCOBENCH_MOCK_FAULT", f);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"run 0\n").unwrap();
+        stdin.flush().unwrap();
+        (run, child, stdin)
+    };
+    let wait_for = |child: &mut std::process::Child, event: &str| {
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        for line in stdout.lines() {
+            if line.unwrap().contains(event) {
+                return;
+            }
+        }
+        panic!("no {event} event");
+    };
+    // The end of input races with the child's own bookkeeping after the event: many rounds.
+    for round in 0..20 {
+        let (_, mut child, stdin) = serve(round, None);
+        wait_for(&mut child, "\"finished\"");
+        drop(stdin);
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "round {round}: {status:?}");
+    }
+    // Mid-cell: the parent is gone.
+    let (run, mut child, stdin) = serve(20, Some("0:slow-300"));
+    wait_for(&mut child, "\"request\"");
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(125), "{status:?}");
+    let cells = std::fs::read_dir(run.join(files::CELLS)).map_or(0, |d| d.count());
+    assert_eq!(cells, 0, "nothing is committed");
+}

@@ -464,3 +464,114 @@ fn resume_refuses_a_changed_scenario_or_another_version() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("cannot resume"), "{}", stderr(&o));
 }
+
+/// `--resume` with a deadline: a run that takes longer than `limit` is killed (with its cells)
+/// and the test fails, instead of waiting for a default cell timeout of an hour.
+fn resume_within(run: &Path, cwd: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut args = vec![
+        "run",
+        "--resume",
+        run.to_str().unwrap(),
+        "--no-log",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    let child = start(&args, cwd, env);
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output().unwrap());
+    });
+    loop {
+        if let Ok(out) = rx.recv_timeout(Duration::from_millis(50)) {
+            return out;
+        }
+        if Instant::now() > deadline {
+            signal(pid, "-KILL", true);
+            panic!("the resumed run was still going after 120 s: its cell timeout was not applied");
+        }
+    }
+}
+
+/// A run folder prepared by `emit` (every cell pending) for `scenario`.
+fn prepared_run(dir: &Path, scenario: &Path, out: &str) -> PathBuf {
+    let o = command(
+        &[
+            "emit",
+            "slurm",
+            scenario.to_str().unwrap(),
+            "--out",
+            out,
+            "--time-limit-min",
+            "5",
+        ],
+        dir,
+    )
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    PathBuf::from(stdout.lines().last().unwrap())
+}
+
+/// The error recorded for cell `index` of a run.
+fn cell_error(run: &Path, index: usize) -> String {
+    let m = schema::read_manifest(&run.join(files::MANIFEST)).unwrap();
+    assert_eq!(m.cells[index].status, CellOutcome::Failed, "{:?}", m.cells);
+    m.cells[index].error.clone().unwrap()
+}
+
+/// The resumed cells get the limit a fresh run would: `--cell-timeout-s`, else the scenario's
+/// `cell_timeout_s` (as the scenario file says now), else the default.
+#[test]
+fn resumed_cells_keep_the_scenarios_cell_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(
+        dir.path(),
+        "timed.yaml",
+        &format!("{MOCK}cell_timeout_s: 1.25\n"),
+    );
+    let hang = [("TCOBENCH_MOCK_FAULT", "1:hang")];
+
+    // The scenario's limit.
+    let run = prepared_run(dir.path(), &scenario, "a");
+    let o = resume_within(&run, dir.path(), &[], &hang);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let error = cell_error(&run, 1);
+    assert!(
+        error.starts_with("run-cell exceeded the cell timeout of 1.25 s"),
+        "{error}"
+    );
+    assert!(
+        !stderr(&o).contains("cell_timeout_s changed"),
+        "{}",
+        stderr(&o)
+    );
+
+    // The command line's, over the scenario's.
+    let run = prepared_run(dir.path(), &scenario, "b");
+    let o = resume_within(&run, dir.path(), &["--cell-timeout-s", "1.5"], &hang);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let error = cell_error(&run, 1);
+    assert!(
+        error.starts_with("run-cell exceeded the cell timeout of 1.5 s"),
+        "{error}"
+    );
+
+    // The scenario file changed its limit since the run began: the new one, with a note.
+    let run = prepared_run(dir.path(), &scenario, "c");
+    std::fs::write(&scenario, format!("{MOCK}cell_timeout_s: 1.75\n")).unwrap();
+    let o = resume_within(&run, dir.path(), &[], &hang);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let error = cell_error(&run, 1);
+    assert!(
+        error.starts_with("run-cell exceeded the cell timeout of 1.75 s"),
+        "{error}"
+    );
+    assert!(
+        stderr(&o).contains("cell_timeout_s changed from 1.25 s to 1.75 s"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -6,8 +6,9 @@ use std::process::Output;
 
 use polars::prelude::*;
 use serde_json::Value;
+use tcobench_analysis::schema::{self, files};
 
-use crate::common::{tcobench, write};
+use crate::common::{run_scenario, tcobench, write, MOCK};
 
 const CTRL: [f64; 10] = [4.17, 5.58, 5.18, 6.11, 4.50, 4.61, 5.17, 4.53, 5.33, 5.14];
 const TRT1: [f64; 10] = [4.81, 4.17, 4.41, 3.59, 5.87, 3.83, 6.03, 4.89, 4.32, 4.69];
@@ -430,4 +431,104 @@ fn pooled_pairwise_and_adjustment_options() {
     let none = json(&stats(dir.path(), &csv, &["--json", "--adjust", "none"]));
     let w = &none["pairwise"][0]["welch"];
     assert_eq!(w["p_adj"], w["p"]);
+}
+
+/// Flips one byte in the middle of `path`: its bytes no longer match `path.sha256`.
+fn damage(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// `stats` on a damaged file of a run folder: bad input naming the file once, with the repair
+/// that fits the file; each repair is then carried out and works.
+#[test]
+fn a_damaged_run_file_is_named_once_with_the_repair_that_fits_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let scenario = write(d, "s.yaml", MOCK);
+    let run = run_scenario(d, &scenario);
+    let run_text = run.to_str().unwrap();
+    let stats_of = |file: &Path| {
+        let f = file.to_str().unwrap();
+        tcobench(&["stats", f, "--by", "model", "--metric", "e2e_ms"], d)
+    };
+    let rejected = |file: &Path| {
+        let out = stats_of(file);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        let f = file.to_str().unwrap();
+        assert!(
+            err.starts_with(&format!("error: {f}: corrupt file: its SHA-256 is ")),
+            "{err}"
+        );
+        assert_eq!(err.matches(&format!("{f}:")).count(), 1, "{err}");
+        err
+    };
+
+    // A cell's own file: only running the cell again repairs it.
+    let cells = run.join(files::CELLS);
+    let cell = std::fs::read_dir(&cells)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let cell_file = cell.join(files::REQUESTS);
+    damage(&cell_file);
+    let err = rejected(&cell_file);
+    assert!(
+        err.contains(&format!(
+            "remove the cell's folder {} and run the cell again: `tcobench run --resume {run_text}`",
+            cell.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("merges them again"), "{err}");
+    // What the hint rules out: with the cell's folder in place, `--resume` takes the cell as
+    // committed and meets the same damage.
+    let resume = |d: &Path| tcobench(&["run", "--resume", run_text, "--no-log", "--quiet"], d);
+    let out = resume(d);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("corrupt file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The hint: the folder goes, the cell runs again.
+    std::fs::remove_dir_all(&cell).unwrap();
+    let out = resume(d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    schema::read_parquet(&cell_file).unwrap();
+
+    // The merged table: `collect` merges it again.
+    let merged = run.join(files::REQUESTS);
+    damage(&merged);
+    let err = rejected(&merged);
+    assert!(
+        err.ends_with(&format!(
+            "it is merged from the run's cells: `tcobench collect {run_text}` merges them again\n"
+        )),
+        "{err}"
+    );
+    let out = tcobench(&["collect", run_text], d);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stats_of(&merged).status.success());
+
+    // A file outside any run folder has no run to repair it from.
+    let lone = d.join("lone.parquet");
+    std::fs::copy(&merged, &lone).unwrap();
+    std::fs::copy(schema::checksum_path(&merged), schema::checksum_path(&lone)).unwrap();
+    damage(&lone);
+    let err = rejected(&lone);
+    assert!(err.contains("restore it from a copy"), "{err}");
+    assert!(!err.contains("tcobench collect"), "{err}");
 }
