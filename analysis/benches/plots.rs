@@ -62,6 +62,7 @@ fn cells() -> Vec<CellRecord> {
                         agreement: None,
                         backend_info: BTreeMap::new(),
                         energy: None,
+                        host_load: None,
                     });
                 }
             }

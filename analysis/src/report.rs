@@ -417,9 +417,178 @@ struct CostingView<'a> {
     prices: Vec<CostRow<'a>>,
     energy: Vec<EnergyRow<'a>>,
     gaps: Vec<CostGap>,
+    /// Per tier and model without a recommendation, why ([`missing_recommendations`]).
+    missing_recommendations: Vec<MissingRecommendation>,
+    /// The idle power behind kWh/month, kgCO2e/month and on-prem electricity, in words
+    /// ([`idle_power_label`]).
+    idle_power: String,
 }
 
-fn costing_view(stats: &RunStats) -> Option<CostingView<'_>> {
+/// A tier and model of a priced run without a recommendation, and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MissingRecommendation {
+    /// Pricing tier, as the catalog and scenarios name it (`reserved_1y`).
+    pub tier: String,
+    /// Model served.
+    pub model: String,
+    /// Why no configuration is recommended, in words (`code spans` for keys).
+    pub reason: String,
+}
+
+/// Every tier × model of `costs` that has no recommendation, with the reason — which tells
+/// *nothing could be priced* (no instance selected, no price of that tier in the catalog for the
+/// instances, no instance fits the cells, no measured throughput) apart from *nothing priced meets
+/// the SLO*. Tiers in selection order, models in cell order.
+pub fn missing_recommendations(
+    stats: &RunStats,
+    costs: &crate::pricing::costing::RunCosts,
+) -> Vec<MissingRecommendation> {
+    let sel = &costs.selection;
+    let mut models: Vec<&str> = Vec::new();
+    for c in &stats.cells {
+        if !models.contains(&c.model.as_str()) {
+            models.push(&c.model);
+        }
+    }
+    let meets =
+        |c: &crate::pricing::costing::CellCost| sel.slo.is_none() || c.slo.is_some_and(|s| s.met);
+    let slo = sel
+        .slo
+        .map(|s| format!("p{} `{}` ≤ {} ms", s.percentile, s.metric.name(), s.max_ms));
+    let mut out = Vec::new();
+    for &tier in &sel.tiers {
+        for &model in &models {
+            if costs
+                .recommendations
+                .iter()
+                .any(|r| r.tier == tier && r.model == model)
+            {
+                continue;
+            }
+            let cells: Vec<_> = stats
+                .cells
+                .iter()
+                .zip(&costs.cells)
+                .filter(|(s, _)| s.model == model)
+                .map(|(_, c)| c)
+                .collect();
+            let priced = |c: &&crate::pricing::costing::CellCost| {
+                c.prices
+                    .iter()
+                    .any(|p| p.tier == tier && p.usd_per_1m_tokens.value.is_finite())
+            };
+            // Why the cells in `of` have no price in this tier, one clause per cause.
+            let why_unpriced = |of: &[&crate::pricing::costing::CellCost]| -> String {
+                if sel.instances.is_empty() {
+                    return "no instances selected (`pricing.instances`)".into();
+                }
+                let mut no_price: Vec<&str> = Vec::new();
+                let mut other: Vec<String> = Vec::new();
+                for c in of {
+                    for u in &c.unpriced {
+                        match u.tier {
+                            Some(t) if t == tier => {
+                                if !no_price.contains(&u.instance.as_str()) {
+                                    no_price.push(&u.instance);
+                                }
+                            }
+                            Some(_) => {}
+                            None => {
+                                if !other.contains(&u.reason) {
+                                    other.push(u.reason.clone());
+                                }
+                            }
+                        }
+                    }
+                    if c.tokens_per_s
+                        .is_none_or(|t| t.value <= 0.0 || t.value.is_nan())
+                    {
+                        let why = c
+                            .unavailable
+                            .iter()
+                            .find(|u| u.metric == "usd_per_1m_tokens")
+                            .map_or("no positive measured throughput", |u| u.reason.as_str());
+                        let why = format!("no measured throughput ({why})");
+                        if !other.contains(&why) {
+                            other.push(why);
+                        }
+                    }
+                }
+                let mut clauses = Vec::new();
+                if !no_price.is_empty() {
+                    clauses.push(format!(
+                        "catalog {} has no {tier} price for {}",
+                        sel.catalog.version,
+                        no_price.join(", ")
+                    ));
+                }
+                clauses.extend(other);
+                if clauses.is_empty() {
+                    "no price of this tier was computed".into()
+                } else {
+                    clauses.join("; ")
+                }
+            };
+            let reason = if !cells.iter().any(priced) {
+                format!("nothing could be priced ({})", why_unpriced(&cells))
+            } else if cells.iter().filter(|c| priced(c)).any(|c| meets(c)) {
+                continue; // a candidate exists: `recommendations` ranks it (not reached)
+            } else if cells.iter().any(|c| meets(c)) {
+                let slo_cells: Vec<_> = cells.iter().copied().filter(|c| meets(c)).collect();
+                format!(
+                    "the configurations that meet the SLO ({}) could not be priced in this tier ({})",
+                    slo.as_deref().unwrap_or("none set"),
+                    why_unpriced(&slo_cells)
+                )
+            } else {
+                format!(
+                    "no priced configuration meets the SLO ({})",
+                    slo.as_deref().unwrap_or("none set")
+                )
+            };
+            out.push(MissingRecommendation {
+                tier: tier.name().to_string(),
+                model: model.to_string(),
+                reason,
+            });
+        }
+    }
+    out
+}
+
+/// Which idle power the workload's kWh/month, kgCO2e/month and on-prem electricity charge for
+/// the `(1 − U)` share, and where it comes from — never left unsaid.
+pub fn idle_power_label(
+    selection: &crate::pricing::costing::CostSelection,
+    manifest: &Manifest,
+) -> String {
+    use crate::pricing::formulas::IdlePowerSource;
+    let source = IdlePowerSource::of(selection.idle_watts, selection.idle_watts_source);
+    match (selection.idle_watts, source) {
+        (Some(w), IdlePowerSource::MeasuredBaseline) => {
+            let basis = manifest
+                .power
+                .idle_baseline
+                .as_ref()
+                .map(|b| b.window.basis.as_str())
+                .filter(|b| *b != "measured");
+            format!(
+                "idle time at {} W per replica: {}{}",
+                fmt_sig(w, 4),
+                source.describe(),
+                basis.map_or_else(String::new, |b| format!(", {b}"))
+            )
+        }
+        (Some(w), _) => format!(
+            "idle time at {} W per replica: {}",
+            fmt_sig(w, 4),
+            source.describe()
+        ),
+        (None, _) => source.describe().to_string(),
+    }
+}
+
+fn costing_view<'a>(stats: &'a RunStats, manifest: &Manifest) -> Option<CostingView<'a>> {
     let costs = stats.costing.as_ref()?;
     let label = |id: &str| {
         stats
@@ -472,6 +641,8 @@ fn costing_view(stats: &RunStats) -> Option<CostingView<'_>> {
         prices,
         energy,
         gaps,
+        missing_recommendations: missing_recommendations(stats, costs),
+        idle_power: idle_power_label(&costs.selection, manifest),
     })
 }
 
@@ -698,6 +869,7 @@ const VALIDITY_SOURCES: &[ValiditySource] = &[
     validity_repetitions,
     validity_pricing,
     validity_outliers,
+    validity_host_load,
 ];
 
 /// Fewer timed requests than this make a cell's intervals wide and its tests weak.
@@ -752,6 +924,23 @@ fn validity_power_basis(_: &RunStats, m: &Manifest, out: &mut Vec<ValidityWarnin
                 format!(
                     "the idle baseline's energy window is invalid ({}): net-of-idle figures are imprecise",
                     b.window.invalid_reason.as_deref().unwrap_or("no reason recorded")
+                ),
+            );
+        }
+    }
+}
+
+fn validity_host_load(_: &RunStats, m: &Manifest, out: &mut Vec<ValidityWarning>) {
+    for c in &m.cells {
+        if let Some(why) = c.host_load.as_ref().and_then(|l| l.not_quiet()) {
+            warn(
+                out,
+                "host load",
+                format!(
+                    "cell `{}`: the host was not quiet while it was timed ({why}): its timings \
+                     may be slower for reasons other than its configuration, and a comparison \
+                     with it may call noise a difference",
+                    short(&c.cell_id)
                 ),
             );
         }
@@ -1270,7 +1459,7 @@ pub fn render_formats(
         metrics => Value::from(Serde(&stats.metrics)),
         plots => plot_values,
         comparisons => Value::from(Serde(&comparison_views(stats))),
-        costing => Value::from(Serde(&costing_view(stats))),
+        costing => Value::from(Serde(&costing_view(stats, manifest))),
         tco => tco_context(stats)?,
         validity => Value::from(Serde(&validity_warnings(stats, manifest))),
     };
@@ -1294,6 +1483,20 @@ pub fn write_formats(
     templates: Option<&Path>,
     formats: &[ReportFormat],
 ) -> Result<Vec<std::path::PathBuf>, AnalysisError> {
+    write_formats_to(run_dir, run_dir, stats, templates, formats)
+}
+
+/// [`write_formats`] reading the run folder `run_dir` and writing the report files (and, for
+/// Markdown, `plots/*.svg`) into `out_dir` instead — for a report that is not the run's own,
+/// such as one re-priced with other sections, which must not replace the report that agrees
+/// with the folder's `stats.json`. `out_dir` must exist.
+pub fn write_formats_to(
+    run_dir: &Path,
+    out_dir: &Path,
+    stats: &RunStats,
+    templates: Option<&Path>,
+    formats: &[ReportFormat],
+) -> Result<Vec<std::path::PathBuf>, AnalysisError> {
     use crate::schema::files;
     let manifest = crate::read_run_manifest(run_dir)?;
     let requests = crate::load::load_requests(&run_dir.join(files::REQUESTS), &manifest)?;
@@ -1302,12 +1505,12 @@ pub fn write_formats(
     let rendered = render_formats(stats, &manifest, &plots, templates, formats)?;
     let mut written = Vec::new();
     for (format, text) in &rendered {
-        let path = run_dir.join(format.file_name());
+        let path = out_dir.join(format.file_name());
         crate::write_atomic(&path, text.as_bytes())?;
         written.push(path);
     }
     if formats.contains(&ReportFormat::Markdown) {
-        let plot_dir = run_dir.join(files::PLOTS);
+        let plot_dir = out_dir.join(files::PLOTS);
         std::fs::create_dir_all(&plot_dir).map_err(|source| AnalysisError::Io {
             path: plot_dir.clone(),
             source,

@@ -183,6 +183,10 @@ pub struct CellRecord {
     /// not run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub energy: Option<EnergyWindow>,
+    /// How busy the rest of the host was during the timed window (real backends on Linux;
+    /// absent for mock cells, elsewhere, and in runs before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_load: Option<HostLoad>,
 }
 
 /// Whether an energy figure may be reported as a measurement with its stated uncertainty.

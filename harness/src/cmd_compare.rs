@@ -5,21 +5,27 @@
 //!
 //! * `0`: done (for `compare`, also when cells regressed unless `--fail-on-regression`);
 //! * `2`: bad input — a path that is not a readable run folder (the message names it), an unknown
-//!   metric, an option out of range;
-//! * `3`: `compare --fail-on-regression` and at least one cell regressed.
+//!   metric, an option out of range (`--allow-missing` without `--fail-on-regression`);
+//! * `3`: `compare --fail-on-regression` and the gate did not pass: at least one cell regressed,
+//!   no cell could be compared at all, or (unless `--allow-missing`) a cell measured in the base
+//!   run is missing from the new run — absent (renamed, dropped), failed, not run, or without
+//!   usable values of the metric. A gate that checked nothing, or not what the base measured,
+//!   must not pass; each reason is printed on standard error.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use tcobench_analysis::compare::{self, CompareOptions, Comparison};
+use tcobench_analysis::compare::{self, CompareOptions, Comparison, Side};
 use tcobench_analysis::export::{self, GabDirection};
 use tcobench_analysis::fmt_sig;
 use tcobench_analysis::inference::{Bootstrap, Verdict};
+use tcobench_analysis::schema::CellOutcome;
 
 /// Exit code for bad input (run folders, metric names, options).
 pub const EXIT_BAD_INPUT: u8 = 2;
-/// Exit code of `compare --fail-on-regression` when a cell regressed.
+/// Exit code of `compare --fail-on-regression` when the gate did not pass: a cell regressed, no
+/// cell was compared, or a base cell is missing from the new run ([`gate_failures`]).
 pub const EXIT_REGRESSED: u8 = 3;
 
 /// Arguments of `tcobench compare`.
@@ -41,9 +47,15 @@ pub struct CompareArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Exit with code 3 when any cell regressed.
+    /// Exit with code 3 when any cell regressed, when no cell could be compared, or when a cell
+    /// measured in the base run is missing from the new run (absent, failed, not run, or without
+    /// usable values): a gate that compared nothing, or less than the base measured, fails.
     #[arg(long)]
     pub fail_on_regression: bool,
+    /// With --fail-on-regression: let base cells missing from the new run pass the gate (they
+    /// are still listed). A comparison of no cell at all still fails.
+    #[arg(long, requires = "fail_on_regression")]
+    pub allow_missing: bool,
     /// Bootstrap seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -128,11 +140,86 @@ pub fn compare(args: &CompareArgs, out: &mut dyn Write) -> anyhow::Result<ExitCo
     for w in &comparison.warnings {
         eprintln!("warning: {w}");
     }
-    Ok(if args.fail_on_regression && comparison.any_regressed() {
-        ExitCode::from(EXIT_REGRESSED)
-    } else {
+    if !args.fail_on_regression {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let failures = gate_failures(&comparison, args.allow_missing);
+    for f in &failures {
+        eprintln!("error: --fail-on-regression: {f}");
+    }
+    Ok(if failures.is_empty() {
         ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_REGRESSED)
     })
+}
+
+/// Whether one side of a cell holds enough values of the metric to be compared.
+fn usable(side: &Side) -> bool {
+    side.status == CellOutcome::Ok && side.n >= 2
+}
+
+/// Why `compare --fail-on-regression` must fail, one sentence each; empty when the gate passes.
+///
+/// * any cell regressed;
+/// * no cell was compared — nothing was checked, whatever the reason (no shared configuration,
+///   every cell failed, the metric unmeasured);
+/// * unless `allow_missing`: a cell the base run measured (status ok) that the new run lacks —
+///   its configuration is absent there (renamed or dropped), or it failed, was not run, was
+///   skipped or has fewer than 2 usable values of the metric. Such a cell would otherwise hide a
+///   regression.
+pub fn gate_failures(c: &Comparison, allow_missing: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    if c.any_regressed() {
+        let cells: Vec<&str> = c
+            .cells
+            .iter()
+            .filter(|x| x.verdict == Verdict::Regressed)
+            .map(|x| x.label.as_str())
+            .collect();
+        out.push(format!(
+            "{} cell(s) regressed: {}",
+            cells.len(),
+            cells.join(", ")
+        ));
+    }
+    if c.cells.is_empty() {
+        let k = &c.counts;
+        out.push(format!(
+            "no cell could be compared ({} in both runs but not compared, {} only in base, {} only in new): a gate that compared nothing cannot pass",
+            k.not_compared, k.only_in_base, k.only_in_new
+        ));
+    }
+    if allow_missing {
+        return out;
+    }
+    let mut missing = Vec::new();
+    for x in &c.only_in_base {
+        if x.status == CellOutcome::Ok {
+            missing.push(format!(
+                "{} (base cell {}): no cell of this configuration in the new run",
+                x.label, x.cell_id
+            ));
+        }
+    }
+    for x in &c.not_compared {
+        if let (Some(b), Some(n)) = (&x.base, &x.new) {
+            if usable(b) && !usable(n) {
+                missing.push(format!(
+                    "{} (new cell {}): {}",
+                    x.label, n.cell_id, x.reason
+                ));
+            }
+        }
+    }
+    if !missing.is_empty() {
+        out.push(format!(
+            "{} cell(s) measured in the base run are missing from the new run (pass --allow-missing to let them pass): {}",
+            missing.len(),
+            missing.join("; ")
+        ));
+    }
+    out
 }
 
 /// The word printed for a verdict.

@@ -9,11 +9,17 @@
 //! `--pricing FILE` and `--energy FILE` re-price the stored measurements before rendering: each
 //! file is a YAML file in the scenario syntax (like `scenarios/variants/*.yaml`, read by the same
 //! code as `tcobench sweep`) whose `pricing:` (respectively `energy:`) section is laid key by key
-//! over the run's own; the report states the files used. `stats.json` is left as it is.
+//! over the run's own; the report states the files used. `stats.json` is left as it is, and so
+//! is the run's own report, which agrees with it: the re-priced report goes into its own folder,
+//! `RUN_DIR/report-<variant>/` (`report.md`, `report.html`, `plots/`; `<variant>` is each file's
+//! `name:`, else its stem, joined with `+`), or `--out DIR`.
+//!
+//! `--out DIR` writes the report into `DIR` (created when missing) instead of the run folder.
 //!
 //! Exit codes: `0` done; `2` the folder is not a run, the manifest's layout is not supported, an
-//! unknown format, a template folder that is missing or holds a broken template, or an override
-//! file that is unreadable, lacks its section or does not resolve against the catalog.
+//! unknown format, a template folder that is missing or holds a broken template, an override
+//! file that is unreadable, lacks its section or does not resolve against the catalog, or
+//! `--out` naming the run folder itself for a re-priced report.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,14 +50,49 @@ pub struct ReportArgs {
     /// YAML file whose `energy:` section replaces the run's, key by key (scenario syntax).
     #[arg(long, value_name = "FILE")]
     pub energy: Option<PathBuf>,
+    /// Folder to write the report into (created when missing). Default: the run folder; with
+    /// --pricing/--energy, RUN_DIR/report-<variant>/, so the run's own report (which agrees with
+    /// its stats.json) is never replaced.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
-/// The run's costing with the `--pricing` / `--energy` sections laid over it, priced again.
+/// A variant name as a folder-name fragment: letters, digits, `.`, `_`, `-`, `+` kept, anything
+/// else (spaces, separators) replaced by `-`.
+fn file_fragment(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-+".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let s = s.trim_matches(|c| c == '.' || c == '-').to_string();
+    if s.is_empty() {
+        "variant".into()
+    } else {
+        s
+    }
+}
+
+/// Whether `a` and `b` name the same existing folder.
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// The run's costing with the `--pricing` / `--energy` sections laid over it, priced again, and
+/// the variant's name (the files' names joined with `+`).
 fn repriced(
     args: &ReportArgs,
     stats: &RunStats,
     manifest: &tcobench_analysis::schema::Manifest,
-) -> Result<Option<tcobench_analysis::pricing::costing::RunCosts>, String> {
+) -> Result<Option<(tcobench_analysis::pricing::costing::RunCosts, String)>, String> {
     use tcobench_analysis::pricing::costing::CostingSpec;
     if args.pricing.is_none() && args.energy.is_none() {
         return Ok(None);
@@ -86,12 +127,16 @@ fn repriced(
         }
         spec.overlay(&top);
         names.push(name);
-        overrides.push(format!("the `{section}:` section of `{}`", path.display()));
+        // A code span in the report: a backtick in the path would end it.
+        overrides.push(format!(
+            "the `{section}:` section of `{}`",
+            path.display().to_string().replace('`', "'")
+        ));
     }
     let mut costs = tcobench_analysis::price_run(stats, manifest, &spec, Some(names.join(" + ")))
         .map_err(|e| format!("re-pricing with {}: {e}", overrides.join(" and ")))?;
     costs.overrides = overrides;
-    Ok(Some(costs))
+    Ok(Some((costs, names.join("+"))))
 }
 
 fn parse_format(s: &str) -> Result<ReportFormat, String> {
@@ -180,16 +225,37 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("analysing {}", dir.display()))?
         }
     };
+    let mut out_dir = args.out.clone().unwrap_or_else(|| dir.clone());
     if args.pricing.is_some() || args.energy.is_some() {
         let manifest = tcobench_analysis::read_run_manifest(dir)
             .with_context(|| format!("reading {}", dir.display()))?;
         match repriced(args, &stats, &manifest) {
-            Ok(Some(costs)) => stats.costing = Some(costs),
+            Ok(Some((costs, variant))) => {
+                stats.costing = Some(costs);
+                match &args.out {
+                    None => out_dir = dir.join(format!("report-{}", file_fragment(&variant))),
+                    Some(o) if same_dir(o, dir) => {
+                        return bad(format_args!(
+                            "--out `{}` is the run folder: a re-priced report would replace the \
+                             run's own, which agrees with its {}; omit --out (the report then \
+                             goes to {}) or name another folder",
+                            o.display(),
+                            files::STATS,
+                            dir.join(format!("report-{}", file_fragment(&variant)))
+                                .display()
+                        ));
+                    }
+                    Some(_) => {}
+                }
+            }
             Ok(None) => {}
             Err(e) => return bad(e),
         }
     }
-    match report::write_formats(dir, &stats, args.templates.as_deref(), &formats) {
+    if let Err(e) = std::fs::create_dir_all(&out_dir) {
+        return bad(format_args!("--out `{}`: {e}", out_dir.display()));
+    }
+    match report::write_formats_to(dir, &out_dir, &stats, args.templates.as_deref(), &formats) {
         Ok(written) => {
             for p in written {
                 writeln!(out, "{}", p.display())?;

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tcobench_analysis::pricing::costing::{
     CostingSpec, RawEnergy, RawPricing, RawSlo, RawWorkload, RunCosts,
 };
-use tcobench_analysis::report::{fmt_mean_ci, md_escape};
+use tcobench_analysis::report::{fmt_mean_ci, md_escape, md_prose, missing_recommendations};
 use tcobench_analysis::schema::SCHEMA_VERSION;
 use tcobench_analysis::RunStats;
 
@@ -220,17 +220,6 @@ fn markdown(sweep: &Sweep, stats: &RunStats) -> String {
     s.push_str("## Recommendation per variant and tier\n\n");
     s.push_str("| Variant | Tier | Model | Cheapest configuration | Instance | $/1M tokens | J/token | gCO2e per 1M tokens | How sure |\n|---|---|---|---|---|---:|---:|---:|---|\n");
     for v in &sweep.variants {
-        if v.costing.recommendations.is_empty() {
-            s.push_str(&format!(
-                "| {} | — | no priced configuration{} | — | — | — | — | — |\n",
-                md_escape(&v.name),
-                if v.costing.selection.slo.is_some() {
-                    " meets the SLO"
-                } else {
-                    ""
-                }
-            ));
-        }
         for r in &v.costing.recommendations {
             s.push_str(&format!(
                 "| {} | {} | {} | {} | `{}` | {} | {} | {} | {} |\n",
@@ -243,6 +232,17 @@ fn markdown(sweep: &Sweep, stats: &RunStats) -> String {
                 fig(r.j_per_token),
                 fig(r.gco2e_per_1m_tokens),
                 md_escape(&r.confidence)
+            ));
+        }
+        // Why a tier has no recommendation: nothing priced (no price in the catalog, …) is
+        // not the same finding as nothing meeting the SLO.
+        for m in missing_recommendations(stats, &v.costing) {
+            s.push_str(&format!(
+                "| {} | {} | {} | no recommendation: {} | — | — | — | — | — |\n",
+                md_escape(&v.name),
+                m.tier,
+                md_escape(&m.model),
+                md_prose(&m.reason)
             ));
         }
     }

@@ -28,8 +28,19 @@
 //!   catalog is the one the run was priced with, that row exists at that price; catalog-sourced
 //!   PUE and grid intensity carry their row.
 //!
+//! and, for the data files of the results contract (`results/README.md`), before any figure:
+//!
+//! * `data_file` — `requests.parquet` and `power.parquet` of the run, `run_power.parquet` when the
+//!   manifest records an idle baseline (or the file or its checksum is there), and the two Parquet
+//!   files of every committed cell (`cells/<cell-id>/` with its `status.json`; a cell the
+//!   manifest records as ok must have one) are present, match the SHA-256 in their `FILE.sha256`
+//!   sidecar and decode — the same read ([`schema::read_parquet`]) `analyze` and `collect` do,
+//!   so a folder `validate` passes is one they can read. A file without a sidecar (written by
+//!   another tool) is decoded only, with a note.
+//!
 //! Exit codes: `0` every check passed (one line: `N checks passed`); `2` `manifest.json` or
-//! `stats.json` is missing or malformed (the message names the file); `3` at least one finding.
+//! `stats.json` is missing or malformed (the message names the file); `3` at least one finding
+//! (a missing, damaged or undecodable data file is one, naming the file).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -40,11 +51,12 @@ use serde::Serialize;
 use tcobench_analysis::pricing::catalog::{Accelerator, Tier};
 use tcobench_analysis::pricing::costing::{PriceFigures, RunCosts};
 use tcobench_analysis::pricing::{Catalog, LoadOptions};
-use tcobench_analysis::schema::{files, CellOutcome, CellRecord, Manifest};
+use tcobench_analysis::schema::{self, files, CellOutcome, CellRecord, Manifest};
 use tcobench_analysis::{fmt_sig, CellStats, Metric, RunStats};
 use tcobench_backends::Device;
 
 use crate::estimate;
+use crate::results::RUN_POWER;
 
 /// Exit code when an input file is missing or malformed.
 pub const EXIT_BAD_INPUT: u8 = 2;
@@ -615,6 +627,101 @@ fn check_costs(c: &mut Checks, costs: &RunCosts, catalog: Option<&Catalog>) {
     }
 }
 
+/// One data file of the results contract: present, matching its `FILE.sha256`, decodable.
+/// `why` says why the contract requires it (for the message when it is missing).
+fn check_data_file(c: &mut Checks, path: &Path, cell: Option<&str>, why: &str) {
+    let sidecar = schema::checksum_path(path);
+    if !path.is_file() {
+        let trace = if sidecar.is_file() {
+            format!(
+                "; its checksum {} is there, so it was written and is gone since",
+                sidecar.display()
+            )
+        } else {
+            String::new()
+        };
+        c.fail(
+            "data_file",
+            cell,
+            &[],
+            format!("{}: missing ({why}){trace}", path.display()),
+        );
+        return;
+    }
+    // The read `analyze` does: checksum first (a damaged file is never decoded), then Parquet.
+    match schema::read_parquet(path) {
+        Ok(_) => {
+            c.pass();
+            if !sidecar.is_file() {
+                c.note(format!(
+                    "{} has no {}: it decodes, but its bytes could not be checked against a \
+                     checksum written with it",
+                    path.display(),
+                    sidecar
+                        .file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+                ));
+            }
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let message = if text.contains(&path.display().to_string()) {
+                text
+            } else {
+                format!("{}: {text}", path.display())
+            };
+            c.fail("data_file", cell, &[], message);
+        }
+    }
+}
+
+/// The data files the results contract says a finished run folder holds ([`check_data_file`]).
+fn check_data_files(c: &mut Checks, run_dir: &Path, manifest: &Manifest) {
+    let merged = "every run folder holds it, merged from the committed cells; `tcobench collect` \
+                  merges them again";
+    check_data_file(c, &run_dir.join(files::REQUESTS), None, merged);
+    check_data_file(c, &run_dir.join(files::POWER), None, merged);
+    let run_power = run_dir.join(RUN_POWER);
+    if manifest.power.idle_baseline.is_some() {
+        check_data_file(
+            c,
+            &run_power,
+            None,
+            "manifest.json records an idle baseline, whose power samples it holds",
+        );
+    } else if run_power.is_file() || schema::checksum_path(&run_power).is_file() {
+        check_data_file(c, &run_power, None, "the power samples taken between cells");
+    }
+    for record in &manifest.cells {
+        let id = record.cell_id.as_str();
+        let dir = run_dir.join(files::CELLS).join(id);
+        if dir.join(files::CELL_STATUS).is_file() {
+            for name in [files::REQUESTS, files::POWER] {
+                check_data_file(
+                    c,
+                    &dir.join(name),
+                    Some(id),
+                    "the cell is committed (its status.json is there); its measurements are \
+                     what the run's files are merged from",
+                );
+            }
+        } else if record.status == CellOutcome::Ok {
+            c.fail(
+                "data_file",
+                Some(id),
+                &[],
+                format!(
+                    "{}: missing (manifest.json records cell {id} as ok, but its committed files \
+                     are not there: `tcobench collect` and `run --resume` need them)",
+                    dir.join(files::CELL_STATUS).display()
+                ),
+            );
+        } else {
+            c.pass();
+        }
+    }
+}
+
 /// Runs every check on a run's manifest and statistics. `catalog` (the shipped catalog plus the
 /// run's overlay) supplies GPU TDPs and the price rows to cross-check; without it those checks
 /// are skipped with a note.
@@ -629,6 +736,7 @@ pub fn validate(
         findings: Vec::new(),
         notes: Vec::new(),
     };
+    check_data_files(&mut c, run_dir, manifest);
     let records: BTreeMap<&str, &CellRecord> = manifest
         .cells
         .iter()
@@ -732,9 +840,15 @@ pub fn run(args: &ValidateArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode>
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
     } else {
         for f in &v.findings {
+            // A missing or damaged file is a failure, not an implausible figure.
+            let kind = if f.check == "data_file" {
+                "FAILED"
+            } else {
+                "IMPLAUSIBLE"
+            };
             match &f.cell_id {
-                Some(cell) => writeln!(out, "IMPLAUSIBLE {} [{cell}]: {}", f.check, f.message)?,
-                None => writeln!(out, "IMPLAUSIBLE {}: {}", f.check, f.message)?,
+                Some(cell) => writeln!(out, "{kind} {} [{cell}]: {}", f.check, f.message)?,
+                None => writeln!(out, "{kind} {}: {}", f.check, f.message)?,
             }
         }
         if v.ok() {

@@ -19,6 +19,7 @@ pub mod cmd_tco;
 pub mod cmd_validate;
 pub mod estimate;
 pub mod host;
+pub mod hostload;
 pub mod plan;
 pub mod power;
 pub mod results;

@@ -1876,6 +1876,7 @@ pub(crate) fn pending_record(cell: &Cell) -> CellRecord {
         agreement: None,
         backend_info: Default::default(),
         energy: None,
+        host_load: None,
     }
 }
 
@@ -2043,6 +2044,10 @@ fn run_cell(
     record.energy_method = Some(energy_method.clone());
     host::reset_peak_rss();
     let mut requests = Vec::new();
+    // The host's CPU counters at the first timed request (real backends only: a mock cell's
+    // clock is virtual, so the host's load cannot slow it).
+    let watch_host = cell.backend != BackendKind::Mock;
+    let mut load_start = None;
     let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<()> {
         let backend = backends.get(cell).with_context(|| {
             format!(
@@ -2074,6 +2079,9 @@ fn run_cell(
                 prompts: prompts(seed, cell, rep, warmup, vocab),
                 new_tokens: cell.new_tokens as usize,
             };
+            if watch_host && !warmup && load_start.is_none() {
+                load_start = crate::hostload::CpuSnapshot::read();
+            }
             let m = measure_request(backend.as_mut(), &request, clock, sampler);
             let mut row = request_record(cell, run_id, rep, warmup, &request, &m, &energy_method);
             let long_enough =
@@ -2147,6 +2155,10 @@ fn run_cell(
         }
         Ok(())
     }));
+    if let Some(start) = load_start {
+        record.host_load = crate::hostload::CpuSnapshot::read()
+            .and_then(|end| crate::hostload::between(&start, &end));
+    }
     let error = match outcome {
         Ok(Ok(())) => None,
         Ok(Err(e)) => Some(format!("{e:#}")),

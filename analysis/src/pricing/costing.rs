@@ -479,6 +479,10 @@ pub struct CostSelection {
     pub grid: Option<Sourced>,
     /// Idle power of one replica, W.
     pub idle_watts: Option<f64>,
+    /// Where `idle_watts` comes from (`None` in costs written before it was recorded; read it
+    /// through [`f::IdlePowerSource::of`]).
+    #[serde(default)]
+    pub idle_watts_source: Option<f::IdlePowerSource>,
     /// Embodied emissions per replica, kg, and lifetime, years.
     pub embodied: Option<(f64, f64)>,
     /// Latency objective.
@@ -765,6 +769,10 @@ impl CostingSpec {
             pue,
             grid,
             idle_watts,
+            idle_watts_source: Some(match idle_watts {
+                Some(_) => f::IdlePowerSource::Scenario,
+                None => f::IdlePowerSource::BusyAssumed,
+            }),
             embodied,
             slo,
             workload,
@@ -1721,20 +1729,34 @@ fn workload_tco(
         if let Some(o) = &sel.onprem {
             let watts = match (&o.watts, energy) {
                 (Some(wt), _) => Some((wt.value, None, describe(wt))),
-                (None, Some(e)) => Some((
-                    e.watts * replicas,
-                    e.j_per_token.ci95.map(|[lo, hi]| {
-                        [
-                            lo * e.watts / e.j_per_token.value * replicas,
-                            hi * e.watts / e.j_per_token.value * replicas,
-                        ]
-                    }),
-                    format!(
-                        "measured{}: {} replica(s) × J/token × tokens/s",
-                        if e.estimated { " (estimated)" } else { "" },
-                        p.replicas
-                    ),
-                )),
+                (None, Some(e)) => {
+                    // An owned system draws power around the clock: busy power for the fleet's
+                    // busy share U, idle power (`formulas::average_watts`) for the rest.
+                    let u = sizing.utilization;
+                    let idle = sel.idle_watts.map(|w| w * replicas);
+                    let avg = |busy: f64| f::average_watts(busy, idle, u).unwrap_or(f64::NAN);
+                    let source = f::IdlePowerSource::of(sel.idle_watts, sel.idle_watts_source);
+                    Some((
+                        avg(e.watts * replicas),
+                        e.j_per_token.ci95.map(|[lo, hi]| {
+                            [
+                                avg(lo * e.watts / e.j_per_token.value * replicas),
+                                avg(hi * e.watts / e.j_per_token.value * replicas),
+                            ]
+                        }),
+                        format!(
+                            "average at U = {} (busy {:.1} W measured{}: {} replica(s) × J/token × tokens/s; {})",
+                            crate::fmt_sig(u, 3),
+                            e.watts * replicas,
+                            if e.estimated { " (estimated)" } else { "" },
+                            p.replicas,
+                            match idle {
+                                Some(w) => format!("idle {w:.1} W, {}", source.describe()),
+                                None => source.describe().to_string(),
+                            }
+                        ),
+                    ))
+                }
                 (None, None) => None,
             };
             match watts {

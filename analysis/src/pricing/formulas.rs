@@ -294,6 +294,54 @@ pub fn compare_onprem(
     Ok(out)
 }
 
+/// Where the idle power `W_idle` charged for the `(1 − U)` share of wall-clock time comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IdlePowerSource {
+    /// `energy.idle_watts` of the scenario (or of a variant laid over it).
+    Scenario,
+    /// The idle baseline the run measured before its matrix with its own power method
+    /// (`manifest.json` → `power.idle_baseline`).
+    MeasuredBaseline,
+    /// Neither: idle time is charged at busy power (`W_idle = W`), an upper bound.
+    BusyAssumed,
+}
+
+impl IdlePowerSource {
+    /// The source of a selection's idle power: `recorded` when the selection says, else — for
+    /// figures written before it was recorded — the scenario when an idle power is set.
+    pub fn of(idle_watts: Option<f64>, recorded: Option<Self>) -> Self {
+        match (idle_watts, recorded) {
+            (None, _) => Self::BusyAssumed,
+            (Some(_), Some(r)) if r != Self::BusyAssumed => r,
+            (Some(_), _) => Self::Scenario,
+        }
+    }
+
+    /// The source in words, as the report states it next to the figures it changes.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Scenario => "scenario input `energy.idle_watts`",
+            Self::MeasuredBaseline => "the run's measured idle baseline",
+            Self::BusyAssumed => "idle not measured: busy power assumed for idle time",
+        }
+    }
+}
+
+/// Average power over wall-clock time of a system busy a fraction `U` of it, W.
+///
+/// `W_avg = U · W + (1 − U) · W_idle`, with `W_idle = W` when no idle power is given (idle time
+/// charged at busy power: [`IdlePowerSource::BusyAssumed`]).
+pub fn average_watts(busy_watts: f64, idle_watts: Option<f64>, util: f64) -> R<f64> {
+    let busy = positive("watts", busy_watts)?;
+    let u = utilization(util)?;
+    let idle = match idle_watts {
+        Some(i) => non_negative("idle_watts", i)?,
+        None => busy,
+    };
+    Ok(u * busy + (1.0 - u) * idle)
+}
+
 /// Inputs of [`size_workload`].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Workload {
@@ -345,8 +393,9 @@ pub struct Sizing {
 /// * `instances = ceil(d_peak / T)` (T = capacity of one instance at the SLO);
 /// * `U = d / (instances · T)`;
 /// * `$/month = instances · P · 730`;
-/// * `kWh/month = instances · (U · W + (1 − U) · W_idle) · PUE · 730 / 1000` (`W_idle = W` when not
-///   given);
+/// * `kWh/month = instances · (U · W + (1 − U) · W_idle) · PUE · 730 / 1000` ([`average_watts`];
+///   `W_idle = W` when not given — callers pass the run's measured idle baseline when the
+///   scenario sets none, and say which they used: [`IdlePowerSource`]);
 /// * `kgCO2e/month = kWh/month · CI / 1000 + instances · embodied_kg · 730 / (lifetime_years · 8760)`.
 pub fn size_workload(w: &Workload) -> R<Sizing> {
     let r = positive("requests_per_day", w.requests_per_day)?;
@@ -365,12 +414,7 @@ pub fn size_workload(w: &Workload) -> R<Sizing> {
     let usd = n * p * HOURS_PER_MONTH;
     let kwh = match w.watts {
         Some(watts) => {
-            let busy = positive("watts", watts)?;
-            let idle = match w.idle_watts {
-                Some(i) => non_negative("idle_watts", i)?,
-                None => busy,
-            };
-            Some(n * (u * busy + (1.0 - u) * idle) * pue_value * HOURS_PER_MONTH / 1000.0)
+            Some(n * average_watts(watts, w.idle_watts, u)? * pue_value * HOURS_PER_MONTH / 1000.0)
         }
         None => None,
     };
@@ -689,6 +733,66 @@ mod tests {
         assert!(size_workload(&w).unwrap().kwh_per_month.is_none());
         w.peak_factor = 0.5;
         assert_eq!(size_workload(&w).unwrap_err().input, "peak_factor");
+    }
+
+    #[test]
+    fn idle_share_at_low_utilisation_hand_computed() {
+        // 86400 requests/day × 1 token = 1 tok/s, peak ×2 = 2 tok/s, T = 2000 tok/s:
+        // 1 instance, U = 1/2000 = 0.0005. Busy 51.6 W, measured idle 19.5 W, PUE 1.58:
+        // W_avg = 0.0005·51.6 + 0.9995·19.5 = 0.0258 + 19.49025 = 19.51605 W;
+        // kWh/month = 19.51605 · 1.58 · 730/1000 = 19.51605 · 1.1534 = 22.509812…;
+        // kg/month at 400 g/kWh = 22.509812… · 0.4 = 9.003925…
+        let mut w = Workload {
+            requests_per_day: 86_400.0,
+            tokens_per_request: 1.0,
+            peak_factor: 2.0,
+            capacity_tokens_per_s: 2000.0,
+            price_usd_per_hour: 1.0,
+            watts: Some(51.6),
+            idle_watts: Some(19.5),
+            pue: 1.58,
+            grid_g_per_kwh: Some(400.0),
+            embodied_kg_and_lifetime_years: None,
+        };
+        close(average_watts(51.6, Some(19.5), 0.0005).unwrap(), 19.51605);
+        let s = size_workload(&w).unwrap();
+        assert_eq!(s.instances, 1);
+        close(s.utilization, 0.0005);
+        close(s.kwh_per_month.unwrap(), 19.51605 * 1.1534);
+        close(s.kgco2e_per_month.unwrap(), 19.51605 * 1.1534 * 0.4);
+        // Without an idle figure the whole month is charged at busy power:
+        // 51.6 · 1.1534 = 59.51544 kWh/month, 2.64× the measured-idle figure.
+        w.idle_watts = None;
+        close(average_watts(51.6, None, 0.0005).unwrap(), 51.6);
+        close(size_workload(&w).unwrap().kwh_per_month.unwrap(), 59.51544);
+        // Inputs are named.
+        assert_eq!(
+            average_watts(51.6, Some(-1.0), 0.5).unwrap_err().input,
+            "idle_watts"
+        );
+        assert_eq!(
+            average_watts(51.6, None, 0.0).unwrap_err().input,
+            "utilization"
+        );
+    }
+
+    #[test]
+    fn idle_power_source_of_old_and_new_selections() {
+        use IdlePowerSource::*;
+        assert_eq!(IdlePowerSource::of(None, None), BusyAssumed);
+        assert_eq!(
+            IdlePowerSource::of(None, Some(MeasuredBaseline)),
+            BusyAssumed
+        );
+        assert_eq!(IdlePowerSource::of(Some(20.0), None), Scenario);
+        assert_eq!(
+            IdlePowerSource::of(Some(20.0), Some(MeasuredBaseline)),
+            MeasuredBaseline
+        );
+        assert_eq!(IdlePowerSource::of(Some(20.0), Some(BusyAssumed)), Scenario);
+        assert!(BusyAssumed
+            .describe()
+            .contains("busy power assumed for idle time"));
     }
 
     #[test]

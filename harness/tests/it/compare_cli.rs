@@ -71,6 +71,7 @@ fn write_run(dir: &Path, run_id: &str, cells: &[Synth], energy: bool) -> PathBuf
             agreement: None,
             backend_info: Default::default(),
             energy: None,
+            host_load: None,
         })
         .collect();
     let request = |c: &CellRecord, rep: u32, warmup: bool, tps: Option<f64>| {
@@ -320,7 +321,12 @@ fn compare_table_verdicts_and_exit_codes() {
         "2000",
         "--fail-on-regression",
     ]);
-    assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains(&format!("1 cell(s) regressed: {}", label("regress"))),
+        "{stderr}"
+    );
 
     // Same folder on both sides: nothing regressed, so the flag does not fail.
     let out = tcobench(&["compare", s(&base), s(&base), "--fail-on-regression"]);
@@ -549,4 +555,131 @@ fn export_formats_parse_and_omit_unmeasured_energy() {
         "bigger-is-better",
     ]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// `--fail-on-regression` is a gate: it passes only when every cell the base run measured was
+/// compared and none regressed. Nothing compared, or a base cell missing from the new run
+/// (absent, failed), fails it with exit 3 and the reason; `--allow-missing` lets missing cells
+/// pass, never an empty comparison.
+#[test]
+fn fail_on_regression_fails_when_nothing_or_not_everything_was_compared() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let steady = normal(&mut rng, 100.0, 3.0, 12);
+    let other = normal(&mut rng, 100.0, 3.0, 12);
+    let base = write_run(
+        tmp.path(),
+        "run-base",
+        &[
+            Synth {
+                model: "steady",
+                tps: Some(steady.clone()),
+            },
+            Synth {
+                model: "renamed",
+                tps: Some(other.clone()),
+            },
+            Synth {
+                model: "crashes",
+                tps: Some(other.clone()),
+            },
+        ],
+        true,
+    );
+    // The new run: `steady` unchanged (reordered values), `renamed` gone under another name,
+    // `crashes` failed. No cell regressed.
+    let steady_rev: Vec<f64> = steady.iter().rev().copied().collect();
+    let new = write_run(
+        tmp.path(),
+        "run-new",
+        &[
+            Synth {
+                model: "steady",
+                tps: Some(steady_rev),
+            },
+            Synth {
+                model: "renamed-v2",
+                tps: Some(other.clone()),
+            },
+            Synth {
+                model: "crashes",
+                tps: None,
+            },
+        ],
+        true,
+    );
+    // Informational use: exit 0, as before.
+    let out = tcobench(&["compare", s(&base), s(&new), "--resamples", "500"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+
+    // The gate: nothing regressed, but two measured base cells are missing from the new run.
+    let gate = |extra: &[&str]| {
+        let mut args = vec![
+            "compare",
+            s(&base),
+            s(&new),
+            "--resamples",
+            "500",
+            "--fail-on-regression",
+        ];
+        args.extend_from_slice(extra);
+        tcobench(&args)
+    };
+    let out = gate(&[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(stdout.contains("0 regressed"), "{stdout}");
+    assert!(
+        stderr.contains("2 cell(s) measured in the base run are missing from the new run"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(&label("renamed")), "{stderr}");
+    assert!(
+        stderr.contains(&label("crashes")) && stderr.contains("failed in the new run"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--allow-missing"), "{stderr}");
+    assert!(!stderr.contains("regressed:"), "{stderr}");
+
+    // Explicitly allowed: the one compared cell did not regress, so the gate passes.
+    let out = gate(&["--allow-missing"]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+
+    // Runs that share no configuration: nothing compared, the gate fails even with the flag.
+    let disjoint = write_run(
+        tmp.path(),
+        "run-disjoint",
+        &[Synth {
+            model: "unrelated",
+            tps: Some(other),
+        }],
+        true,
+    );
+    for extra in [&[][..], &["--allow-missing"][..]] {
+        let mut args = vec!["compare", s(&base), s(&disjoint), "--fail-on-regression"];
+        args.extend_from_slice(extra);
+        let out = tcobench(&args);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(3), "{extra:?}: {stdout}\n{stderr}");
+        assert!(stdout.contains("no cell could be compared"), "{stdout}");
+        assert!(
+            stderr.contains("no cell could be compared (0 in both runs but not compared, 3 only in base, 1 only in new)"),
+            "{stderr}"
+        );
+        // JSON output stays parseable; the reasons go to stderr.
+        args.push("--json");
+        let out = tcobench(&args);
+        assert_eq!(out.status.code(), Some(3));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["cells"].as_array().unwrap().len(), 0);
+    }
+    // Without the gate it is information only.
+    let out = tcobench(&["compare", s(&base), s(&disjoint)]);
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+
+    // --allow-missing belongs to the gate: alone it is a usage error (exit 2).
+    let out = tcobench(&["compare", s(&base), s(&new), "--allow-missing"]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--fail-on-regression"), "{stderr}");
 }

@@ -297,3 +297,64 @@ fn cli_run_prints_the_run_folder_last() {
         "no progress bar off a terminal"
     );
 }
+
+/// A cell timed while another process keeps a core busy records that load and the report warns
+/// about it; a mock cell (virtual clock) records none.
+#[test]
+fn a_busy_host_is_recorded_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scenario = write(
+        tmp.path(),
+        "busy.yaml",
+        "name: busy\nwarmup: 1\nrepetitions: 100\nmatrix:\n  backend: [candle, mock]\n  \
+         model: [tiny]\n  batch_size: [1]\n  prompt_tokens: [32]\n  new_tokens: [64]\n\
+         power:\n  source: none\n",
+    );
+    let mut spinner = std::process::Command::new("sh")
+        .args(["-c", "while :; do :; done"])
+        .spawn()
+        .unwrap();
+    let out = tcobench(
+        &[
+            "run",
+            scenario.to_str().unwrap(),
+            "--out",
+            tmp.path().join("results").to_str().unwrap(),
+            "--no-log",
+            "--quiet",
+        ],
+        tmp.path(),
+    );
+    spinner.kill().unwrap();
+    spinner.wait().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = PathBuf::from(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .last()
+            .unwrap(),
+    );
+    let manifest = schema::read_manifest(&run.join(files::MANIFEST)).unwrap();
+    let candle = &manifest.cells[0];
+    assert_eq!(candle.backend, "candle");
+    let load = candle.host_load.as_ref().expect("host load recorded");
+    // The spinner alone is one core for the whole window.
+    assert!(load.other_cores > 0.6, "{load:?}");
+    assert!(load.own_cores > 0.0 && load.cpus >= 1, "{load:?}");
+    assert!(
+        manifest.cells[1].host_load.is_none(),
+        "mock cells record none"
+    );
+    let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+    if load.wall_ticks >= tcobench_analysis::schema::HostLoad::MIN_WALL_TICKS {
+        assert!(
+            report.contains("the host was not quiet while it was timed (other processes used"),
+            "{report}"
+        );
+    }
+}

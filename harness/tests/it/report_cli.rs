@@ -154,8 +154,13 @@ fn report_reprices_with_pricing_and_energy_files() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let md = read(&run.join("report.md"));
-    // The override files are named (Markdown-escaped, like every string from the run).
+    // The run's own report stays; the re-priced one has its own folder, named after both files.
+    let md = read(
+        &run.join("report-tier2-spot+grid-low-carbon")
+            .join("report.md"),
+    );
+    assert!(!read(&run.join("report.md")).contains("Re-rendered from stored results"));
+    // The override files are named (as code spans).
     let stated: Vec<&str> = md
         .lines()
         .filter(|l| l.starts_with("> Re-rendered from stored results with"))
@@ -183,6 +188,307 @@ fn report_reprices_with_pricing_and_energy_files() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("has no `energy:` section"));
+}
+
+/// The workload's kWh/month, kgCO2e/month and on-prem electricity charge the `(1 − U)` share of
+/// time at an idle power the report names beside them: busy power only when nothing else is known
+/// (said so), the run's measured idle baseline when the scenario sets none, the scenario's
+/// `energy.idle_watts` when it does. Checked against hand arithmetic on the stored figures.
+#[test]
+fn workload_energy_charges_idle_time_at_the_idle_power_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    // A light workload: the fleet idles almost all the time, where idle power matters most.
+    let text = priced_mock_with_alternatives()
+        .replace("requests_per_day: 100000", "requests_per_day: 1000");
+    let run = run_cli(dir.path(), &write(dir.path(), "idle.yaml", &text));
+    let kwh_price = 0.0713; // catalog electricity_prices.csv, US-OH industrial 2024
+                            // (instances, U, busy W of one instance, PUE) of the first TCO entry, and the entry.
+    let figures = |stats: &Value| -> (f64, f64, f64, f64, Value) {
+        let costing = &stats["costing"];
+        let t = costing["tco"][0].clone();
+        let cell = costing["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["cell_id"] == t["cell_id"])
+            .unwrap();
+        let price = cell["prices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["instance"] == t["instance"] && p["tier"] == t["tier"])
+            .unwrap();
+        let replicas = price["replicas"].as_f64().unwrap();
+        (
+            t["sizing"]["instances"].as_f64().unwrap(),
+            t["sizing"]["utilization"].as_f64().unwrap(),
+            cell["energy"]["watts"].as_f64().unwrap() * replicas,
+            costing["selection"]["pue"]["value"].as_f64().unwrap(),
+            t,
+        )
+    };
+    let rel = |got: f64, want: f64, what: &str| {
+        assert!(
+            (got - want).abs() <= 1e-9 * want.abs(),
+            "{what}: {got} vs {want}"
+        );
+    };
+    let onprem_hourly = |avg_watts: f64, pue: f64| {
+        5000.0 * 0.8 / (4.0 * 8760.0) + avg_watts * pue * kwh_price / 1000.0 + 0.05
+    };
+
+    // 1. A mock run has no idle baseline (virtual clock) and the scenario no idle power: idle
+    //    time is charged at busy power, and the report says so next to kWh/month.
+    let stats = json(&run.join("stats.json"));
+    let (n, u, w, pue, t) = figures(&stats);
+    assert!(
+        u < 0.01,
+        "the workload should leave the fleet mostly idle: U = {u}"
+    );
+    rel(
+        t["sizing"]["kwh_per_month"].as_f64().unwrap(),
+        n * w * pue * 730.0 / 1000.0,
+        "kWh/month, busy power all month",
+    );
+    rel(
+        t["onprem"]["usd_per_hour"].as_f64().unwrap(),
+        onprem_hourly(w, pue),
+        "on-prem $/h, busy power all month",
+    );
+    let assumed = "kgCO2e/month (idle not measured: busy power assumed for idle time).";
+    let md = read(&run.join("report.md"));
+    assert!(md.contains(assumed), "{md}");
+    assert!(read(&run.join("report.html")).contains(assumed));
+    assert!(
+        md.contains("tokens/s; idle not measured: busy power assumed for idle time)"),
+        "{md}"
+    );
+    let assumptions = stats["costing"]["assumptions"].to_string();
+    assert!(
+        assumptions.contains("idle not measured: busy power assumed for idle time"),
+        "{assumptions}"
+    );
+
+    // 2. The run measured 20 W idle before its matrix (given here to the mock run's manifest):
+    //    analysed again, the idle share is charged at 20 W.
+    let manifest_path = run.join("manifest.json");
+    let mut manifest = json(&manifest_path);
+    manifest["power"]["idle_baseline"] = json!({
+        "window": {
+            "method": "mock", "scope": "mock", "basis": "measured", "device": "mock",
+            "sample_period_ms": 100.0, "update_period_ms": 0.0, "window_ms": 2000.0,
+            "min_window_ms": 0.0, "energy_j": 40.0, "generated_tokens": 0,
+            "quantisation_rel": 0.0, "gain_error_rel": 0.0, "uncertainty_rel": 0.0,
+            "validity": "valid", "requests_below_min_window": 0
+        },
+        "watts": 20.0
+    });
+    std::fs::write(
+        &manifest_path,
+        serde_json::to_string_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+    let out = tcobench(&["analyze", run.to_str().unwrap()], dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stats = json(&run.join("stats.json"));
+    let (n2, u2, w2, pue2, t) = figures(&stats);
+    assert_eq!((n2, u2, pue2), (n, u, pue));
+    rel(w2, w, "busy watts unchanged");
+    let avg = u * w + (1.0 - u) * 20.0;
+    rel(
+        t["sizing"]["kwh_per_month"].as_f64().unwrap(),
+        n * avg * pue * 730.0 / 1000.0,
+        "kWh/month with the measured idle baseline",
+    );
+    let grid = stats["costing"]["selection"]["grid"]["value"]
+        .as_f64()
+        .unwrap();
+    rel(
+        t["sizing"]["kgco2e_per_month"].as_f64().unwrap(),
+        n * avg * pue * 730.0 / 1000.0 * grid / 1000.0,
+        "kgCO2e/month with the measured idle baseline",
+    );
+    rel(
+        t["onprem"]["usd_per_hour"].as_f64().unwrap(),
+        onprem_hourly(avg, pue),
+        "on-prem $/h with the measured idle baseline",
+    );
+    assert_eq!(stats["costing"]["selection"]["idle_watts"], 20.0);
+    assert_eq!(
+        stats["costing"]["selection"]["idle_watts_source"],
+        "measured_baseline"
+    );
+    let measured =
+        "kgCO2e/month (idle time at 20.00 W per replica: the run's measured idle baseline).";
+    let md = read(&run.join("report.md"));
+    assert!(md.contains(measured), "{md}");
+    assert!(!md.contains("busy power assumed"), "{md}");
+    let html = read(&run.join("report.html"));
+    assert!(html.contains(&measured.replace('\'', "&#x27;")), "{html}");
+    // The on-prem line names its average power and both of its parts.
+    assert!(
+        md.contains("idle 20.0 W, the run's measured idle baseline"),
+        "{md}"
+    );
+    // The calculator starts from the same idle power.
+    let (_, data) = split_tco_data(&html);
+    assert_eq!(data["defaults"]["idle_watts"], 20.0);
+
+    // 3. A scenario's `energy.idle_watts` wins over the baseline, and is named as such.
+    let energy = write(
+        dir.path(),
+        "idle5.yaml",
+        "name: idle5\nenergy:\n  idle_watts: 5\n",
+    );
+    let out = tcobench(
+        &[
+            "report",
+            run.to_str().unwrap(),
+            "--energy",
+            energy.to_str().unwrap(),
+            "--format",
+            "md",
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = read(&run.join("report-idle5").join("report.md"));
+    assert!(
+        md.contains(
+            "kgCO2e/month (idle time at 5.000 W per replica: scenario input `energy.idle_watts`)."
+        ),
+        "{md}"
+    );
+}
+
+/// `report --pricing` leaves the run's own report (which agrees with its stats.json) alone and
+/// writes the re-priced one into its own folder; where the catalog has no price for a tier, the
+/// report says nothing could be priced — not that nothing meets the SLO — and code spans in
+/// sentences tcobench wrote render as code, not as escaped backticks.
+#[test]
+fn repriced_report_goes_beside_the_run_and_says_why_nothing_is_recommended() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_cli(dir.path(), &write(dir.path(), "p.yaml", &priced_mock()));
+    let own_md = read(&run.join("report.md"));
+    let own_html = read(&run.join("report.html"));
+    let own_plot = read(&run.join("plots").join("throughput.svg"));
+    let variants = repo_root().join("scenarios/variants");
+    let reserved = variants.join("tier3-reserved.yaml");
+    let out = tcobench(
+        &[
+            "report",
+            run.to_str().unwrap(),
+            "--pricing",
+            reserved.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The run's own files are untouched; the re-priced report and its plots are in their folder.
+    assert_eq!(read(&run.join("report.md")), own_md);
+    assert_eq!(read(&run.join("report.html")), own_html);
+    let folder = run.join("report-tier3-reserved");
+    let lines = stdout_lines(&out);
+    assert_eq!(lines[0], folder.join("report.md").display().to_string());
+    assert_eq!(lines[1], folder.join("report.html").display().to_string());
+    assert!(folder.join("plots").join("throughput.svg").is_file());
+    assert_eq!(read(&run.join("plots").join("throughput.svg")), own_plot);
+
+    // Every cell meets the SLO; the shipped catalog has no reserved price for these instances.
+    let md = read(&folder.join("report.md"));
+    let html = read(&folder.join("report.html"));
+    assert!(
+        !md.contains("meets the SLO") && !md.contains("meet the SLO"),
+        "{md}"
+    );
+    for tier in ["reserved\\_1y", "reserved\\_3y"] {
+        for model in ["tiny", "small"] {
+            let line = format!(
+                "- **{tier}, {model}:** no recommendation: nothing could be priced (catalog "
+            );
+            assert!(md.contains(&line), "`{line}` missing:\n{md}");
+        }
+    }
+    assert!(
+        md.contains("has no reserved\\_1y price for gcp/t2d-standard-8/us-central1, aws/m8i.4xlarge/us-east-1)"),
+        "{md}"
+    );
+    assert!(html.contains("no recommendation: nothing could be priced"));
+    assert!(!html.contains("meets the SLO"));
+    // Sentences with code spans: code in both formats, no backslash before a backtick.
+    assert!(!md.contains("\\`"), "{md}");
+    assert!(
+        md.contains("> Re-rendered from stored results with the `pricing:` section of `"),
+        "{md}"
+    );
+    assert!(
+        html.contains("with the <code>pricing:</code> section of <code>"),
+        "{html}"
+    );
+    assert!(!html.contains("`pricing:`"), "{html}");
+
+    // --out names another folder; the run folder itself is refused for a re-priced report.
+    let elsewhere = dir.path().join("elsewhere");
+    let out = tcobench(
+        &[
+            "report",
+            run.to_str().unwrap(),
+            "--pricing",
+            reserved.to_str().unwrap(),
+            "--format",
+            "md",
+            "--out",
+            elsewhere.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(read(&elsewhere.join("report.md")).contains("nothing could be priced"));
+    let out = tcobench(
+        &[
+            "report",
+            run.to_str().unwrap(),
+            "--pricing",
+            reserved.to_str().unwrap(),
+            "--out",
+            run.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is the run folder"), "{stderr}");
+    assert_eq!(read(&run.join("report.md")), own_md);
+
+    // Nothing meets a tight SLO although everything is priced: that is what the report says.
+    let tight = write(
+        dir.path(),
+        "tight.yaml",
+        &priced_mock().replace("max_ms: 1000000", "max_ms: 0.000001"),
+    );
+    let run = run_cli(dir.path(), &tight);
+    let md = read(&run.join("report.md"));
+    assert!(
+        md.contains("- **on\\_demand, tiny:** no recommendation: no priced configuration meets the SLO (p95 `e2e_ms` ≤ "),
+        "{md}"
+    );
+    assert!(!md.contains("nothing could be priced"), "{md}");
 }
 
 /// Runs the scenario file `scenario` with the CLI and returns the run folder.

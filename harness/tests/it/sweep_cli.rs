@@ -212,6 +212,29 @@ fn sweep_totals_equal_per_variant_recomputation() {
         .as_str()
         .unwrap()
         .contains("has no reserved_1y price"));
+    // sweep.md says why the reserved variant recommends nothing: nothing could be priced (every
+    // cell meets the SLO), one row per tier and model, as wide as the table.
+    let md = std::fs::read_to_string(run.join("sweep.md")).unwrap();
+    let rows: Vec<&str> = md
+        .lines()
+        .filter(|l| l.starts_with("| tier3-reserved |"))
+        .collect();
+    assert_eq!(rows.len(), 2 * 2, "{md}");
+    for row in &rows {
+        assert!(
+            row.contains("no recommendation: nothing could be priced (catalog "),
+            "{row}"
+        );
+        assert_eq!(row.matches(" | ").count() + 2, 9 + 1, "{row}");
+    }
+    assert!(
+        rows[0].contains(
+            "has no reserved\\_1y price for gcp/t2d-standard-8/us-central1, aws/m8i.4xlarge/us-east-1)"
+        ),
+        "{}",
+        rows[0]
+    );
+    assert!(!md.contains("meets the SLO"), "{md}");
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use serde_json::Value;
-use tcobench_analysis::schema::files;
+use tcobench_analysis::schema::{self, files};
 
 use crate::common::{tcobench, write, MOCK};
 
@@ -32,13 +32,22 @@ fn mock_run(dir: &Path) -> PathBuf {
     dir.join(stdout.lines().last().unwrap())
 }
 
-/// Copies a run's manifest and statistics into `dir/name` (all `validate` reads).
+/// Copies a whole run folder (manifest, statistics, data files, cells) into `dir/name`.
 fn copy_run(run: &Path, dir: &Path, name: &str) -> PathBuf {
-    let to = dir.join(name);
-    std::fs::create_dir_all(&to).unwrap();
-    for f in [files::MANIFEST, files::STATS] {
-        std::fs::copy(run.join(f), to.join(f)).unwrap();
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
     }
+    let to = dir.join(name);
+    copy_dir(run, &to);
     to
 }
 
@@ -102,8 +111,13 @@ fn a_good_mock_run_passes_every_check() {
     assert_eq!(code, Some(0));
     assert!(findings(&v).is_empty(), "{v:#}");
     // 4 cells × (throughput, window, energy min, power, floor, ceiling) + per price (row,
-    // tokens per $) × 2 tiers + the tier ratio and order + the PUE reference.
-    assert_eq!(v["checks"], 4 * 6 + 4 * (2 * 2 + 2) + 1, "{v:#}");
+    // tokens per $) × 2 tiers + the tier ratio and order + the PUE reference + the data files:
+    // requests, power and run_power.parquet of the run, requests and power.parquet of each cell.
+    assert_eq!(
+        v["checks"],
+        4 * 6 + 4 * (2 * 2 + 2) + 1 + 3 + 4 * 2,
+        "{v:#}"
+    );
     assert_eq!(v["passed"], v["checks"]);
     assert!(v["notes"].as_array().unwrap().is_empty(), "{v:#}");
 }
@@ -329,4 +343,112 @@ fn missing_or_malformed_inputs_exit_2_naming_the_file() {
     let (_, stderr) = text(&o);
     assert_eq!(o.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("no-such-run/manifest.json"), "{stderr}");
+}
+
+/// The data files `analyze` reads must be there and intact: a removed, truncated or altered
+/// Parquet file fails `validate` with exit 3 naming the file, as `analyze` fails on it.
+#[test]
+fn a_missing_or_damaged_data_file_fails_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = mock_run(dir.path());
+    let data_findings = |v: &Value| -> Vec<(Option<String>, String)> {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["check"] == "data_file")
+            .map(|f| {
+                (
+                    f["cell_id"].as_str().map(str::to_string),
+                    f["message"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+
+    // requests.parquet removed: validate fails on it, and so does analyze.
+    let gone = copy_run(&run, dir.path(), "no-requests");
+    std::fs::remove_file(gone.join(files::REQUESTS)).unwrap();
+    let (code, v) = validate(&gone, dir.path());
+    assert_eq!(code, Some(3), "{v:#}");
+    let f = data_findings(&v);
+    assert_eq!(f.len(), 1, "{v:#}");
+    assert_eq!(f[0].0, None);
+    let path = gone.join(files::REQUESTS).display().to_string();
+    assert!(f[0].1.starts_with(&format!("{path}: missing")), "{f:?}");
+    assert!(f[0].1.contains("requests.parquet.sha256 is there"), "{f:?}");
+    let o = tcobench(&["validate", gone.to_str().unwrap()], dir.path());
+    let (stdout, _) = text(&o);
+    assert_eq!(o.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.contains(&format!("FAILED data_file: {path}: missing")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("checks passed"), "{stdout}");
+    let o = tcobench(&["analyze", gone.to_str().unwrap()], dir.path());
+    assert!(!o.status.success());
+
+    // Truncated requests.parquet and power.parquet: the checksum names each.
+    let cut = copy_run(&run, dir.path(), "truncated");
+    for name in [files::REQUESTS, files::POWER] {
+        let p = cut.join(name);
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    }
+    let (code, v) = validate(&cut, dir.path());
+    assert_eq!(code, Some(3), "{v:#}");
+    let f = data_findings(&v);
+    assert_eq!(f.len(), 2, "{v:#}");
+    for (finding, name) in f.iter().zip([files::REQUESTS, files::POWER]) {
+        let path = cut.join(name).display().to_string();
+        assert!(
+            finding
+                .1
+                .starts_with(&format!("{path}: corrupt file: its SHA-256 is")),
+            "{finding:?}"
+        );
+    }
+    let o = tcobench(&["analyze", cut.to_str().unwrap()], dir.path());
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("corrupt file"));
+
+    // One byte changed in a cell's own file (same length): its cell is named.
+    let flip = copy_run(&run, dir.path(), "flipped");
+    let id = cell_id(&run, 2);
+    let p = flip.join(files::CELLS).join(&id).join(files::POWER);
+    let mut bytes = std::fs::read(&p).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&p, &bytes).unwrap();
+    let (code, v) = validate(&flip, dir.path());
+    assert_eq!(code, Some(3), "{v:#}");
+    let f = data_findings(&v);
+    assert_eq!(f.len(), 1, "{v:#}");
+    assert_eq!(f[0].0.as_deref(), Some(id.as_str()));
+    assert!(f[0].1.contains(&p.display().to_string()), "{f:?}");
+
+    // A committed cell's folder gone while the manifest says ok.
+    let nocell = copy_run(&run, dir.path(), "no-cell");
+    let id = cell_id(&run, 1);
+    std::fs::remove_dir_all(nocell.join(files::CELLS).join(&id)).unwrap();
+    let (code, v) = validate(&nocell, dir.path());
+    assert_eq!(code, Some(3), "{v:#}");
+    let f = data_findings(&v);
+    assert_eq!(f.len(), 1, "{v:#}");
+    assert_eq!(f[0].0.as_deref(), Some(id.as_str()));
+    assert!(f[0].1.contains("records cell"), "{f:?}");
+
+    // A file written by another tool (no sidecar) that decodes passes, with a note.
+    let plain = copy_run(&run, dir.path(), "no-sidecar");
+    std::fs::remove_file(schema::checksum_path(&plain.join(files::POWER))).unwrap();
+    let (code, v) = validate(&plain, dir.path());
+    assert_eq!(code, Some(0), "{v:#}");
+    let notes = v["notes"].as_array().unwrap();
+    assert!(
+        notes.iter().any(|n| n
+            .as_str()
+            .unwrap()
+            .contains("power.parquet has no power.parquet.sha256")),
+        "{v:#}"
+    );
 }
