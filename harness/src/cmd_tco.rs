@@ -171,8 +171,25 @@ pub fn run(args: &TcoArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// T and W from a run folder's stats.json.
-fn from_run(dir: &std::path::Path, cell: Option<&str>) -> Result<(f64, Option<f64>, String), Bad> {
+/// The run's measured idle power, W, with its method, when the idle baseline was measured by the
+/// method that measured `cell` (another method's idle figure is not this cell's idle power).
+fn idle_from_run(dir: &std::path::Path, cell: &Value) -> Option<(f64, String)> {
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).ok()?).ok()?;
+    let baseline = &manifest["power"]["idle_baseline"];
+    let watts = baseline["watts"]
+        .as_f64()
+        .filter(|w| w.is_finite() && *w >= 0.0)?;
+    let method = baseline["window"]["method"].as_str()?;
+    (cell["energy_method"].as_str() == Some(method)).then(|| (watts, method.to_string()))
+}
+
+/// T and W from a run folder's stats.json, and its idle power where the run measured it.
+#[allow(clippy::type_complexity)]
+fn from_run(
+    dir: &std::path::Path,
+    cell: Option<&str>,
+) -> Result<(f64, Option<f64>, String, Option<(f64, String)>), Bad> {
     let path = dir.join("stats.json");
     let text = std::fs::read_to_string(&path).map_err(|e| {
         Bad(format!(
@@ -218,7 +235,8 @@ fn from_run(dir: &std::path::Path, cell: Option<&str>) -> Result<(f64, Option<f6
     };
     let t = mean(c, "tokens_per_s").unwrap_or(f64::NAN);
     let w = mean(c, "energy_j_per_token").map(|j| j * t);
-    Ok((t, w, id(c)))
+    let idle = w.and_then(|_| idle_from_run(dir, c));
+    Ok((t, w, id(c), idle))
 }
 
 fn compute(a: &TcoOptions) -> Result<Value, Bad> {
@@ -234,12 +252,12 @@ fn compute(a: &TcoOptions) -> Result<Value, Bad> {
     };
 
     // Throughput and power.
-    let (t, mut watts, run_cell) = match (&a.run, a.tokens_per_s) {
+    let (t, mut watts, run_cell, run_idle) = match (&a.run, a.tokens_per_s) {
         (Some(dir), _) => {
-            let (t, w, id) = from_run(dir, a.cell.as_deref())?;
-            (t, w, Some(id))
+            let (t, w, id, idle) = from_run(dir, a.cell.as_deref())?;
+            (t, w, Some(id), idle)
         }
-        (None, Some(t)) => (t, None, None),
+        (None, Some(t)) => (t, None, None, None),
         (None, None) => return bad("missing throughput: give --tokens-per-s T or --run RUN_DIR"),
     };
     f::positive("tokens_per_s", t)?;
@@ -353,14 +371,26 @@ fn compute(a: &TcoOptions) -> Result<Value, Bad> {
         }
     };
 
+    // Idle power for the (1 − U) share: the command line's, else the run's measured baseline.
+    let idle_watts = match (a.idle_watts, run_idle) {
+        (Some(w), _) => Some(w),
+        (None, Some((w, method))) => {
+            notes.push(format!(
+                "idle W = {w} from the run's measured idle baseline (method `{method}`, the cell's \
+                 own); --idle-watts overrides it"
+            ));
+            Some(w)
+        }
+        (None, None) => None,
+    };
     let u = a.utilization;
     let usd_1m = f::usd_per_1m_tokens(price, t, u)?;
     let tok_usd = f::tokens_per_usd(price, t, u)?;
-    if a.idle_watts.is_some() && watts.is_none() {
+    if idle_watts.is_some() && watts.is_none() {
         return bad("--idle-watts needs --watts (busy power)");
     }
     let kwh_1m = match watts {
-        Some(w) => Some(f::kwh_per_1m_tokens(w, pue, t, u, a.idle_watts)?),
+        Some(w) => Some(f::kwh_per_1m_tokens(w, pue, t, u, idle_watts)?),
         None => {
             unavailable.insert(
                 "kwh_per_1m_tokens",
@@ -402,7 +432,7 @@ fn compute(a: &TcoOptions) -> Result<Value, Bad> {
             "price_usd_per_hour": price,
             "utilization": u,
             "watts": watts,
-            "idle_watts": a.idle_watts,
+            "idle_watts": idle_watts,
             "pue": pue,
             "grid_g_per_kwh": grid,
             "run_cell": run_cell,
@@ -419,7 +449,7 @@ fn compute(a: &TcoOptions) -> Result<Value, Bad> {
             capacity_tokens_per_s: t,
             price_usd_per_hour: price,
             watts,
-            idle_watts: a.idle_watts,
+            idle_watts,
             pue,
             grid_g_per_kwh: grid,
             embodied_kg_and_lifetime_years: a.embodied_kg.zip(a.lifetime_years),

@@ -651,3 +651,51 @@ fn tco_bad_inputs_exit_2() {
     let e = run(&["tco", "--run", "/no/such/run", "--price-usd-per-hour", "1"]);
     assert!(e.contains("stats.json"), "{e}");
 }
+
+#[test]
+fn tco_from_a_run_charges_idle_time_at_its_measured_idle_baseline() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    write(
+        &run,
+        "stats.json",
+        r#"{"cells": [{"cell_id": "aaaa1111", "energy_method": "rapl",
+            "metrics": {"tokens_per_s": {"mean": 400.0}, "energy_j_per_token": {"mean": 0.5}}}]}"#,
+    );
+    let manifest = |method: &str| {
+        format!(
+            r#"{{"power": {{"idle_baseline": {{"watts": 50.0, "window": {{"method": "{method}"}}}}}}}}"#
+        )
+    };
+    write(&run, "manifest.json", &manifest("rapl"));
+    let r = run.to_str().unwrap();
+    let tco = |extra: &[&str]| {
+        let mut args = vec![
+            "tco",
+            "--run",
+            r,
+            "--price-usd-per-hour",
+            "1",
+            "--utilization",
+            "0.25",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        json(&tcobench(&args, dir.path()))
+    };
+    // W = 200, idle 50, T = 400, U = 1/4: kWh/1M = [200·1e6/400 + 50·1e6·(3/4)/(400/4)] / 3.6e6
+    //   = (500 000 + 375 000) / 3.6e6.
+    let v = tco(&[]);
+    close(&v, "/inputs/idle_watts", 50.0);
+    close(&v, "/kwh_per_1m_tokens", 875_000.0 / 3.6e6);
+    assert!(v.to_string().contains("measured idle baseline"), "{v}");
+    // The command line's figure wins.
+    let v = tco(&["--idle-watts", "10"]);
+    close(&v, "/kwh_per_1m_tokens", (500_000.0 + 75_000.0) / 3.6e6);
+    // A baseline measured by another method is not this cell's idle power: none is charged.
+    write(&run, "manifest.json", &manifest("cpu_estimate"));
+    let v = tco(&[]);
+    assert!(v["inputs"]["idle_watts"].is_null(), "{v}");
+    close(&v, "/kwh_per_1m_tokens", 500_000.0 / 3.6e6);
+}
