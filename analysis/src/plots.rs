@@ -22,9 +22,13 @@
 //! Colours come from the Okabe–Ito palette (colour-blind safe); beyond its seven usable colours,
 //! series differ by marker shape too. Text is emitted as SVG `<text>` (no fonts embedded or
 //! referenced). plotters-svg XML-escapes text content and attribute values (`< > & " '`); labels
-//! are additionally stripped of control characters, which XML forbids. Axis labels are short
-//! (`#index` plus the configuration fields that differ between cells); a key under each chart
-//! gives every cell's or series' full configuration and id.
+//! are additionally stripped of control characters, which XML forbids. Category axes never let
+//! neighbouring labels overlap, whatever the number of cells (rule and width estimate in the
+//! `common` module): a per-cell axis shows `#index` plus the configuration fields that differ
+//! between cells when that fits each cell's pixels, else `#index` alone, else the `#index` of
+//! every k-th cell; a key under each chart gives every cell's or series' `#index`, full
+//! configuration and id (the report's tables number cells by the same index). The power plot's
+//! window labels skip a window whose label would run into the previous one.
 
 use std::collections::BTreeMap;
 
@@ -175,6 +179,12 @@ pub fn short_labels(cells: &[&CellStats]) -> Vec<String> {
             sanitize_label(&parts.join(" "), 28)
         })
         .collect()
+}
+
+/// `#index` of each of `cells`: their labels on a category axis too narrow for [`short_labels`]
+/// (the key under the chart, [`key_lines`], and the report's tables name every cell by it).
+fn index_labels(cells: &[&CellStats]) -> Vec<String> {
+    cells.iter().map(|c| format!("#{}", c.index)).collect()
 }
 
 /// The key lines naming `cells`: `#index  configuration  [cell id]`.
@@ -390,9 +400,13 @@ fn extent_ci(points: impl IntoIterator<Item = (f64, Option<[f64; 2]>)>) -> Optio
     }))
 }
 
-/// A categorical x axis: cells at integer positions `0..n`, key points only there.
+/// A categorical axis: categories at integer positions `0..n`, key points (ticks and labels)
+/// only there, at every `step`-th one.
 struct CategoryAxis {
     n: usize,
+    /// Set once the chart's pixels are known ([`common::Frame::category_chart`]): plotters owns
+    /// the axis by then and lends it out only shared.
+    step: std::cell::Cell<usize>,
     inner: RangedCoordf64,
 }
 
@@ -400,8 +414,14 @@ impl CategoryAxis {
     fn new(n: usize) -> Self {
         Self {
             n,
+            step: std::cell::Cell::new(1),
             inner: (-0.5..n as f64 - 0.5).into(),
         }
+    }
+
+    /// Puts key points at every `step`-th category only (0, step, 2·step, …).
+    fn set_step(&self, step: usize) {
+        self.step.set(step.max(1));
     }
 }
 
@@ -415,7 +435,7 @@ impl Ranged for CategoryAxis {
 
     fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
         let max = hint.max_num_points().max(1);
-        let step = self.n.div_ceil(max).max(1);
+        let step = self.n.div_ceil(max).max(self.step.get()).max(1);
         (0..self.n).step_by(step).map(|i| i as f64).collect()
     }
 
@@ -521,19 +541,6 @@ impl ValueFormatter<f64> for ValueAxis {
     }
 }
 
-/// Category labels for an axis of `n` slots over `width_px`: the short labels when they fit
-/// (about 7 px a character), else `#index` alone (the key under the chart names every cell).
-fn fitting_labels(cells: &[&CellStats], width_px: u32) -> Vec<String> {
-    let labels = short_labels(cells);
-    let slot = f64::from(width_px) / cells.len().max(1) as f64;
-    let widest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
-    if widest as f64 * 7.0 <= slot {
-        labels
-    } else {
-        cells.iter().map(|c| format!("#{}", c.index)).collect()
-    }
-}
-
 fn label_at(labels: &[String], x: f64) -> String {
     let i = x.round();
     if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels.len() {
@@ -590,7 +597,6 @@ pub fn throughput_svg(stats: &RunStats) -> Result<Option<String>, AnalysisError>
 }
 
 fn draw_throughput(svg: &mut String, cells: &[&CellStats], key: &[KeyEntry]) -> DrawResult {
-    let labels = short_labels(cells);
     let d: Vec<_> = cells
         .iter()
         .map(|c| c.metric(Metric::TokensPerS).expect("filtered").clone())
@@ -614,7 +620,8 @@ fn draw_throughput(svg: &mut String, cells: &[&CellStats], key: &[KeyEntry]) -> 
     let frame = common::Frame::new(svg, WIDTH, CHART_HEIGHT, key)?;
     let mut chart = frame.category_chart(
         "Throughput by cell (mean, 95 % CI)",
-        &labels,
+        &short_labels(cells),
+        &index_labels(cells),
         "cell",
         bottom..top,
         "throughput (tokens/s)",
@@ -714,7 +721,6 @@ fn draw_latency(
     boxes: &[BoxStats],
     key: &[KeyEntry],
 ) -> DrawResult {
-    let labels = short_labels(cells);
     let (lo, hi) = extent(boxes.iter().flat_map(|b| {
         [b.whisker_lo, b.whisker_hi]
             .into_iter()
@@ -733,7 +739,8 @@ fn draw_latency(
     let frame = common::Frame::new(svg, WIDTH, CHART_HEIGHT, key)?;
     let mut chart = frame.category_chart(
         "End-to-end latency per cell",
-        &labels,
+        &short_labels(cells),
+        &index_labels(cells),
         "cell",
         lo..hi,
         "end-to-end latency (ms)",
@@ -876,13 +883,24 @@ fn draw_power(
             }))?
             .label("measured window of a cell (#index)")
             .legend(common::legend_box(shade.mix(0.2).filled()));
-        chart.draw_series(windows.iter().map(|(c, s, _)| {
-            Text::new(
-                format!("#{}", c.index),
-                (*s, w_hi),
-                (FONT, 12).into_font().color(&BLACK),
-            )
-        }))?;
+        // Each window's `#index` at its start, left to right, where it clears the one before.
+        let mut starts: Vec<(usize, f64)> = windows.iter().map(|(c, s, _)| (c.index, *s)).collect();
+        starts.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let mut free_from = f64::NEG_INFINITY;
+        let mut labels = Vec::new();
+        for (index, s) in starts {
+            let text = format!("#{index}");
+            let x = f64::from(chart.backend_coord(&(s, w_hi)).0);
+            if x >= free_from {
+                free_from = x + common::text_width(&text, 12.0) + common::LABEL_GAP;
+                labels.push(Text::new(
+                    text,
+                    (s, w_hi),
+                    (FONT, 12).into_font().color(&BLACK),
+                ));
+            }
+        }
+        chart.draw_series(labels)?;
     }
     for (i, ((source, device), points)) in series.iter().enumerate() {
         let (color, _) = series_style(i);
@@ -1169,6 +1187,16 @@ energy:
     /// `n` completed cells over 2 backends × 5 batch sizes × as many models as needed, each with
     /// `reps` requests, priced like [`priced_stats`].
     fn many_cells(n: usize, reps: u32, model: &str) -> (RunStats, Manifest, LoadedRequests) {
+        many_cells_with(n, reps, model, |_, _| {})
+    }
+
+    /// [`many_cells`] with each cell record edited by `edit(index, cell)` first.
+    fn many_cells_with(
+        n: usize,
+        reps: u32,
+        model: &str,
+        edit: impl Fn(usize, &mut CellRecord),
+    ) -> (RunStats, Manifest, LoadedRequests) {
         let mut m = manifest("r", "s", model);
         let template = m.cells[0].clone();
         m.cells = (0..n)
@@ -1181,6 +1209,7 @@ energy:
                 c.model = format!("{model}-{}", i / 10);
                 c.window_start_ms = Some(1000.0 * i as f64);
                 c.window_end_ms = Some(1000.0 * i as f64 + 800.0);
+                edit(i, &mut c);
                 c
             })
             .collect();
@@ -1439,8 +1468,7 @@ energy:
         let cells: Vec<&CellStats> = stats.cells.iter().collect();
         assert_eq!(short_labels(&cells), ["#0 b2", "#1 b4", "#2 b1"]);
         assert_eq!(short_labels(&cells[..1]), ["#0"]);
-        assert_eq!(fitting_labels(&cells, 900), ["#0 b2", "#1 b4", "#2 b1"]);
-        assert_eq!(fitting_labels(&cells, 60), ["#0", "#1", "#2"]);
+        assert_eq!(index_labels(&cells), ["#0", "#1", "#2"]);
         assert_eq!(sanitize_label("a\u{1}b", 10), "a b");
         assert_eq!(sanitize_label("abcdef", 4), "abc…");
         assert_eq!(fmt_tick(50.0), "50");
@@ -1448,5 +1476,218 @@ energy:
         assert_eq!(fmt_tick(1.25), "1.25");
         assert_eq!(fmt_tick(1500.0), "1500");
         assert_eq!(fmt_tick(0.0), "0");
+    }
+
+    /// A `<text>` element of an SVG: position, anchor, vertical shift, font size and content
+    /// (entities decoded).
+    #[derive(Debug)]
+    pub(crate) struct SvgText {
+        pub(crate) x: f64,
+        pub(crate) y: f64,
+        pub(crate) anchor: String,
+        pub(crate) dy: String,
+        pub(crate) size: f64,
+        pub(crate) text: String,
+    }
+
+    pub(crate) fn svg_texts(svg: &str) -> Vec<SvgText> {
+        let mut out = Vec::new();
+        let mut rest = svg;
+        while let Some(start) = rest.find("<text ") {
+            let el = &rest[start..];
+            let open = el.find('>').expect("unterminated <text");
+            let close = el.find("</text>").expect("unclosed <text>");
+            let tag = &el[..open];
+            let attr = |name: &str| -> String {
+                let key = format!(" {name}=\"");
+                let at = tag
+                    .find(&key)
+                    .unwrap_or_else(|| panic!("no {name} in {tag}"))
+                    + key.len();
+                tag[at..at + tag[at..].find('"').unwrap()].to_string()
+            };
+            let text = el[open + 1..close]
+                .trim()
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&apos;", "'")
+                .replace("&amp;", "&");
+            out.push(SvgText {
+                x: attr("x").parse().unwrap(),
+                y: attr("y").parse().unwrap(),
+                anchor: attr("text-anchor"),
+                dy: attr("dy"),
+                size: attr("font-size").parse().unwrap(),
+                text,
+            });
+            rest = &el[close..];
+        }
+        out
+    }
+
+    /// The SVG's width, from its root element.
+    fn svg_width(svg: &str) -> f64 {
+        let at = svg.find("width=\"").unwrap() + 7;
+        svg[at..at + svg[at..].find('"').unwrap()].parse().unwrap()
+    }
+
+    /// The labels under a chart's x axis: centred tick labels hanging below one line, in the
+    /// tick label font, left to right.
+    fn x_axis_labels(svg: &str) -> Vec<SvgText> {
+        let mut labels: Vec<SvgText> = svg_texts(svg)
+            .into_iter()
+            .filter(|t| {
+                t.anchor == "middle"
+                    && t.dy == "0.76em"
+                    && (t.size - common::LABEL_FONT / 1.24).abs() < 1e-9
+            })
+            .collect();
+        assert!(
+            labels.iter().all(|t| t.y == labels[0].y),
+            "x labels on one line: {labels:?}"
+        );
+        labels.sort_by(|a, b| a.x.total_cmp(&b.x));
+        labels
+    }
+
+    /// Asserts that neighbouring x axis labels of `svg`, at the widths DejaVu Sans gives them,
+    /// leave at least 2 px between them and stay inside the document.
+    fn assert_x_labels_apart(what: &str, svg: &str) {
+        let labels = x_axis_labels(svg);
+        assert!(!labels.is_empty(), "{what}: no x axis labels");
+        let width = |t: &SvgText| common::tests::dejavu_width(&t.text, t.size);
+        for w in labels.windows(2) {
+            let room = w[1].x - w[0].x - (width(&w[0]) + width(&w[1])) / 2.0;
+            assert!(
+                room >= 2.0,
+                "{what}: {:?} at {} and {:?} at {} overlap ({room:.1} px apart)",
+                w[0].text,
+                w[0].x,
+                w[1].text,
+                w[1].x
+            );
+        }
+        for t in &labels {
+            assert!(!t.text.is_empty(), "{what}: empty label at {}", t.x);
+            let half = width(t) / 2.0;
+            assert!(
+                t.x - half >= 0.0 && t.x + half <= svg_width(svg),
+                "{what}: {:?} leaves the document",
+                t.text
+            );
+        }
+    }
+
+    /// The per-cell category plots and the batch plot of a run, by name.
+    fn category_plots(
+        stats: &RunStats,
+        m: &Manifest,
+        loaded: &LoadedRequests,
+    ) -> Vec<(&'static str, String)> {
+        vec![
+            ("throughput", throughput_svg(stats).unwrap().unwrap()),
+            ("latency", latency_svg(stats, loaded).unwrap().unwrap()),
+            (
+                "energy",
+                energy::energy_svg(stats, &m.power).unwrap().unwrap(),
+            ),
+            ("carbon", energy::carbon_svg(stats, None).unwrap().unwrap()),
+            (
+                "throughput_batch",
+                batch::throughput_batch_svg(stats).unwrap().unwrap(),
+            ),
+        ]
+    }
+
+    #[test]
+    fn category_axis_labels_never_overlap() {
+        // The smoke scenario: 2 backends × 2 models × batch 1 and 4, whose full labels
+        // (`#5 onnxruntime tiny b4`) are wider than a cell's 100 px.
+        let smoke = many_cells_with(8, 3, "tiny", |i, c| {
+            c.backend = ["candle", "onnxruntime"][i / 4].into();
+            c.model = ["tiny", "small"][(i / 2) % 2].into();
+            c.batch_size = [1, 4][i % 2];
+        });
+        let runs =
+            std::iter::once((8, smoke)).chain([1, 2, 3, 5, 13, 21, 34, 55, 80, 100].map(|n| {
+                let run = many_cells_with(n, 3, "org/a-rather-long-model-name", |i, c| {
+                    c.dtype = ["f32", "bf16"][(i / 3) % 2].into();
+                });
+                (n, run)
+            }));
+        for (n, (stats, m, loaded)) in runs {
+            for (name, svg) in category_plots(&stats, &m, &loaded) {
+                let what = format!("{name}, {n} cells");
+                assert_x_labels_apart(&what, &svg);
+                if name == "throughput_batch" {
+                    continue;
+                }
+                // Each label names a distinct cell by `#index`, at least every 4th cell is
+                // labelled, and the key names every cell in full.
+                let mut at: Vec<usize> = x_axis_labels(&svg)
+                    .iter()
+                    .map(|t| {
+                        let id = t.text.split(' ').next().unwrap();
+                        id.strip_prefix('#').unwrap().parse().unwrap()
+                    })
+                    .collect();
+                at.sort_unstable();
+                at.dedup();
+                assert!(
+                    at.iter().all(|&i| i < n) && 4 * at.len() >= n,
+                    "{what}: {at:?}"
+                );
+                let key: Vec<String> = svg_texts(&svg)
+                    .into_iter()
+                    .filter(|t| t.anchor == "start")
+                    .map(|t| t.text)
+                    .collect();
+                for c in &stats.cells {
+                    let line = format!("#{}  ", c.index);
+                    assert!(
+                        key.iter().any(|t| t.starts_with(&line)),
+                        "{what}: #{} not in the key",
+                        c.index
+                    );
+                }
+            }
+            // The power plot's window labels (`#index` at each window's start) keep apart too.
+            let power = power_svg(&power_samples(600), &stats, &m.cells)
+                .unwrap()
+                .unwrap();
+            let mut windows: Vec<SvgText> = svg_texts(&power)
+                .into_iter()
+                .filter(|t| t.text.starts_with('#') && t.anchor == "start")
+                .filter(|t| (t.size - 12.0 / 1.24).abs() < 1e-9)
+                .collect();
+            windows.sort_by(|a, b| a.x.total_cmp(&b.x));
+            assert!(!windows.is_empty());
+            for w in windows.windows(2) {
+                let end = w[0].x + common::tests::dejavu_width(&w[0].text, w[0].size);
+                assert!(end + 2.0 <= w[1].x, "power, {n} cells: {w:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn short_labels_with_few_cells_are_written_in_full() {
+        // Cells #0 (batch 2) and #1 (batch 4) completed; only the batch size differs.
+        let m = manifest("r", "s", "org/model");
+        let rows: Vec<_> = m.cells[..2]
+            .iter()
+            .flat_map(|c| (0..3).map(move |r| request(c, r, false, Some(10.0 + f64::from(r)))))
+            .collect();
+        let (mut stats, loaded) = stats_for(&rows, &m);
+        stats.costing = priced_stats().costing;
+        for (name, svg) in category_plots(&stats, &m, &loaded) {
+            let labels: Vec<String> = x_axis_labels(&svg).into_iter().map(|t| t.text).collect();
+            let expect = if name == "throughput_batch" {
+                ["2", "4"]
+            } else {
+                ["#0 b2", "#1 b4"]
+            };
+            assert_eq!(labels, expect, "{name}");
+        }
     }
 }

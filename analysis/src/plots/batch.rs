@@ -128,6 +128,7 @@ fn draw(svg: &mut String, series: &[BatchSeries]) -> DrawResult {
     let mut chart = frame.category_chart(
         "Throughput vs batch size (mean, 95 % CI), one line per configuration",
         &labels,
+        &labels,
         "batch size (sequences per request)",
         y_axis,
         y_desc,

@@ -79,7 +79,6 @@ fn draw_energy(
     power: &PowerInfo,
 ) -> DrawResult {
     let refs: Vec<&CellStats> = cells.iter().map(|c| c.0).collect();
-    let labels = super::fitting_labels(&refs, WIDTH - 110);
     let backends = backends(refs.iter().copied());
     let rank = |b: &str| backends.iter().position(|x| *x == b).unwrap_or(0);
     // CIs are finite and ordered (`finite_ci`): the lowest end is a mean or a CI's lower end.
@@ -104,7 +103,8 @@ fn draw_energy(
     let frame = common::Frame::new(svg, WIDTH, CHART_HEIGHT, &key)?;
     let mut chart = frame.category_chart(
         sanitize_label(&format!("Energy per token by backend, {basis}"), 80),
-        &labels,
+        &super::short_labels(&refs),
+        &super::index_labels(&refs),
         "cell, grouped by backend",
         lo..hi,
         sanitize_label(&format!("energy per token (J/token, {})", power.basis), 60),
@@ -353,7 +353,6 @@ fn series_name(s: &CarbonSeries) -> String {
 }
 
 fn draw_carbon(svg: &mut String, series: &[CarbonSeries], cells: &[&CellStats]) -> DrawResult {
-    let labels = super::fitting_labels(cells, WIDTH - 110);
     let figs = series.iter().flat_map(|s| s.values.values());
     let (lo, hi) = extent_ci(figs.map(|f| (f.value, f.ci95))).unwrap_or((0.0, 1.0));
     let y_axis = ValueAxis::fit(lo, hi, true);
@@ -369,7 +368,8 @@ fn draw_carbon(svg: &mut String, series: &[CarbonSeries], cells: &[&CellStats]) 
     let frame = common::Frame::new(svg, WIDTH, CHART_HEIGHT, &key)?;
     let mut chart = frame.category_chart(
         "Carbon per 1M tokens per grid scenario (mean, 95 % CI)",
-        &labels,
+        &super::short_labels(cells),
+        &super::index_labels(cells),
         "cell",
         y_axis,
         y_desc,

@@ -67,7 +67,10 @@ pub fn title(metric: Metric, power: &PowerInfo) -> String {
 pub const ALPHA: f64 = 0.05;
 
 const FOREST_WIDTH: u32 = 1000;
+/// Height of a row, px: more than a label's line, so row labels never overlap.
 const ROW_PX: u32 = 26;
+/// Width of the row labels' area, px; labels are cut to fit it ([`common::fit_width`]).
+const ROW_LABELS: u32 = 330;
 
 /// One row of the forest plot.
 #[derive(Debug, Clone, PartialEq)]
@@ -177,7 +180,10 @@ fn draw(svg: &mut String, rows: &[ForestRow], key: &[KeyEntry], metric: Metric) 
         .iter()
         .rev()
         .enumerate()
-        .map(|(k, r)| sanitize_label(&format!("R{} {}", n - k, r.label), 44))
+        .map(|(k, r)| {
+            let label = sanitize_label(&format!("R{} {}", n - k, r.label), 44);
+            common::fit_width(&label, common::LABEL_FONT, f64::from(ROW_LABELS - 20))
+        })
         .collect();
     let (lo, hi) = extent_ci(
         rows.iter()
@@ -193,7 +199,7 @@ fn draw(svg: &mut String, rows: &[ForestRow], key: &[KeyEntry], metric: Metric) 
             "Effect sizes: relative change of mean {} (b vs a), 95 % CI",
             metric.name()
         ),
-        330,
+        ROW_LABELS,
         lo..hi,
         CategoryAxis::new(n),
     )?;
@@ -389,6 +395,33 @@ mod tests {
             effects_svg(&stats, Metric::TokensPerS, &power()).unwrap(),
             None
         );
+    }
+
+    #[test]
+    fn long_row_labels_are_cut_to_their_area() {
+        let mut stats = three_backends("m");
+        // Wide characters (a full em each): 44 of them would not fit 330 px.
+        let long = "推理后端".repeat(12);
+        let a = stats.comparisons[0]
+            .metrics
+            .get_mut("tokens_per_s")
+            .unwrap();
+        for p in &mut a.pairwise {
+            p.b = format!("{long}-{}", p.b);
+        }
+        let svg = effects_svg(&stats, Metric::TokensPerS, &power())
+            .unwrap()
+            .unwrap();
+        let rows: Vec<_> = crate::plots::tests::svg_texts(&svg)
+            .into_iter()
+            .filter(|t| t.anchor == "end" && t.text.starts_with('R'))
+            .collect();
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        for t in &rows {
+            assert!(t.text.ends_with('…'), "{}", t.text);
+            let left = t.x - common::tests::dejavu_width(&t.text, t.size);
+            assert!(left >= 0.0, "{} starts at {left}", t.text);
+        }
     }
 
     #[test]
