@@ -1,0 +1,207 @@
+//! The records of `stats.json` per cell: which metrics a cell is summarised in, the summary
+//! itself ([`CellStats`]: configuration, outcome, descriptives, robust statistics, energy), and
+//! what is missing and why. The analysis writes them, the cost model and the report read them,
+//! and so may any other tool.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use tcobench_stats::descriptive::Descriptives;
+use tcobench_stats::groups;
+
+use crate::schema;
+use crate::schema::CellOutcome;
+use crate::CellConfig;
+
+/// The per-request metrics summarised for each cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// End-to-end request latency, ms.
+    E2eMs,
+    /// Time to first token, ms.
+    TtftMs,
+    /// Time per output token after the first, ms.
+    TpotMs,
+    /// Generated tokens per second.
+    TokensPerS,
+    /// Energy per generated token, J: `energy_j / (batch_size · new_tokens)`.
+    EnergyJPerToken,
+}
+
+impl Metric {
+    /// Every metric, in report order.
+    pub const ALL: [Metric; 5] = [
+        Metric::E2eMs,
+        Metric::TtftMs,
+        Metric::TpotMs,
+        Metric::TokensPerS,
+        Metric::EnergyJPerToken,
+    ];
+
+    /// Stable name (the `requests.parquet` column, or the derived name for energy per token).
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::E2eMs => "e2e_ms",
+            Metric::TtftMs => "ttft_ms",
+            Metric::TpotMs => "tpot_ms",
+            Metric::TokensPerS => "tokens_per_s",
+            Metric::EnergyJPerToken => "energy_j_per_token",
+        }
+    }
+
+    /// Unit, for axis labels and column headers.
+    pub fn unit(self) -> &'static str {
+        match self {
+            Metric::E2eMs | Metric::TtftMs | Metric::TpotMs => "ms",
+            Metric::TokensPerS => "tokens/s",
+            Metric::EnergyJPerToken => "J/token",
+        }
+    }
+
+    /// One-line description.
+    pub fn description(self) -> &'static str {
+        match self {
+            Metric::E2eMs => "end-to-end request latency",
+            Metric::TtftMs => "time to first token",
+            Metric::TpotMs => "time per output token after the first",
+            Metric::TokensPerS => "generated tokens (batch × new tokens) per second",
+            Metric::EnergyJPerToken => {
+                "energy per generated token, energy_j / (batch × new tokens)"
+            }
+        }
+    }
+}
+
+/// Name, unit and description of a metric, as listed in `stats.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricInfo {
+    /// Stable metric name (key of [`CellStats::metrics`]).
+    pub name: String,
+    /// Unit.
+    pub unit: String,
+    /// Description.
+    pub description: String,
+}
+
+impl From<Metric> for MetricInfo {
+    fn from(m: Metric) -> Self {
+        Self {
+            name: m.name().into(),
+            unit: m.unit().into(),
+            description: m.description().into(),
+        }
+    }
+}
+
+/// A metric a cell has no statistics for, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unavailable {
+    /// Metric name.
+    pub metric: String,
+    /// Why it is absent (never silently zero).
+    pub reason: String,
+}
+
+/// Statistics and configuration of one cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellStats {
+    /// Stable cell id.
+    pub cell_id: String,
+    /// Execution order index.
+    pub index: usize,
+    /// What the cell ran.
+    #[serde(flatten)]
+    pub config: CellConfig,
+    /// Configured warm-up requests.
+    pub warmup: u32,
+    /// Configured timed requests.
+    pub repetitions: u32,
+    /// Outcome recorded in the manifest.
+    pub status: CellOutcome,
+    /// Error message of a failed cell.
+    pub error: Option<String>,
+    /// Timed, successful requests the statistics use.
+    pub n_requests: usize,
+    /// Warm-up requests excluded.
+    pub n_warmup_excluded: usize,
+    /// Timed requests excluded because they failed.
+    pub n_failed_excluded: usize,
+    /// Energy method (from the manifest, else from the requests; `mixed(…)` if they disagree).
+    pub energy_method: Option<String>,
+    /// Peak resident set size, bytes.
+    pub peak_rss_bytes: Option<u64>,
+    /// Peak device memory, bytes.
+    pub gpu_mem_bytes: Option<u64>,
+    /// Statistics per metric name; a metric without values is absent and listed in `unavailable`.
+    pub metrics: BTreeMap<String, Descriptives>,
+    /// Robust statistics per metric name: MAD, bootstrap CI of the median, outliers (counted
+    /// and listed, never dropped).
+    pub robust: BTreeMap<String, RobustStats>,
+    /// Metrics without statistics, with the reason.
+    pub unavailable: Vec<Unavailable>,
+    /// Data-quality notes (partial nulls, non-finite values excluded).
+    pub warnings: Vec<String>,
+    /// The logits-agreement gate's result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<schema::Agreement>,
+    /// How the backend ran the cell (threads, model file, key/value cache…).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub backend_info: BTreeMap<String, String>,
+    /// The cell's energy over its whole measured window, gross and net of idle, with
+    /// provenance, uncertainty, validity and flags (absent when the run did not record it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub energy: Option<CellEnergy>,
+}
+
+/// Energy of a cell's measured window (all its timed requests, back to back): gross for TCO and
+/// carbon, net of the idle baseline for comparing models.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellEnergy {
+    /// The window as the harness recorded it: method, scope, basis, device, periods, length,
+    /// gross energy, uncertainty, validity, cross-check and throttling.
+    pub window: schema::EnergyWindow,
+    /// Gross energy per generated token, J: `energy_j / generated_tokens`.
+    pub gross_j_per_token: Option<f64>,
+    /// Absolute uncertainty of `gross_j_per_token`, J.
+    pub gross_uncertainty_j_per_token: Option<f64>,
+    /// Idle power subtracted for the net figures, W (the run's idle baseline).
+    pub idle_watts: Option<f64>,
+    /// Gross energy minus idle power × window, J.
+    pub net_energy_j: Option<f64>,
+    /// Net energy per generated token, J.
+    pub net_j_per_token: Option<f64>,
+    /// Relative uncertainty of the net figure: the gross uncertainty plus the baseline's, both
+    /// in joules, over the net energy.
+    pub net_uncertainty_rel: Option<f64>,
+    /// Why there is no net figure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net_unavailable: Option<String>,
+    /// What a reader must know before using the figures: `invalid_window`, `estimated`,
+    /// `cross_check_disagreement`, `hw_slowdown`, `thermal_slowdown`, `power_capped`.
+    pub flags: Vec<String>,
+}
+
+/// Robust companions of a metric's [`Descriptives`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RobustStats {
+    /// Median absolute deviation × 1.4826.
+    pub mad: f64,
+    /// Seeded percentile-bootstrap 95 % CI of the median (`None` for n = 1).
+    pub ci95_median: Option<[f64; 2]>,
+    /// Tukey-fence outliers and the largest robust z-score.
+    pub outliers: groups::OutlierCounts,
+}
+
+impl CellStats {
+    /// Statistics of `metric`, if available.
+    pub fn metric(&self, metric: Metric) -> Option<&Descriptives> {
+        self.metrics.get(metric.name())
+    }
+
+    /// Human-readable configuration label: `backend · model · device · dtype · bB pP nN`
+    /// ([`CellConfig::caption`]).
+    pub fn label(&self) -> String {
+        self.config.caption()
+    }
+}
