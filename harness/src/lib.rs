@@ -6,17 +6,7 @@
 //! statistics and reports live in `tcobench-analysis`.
 
 pub mod cell_process;
-pub mod cmd_catalog;
-pub mod cmd_cell;
-pub mod cmd_collect;
-pub mod cmd_compare;
-pub mod cmd_emit;
-pub mod cmd_meter;
-pub mod cmd_report;
-pub mod cmd_stats;
-pub mod cmd_sweep;
-pub mod cmd_tco;
-pub mod cmd_validate;
+pub mod commands;
 pub mod estimate;
 pub mod host;
 pub mod hostload;

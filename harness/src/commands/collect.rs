@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::Result;
 use tcobench_analysis::schema::{self, files, CellOutcome};
 
-use crate::cmd_emit::SLURM_LOGS;
+use crate::commands::emit::SLURM_LOGS;
 use crate::plan::{Plan, PLAN_FILE};
 use crate::results::RunDir;
 use crate::runner;
