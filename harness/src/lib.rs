@@ -5,15 +5,11 @@
 //! safe results writer and the environment manifest. Inference lives in `tcobench-backends`;
 //! statistics and reports live in `tcobench-analysis`.
 
-pub mod cell_process;
 pub mod commands;
 pub mod estimate;
-pub mod host;
-pub mod hostload;
 pub mod plan;
 pub mod power;
-pub mod results;
-pub mod runner;
+pub mod run;
 pub mod scenario;
 
 pub use plan::{Cell, Plan};

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use tcobench::commands;
-use tcobench::runner;
+use tcobench::run;
 use tcobench::scenario::{Overrides, ScenarioError};
 use tcobench_backends::Device;
 
@@ -147,7 +147,7 @@ enum ModelCommand {
         #[arg(long)]
         size: String,
         /// Weight seed (runs use 0).
-        #[arg(long, default_value_t = runner::MODEL_SEED)]
+        #[arg(long, default_value_t = run::MODEL_SEED)]
         seed: u64,
         /// Output folder (created).
         #[arg(long)]
@@ -182,14 +182,14 @@ fn main() -> ExitCode {
                 eprintln!("error: {se}");
                 return ExitCode::from(EXIT_BAD_INPUT);
             }
-            if let Some(r) = e.downcast_ref::<runner::ResumeRefused>() {
+            if let Some(r) = e.downcast_ref::<run::ResumeRefused>() {
                 eprintln!("error: {r}");
                 return ExitCode::from(EXIT_BAD_INPUT);
             }
-            if let Some(i) = e.downcast_ref::<runner::Interrupted>() {
+            if let Some(i) = e.downcast_ref::<run::Interrupted>() {
                 eprintln!("{i}");
                 println!("{}", i.run_dir.display());
-                return ExitCode::from(tcobench::cell_process::EXIT_INTERRUPTED as u8);
+                return ExitCode::from(tcobench::run::process::EXIT_INTERRUPTED as u8);
             }
             // A closed pipe (`tcobench plan … | head`) is not an error.
             if e.chain().any(|c| {

@@ -35,8 +35,8 @@ use tcobench_backends::{Device, VirtualClock};
 
 use crate::plan::{sanitize, Plan, PlanOverrides, PLAN_FILE};
 use crate::power;
-use crate::results::{write_atomic, RunDir};
-use crate::runner::{self, RunOptions};
+use crate::run::writer::{write_atomic, RunDir};
+use crate::run::{default_models_dir, prepare_run, run_plan, RunOptions};
 use crate::scenario::{Overrides, Scenario};
 
 /// Exit code for bad input.
@@ -77,7 +77,7 @@ impl TaskLimit {
                 from_scenario: true,
             },
             None => TaskLimit {
-                cell_timeout_s: crate::cell_process::DEFAULT_CELL_TIMEOUT_S,
+                cell_timeout_s: crate::run::process::DEFAULT_CELL_TIMEOUT_S,
                 from_scenario: false,
             },
         }
@@ -597,7 +597,7 @@ fn prepare(source: &PlanSource) -> Result<std::result::Result<Prepared, BadInput
                 device: plan.overrides.device,
             },
         )?;
-        let now = runner::run_plan(&scenario, &scenario_path, &plan.overrides);
+        let now = run_plan(&scenario, &scenario_path, &plan.overrides);
         if now.cell_ids() != plan.cell_ids() || now.scenario != plan.scenario {
             return Ok(Err(BadInput(format!(
                 "{}: its scenario {} now resolves to other cells or settings (or the plan was \
@@ -619,7 +619,7 @@ fn prepare(source: &PlanSource) -> Result<std::result::Result<Prepared, BadInput
             device: source.device,
         },
     )?;
-    let plan = runner::run_plan(&scenario, input, &overrides);
+    let plan = run_plan(&scenario, input, &overrides);
     prepare_new(&scenario, input, plan, source).map(Ok)
 }
 
@@ -653,13 +653,13 @@ fn prepare_new(
     };
     let opts = RunOptions {
         out: source.out.clone(),
-        models_dir: runner::default_models_dir(),
+        models_dir: default_models_dir(),
         progress: false,
         experiment_log: None,
         command: command_line(),
         allow_disagreement: false,
     };
-    let prepared = runner::prepare_run(
+    let prepared = prepare_run(
         scenario,
         scenario_path,
         plan,
@@ -905,7 +905,7 @@ mod tests {
         assert_eq!(limit(1.25).minutes(), 11);
         assert_eq!(limit(3000.0).minutes(), 60);
         let default = TaskLimit {
-            cell_timeout_s: crate::cell_process::DEFAULT_CELL_TIMEOUT_S,
+            cell_timeout_s: crate::run::process::DEFAULT_CELL_TIMEOUT_S,
             from_scenario: false,
         };
         assert_eq!(default.minutes(), 70);

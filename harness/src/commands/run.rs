@@ -1,6 +1,6 @@
 //! `tcobench run SCENARIO` and `tcobench run --resume RUN_DIR`: every cell of a scenario, each in
 //! a `run-cell` process of its own, then the analysis and the report (the loop is
-//! [`crate::runner`]'s).
+//! [`crate::run`]'s).
 //!
 //! Each cell that failed or was skipped is named on standard error with the first line of why,
 //! then the run's headline; the run folder is printed last on standard output. Exit codes: `0`
@@ -16,9 +16,9 @@ use anyhow::{Context, Result};
 use tcobench_analysis::schema::CellOutcome;
 use tcobench_backends::Device;
 
-use crate::cell_process::{ProcessOptions, DEFAULT_CELL_TIMEOUT_S, EXIT_CELL_FAILED};
 use crate::plan::PlanOverrides;
-use crate::runner::{self, Execution, RunOptions};
+use crate::run::process::{ProcessOptions, DEFAULT_CELL_TIMEOUT_S, EXIT_CELL_FAILED};
+use crate::run::{default_models_dir, resume, run_with, Execution, RunOptions};
 use crate::scenario::{Overrides, Scenario};
 
 /// Exit code for a run that finished with failed cells.
@@ -67,10 +67,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<ExitCode> {
     };
     let opts = RunOptions {
         out: args.out.clone(),
-        models_dir: args
-            .models_dir
-            .clone()
-            .unwrap_or_else(runner::default_models_dir),
+        models_dir: args.models_dir.clone().unwrap_or_else(default_models_dir),
         progress: !args.quiet,
         experiment_log,
         command: command_line(),
@@ -96,7 +93,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let outcome = match (&args.resume, &args.scenario) {
         // The scenario as `--resume` resolves it again (by default the file the run was started
         // from) gives the limit when the command line does not.
-        (Some(run_dir), scenario) => runner::resume(run_dir, scenario.as_deref(), &opts, |s| {
+        (Some(run_dir), scenario) => resume(run_dir, scenario.as_deref(), &opts, |s| {
             execution(s.cell_timeout_s)
         })?,
         (None, Some(path)) => {
@@ -109,7 +106,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<ExitCode> {
                 seed: args.seed,
                 device: args.device,
             };
-            runner::run_with(&s, path, &opts, &recorded, &execution(s.cell_timeout_s))?
+            run_with(&s, path, &opts, &recorded, &execution(s.cell_timeout_s))?
         }
         (None, None) => unreachable!("clap requires a scenario without --resume"),
     };

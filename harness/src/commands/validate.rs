@@ -56,7 +56,7 @@ use tcobench_analysis::{fmt_sig, CellStats, Metric, RunStats};
 use tcobench_backends::Device;
 
 use crate::estimate;
-use crate::results::RUN_POWER;
+use crate::run::writer::RUN_POWER;
 
 /// Exit code when an input file is missing or malformed.
 pub const EXIT_BAD_INPUT: u8 = 2;

@@ -6,7 +6,7 @@
 //! panic inside a backend — is recorded with its cause and the run goes on.
 //!
 //! `tcobench run` carries out every cell in a `run-cell` child process of its own
-//! ([`Execution::Processes`], see [`crate::cell_process`]), so that an abort, a segfault, a hang
+//! ([`Execution::Processes`], see [`process`]), so that an abort, a segfault, a hang
 //! or the out-of-memory killer costs one cell; the parent keeps the plan, the progress bar, the
 //! budget, the idle baseline, the manifest, and merges and analyses at the end. The mock
 //! backend's virtual clock is handed from cell to cell, so its runs stay deterministic. Running
@@ -22,6 +22,11 @@
 //! calibrated on the cells this run has finished) and, when spent + predicted would exceed the
 //! budget, that cell and every later one are recorded `skipped` with the numbers, and the run
 //! ends `incomplete`.
+
+pub(crate) mod host;
+pub(crate) mod hostload;
+pub mod process;
+pub mod writer;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::IsTerminal;
@@ -51,13 +56,12 @@ use tcobench_backends::{
     MockCost, OrtBackend, OrtRuntime, OrtThreads, Request, VirtualClock, ORT_VERSION,
 };
 
-use crate::cell_process::{self, CellEvent, ChildEnd, CtrlC, ProcessOptions, Worker, WorkerSpawn};
+use self::process::{CellEvent, ChildEnd, CtrlC, ProcessOptions, Worker, WorkerSpawn};
+use self::writer::{write_atomic, CellResult, RunDir};
 use crate::estimate::{self, fmt_usd, Calibration};
-use crate::host;
 use crate::plan::{self, sanitize, Cell, Plan, PlanOverrides, PLAN_FILE};
 use crate::power::window::{self as energy_window, Edge, SourceInfo, WindowPolicy};
 use crate::power::{self, PowerSampler, Reading};
-use crate::results::{write_atomic, CellResult, RunDir};
 use crate::scenario::{BackendKind, Budget, Overrides, Scenario};
 
 /// How a run is carried out, beyond the scenario.
@@ -1495,7 +1499,7 @@ impl CellRunner for ChildCells<'_> {
                 ChildEnd::Exited(status) => {
                     status.success()
                         || (record.status != CellOutcome::Ok
-                            && status.code() == Some(i32::from(cell_process::EXIT_CELL_FAILED)))
+                            && status.code() == Some(i32::from(process::EXIT_CELL_FAILED)))
                 }
                 _ => false,
             };
@@ -1594,7 +1598,7 @@ pub fn run_single_cell(
 ) -> Result<SingleCell> {
     // In a `run` parent's child: what this process writes on standard error from now on is
     // this cell's.
-    cell_process::mark_cell_begin(index);
+    process::mark_cell_begin(index);
     let cell = plan.cells.get(index).with_context(|| {
         format!(
             "the plan has {} cells; there is no index {index}",
@@ -2080,7 +2084,7 @@ fn run_cell(
                 new_tokens: cell.new_tokens as usize,
             };
             if watch_host && !warmup && load_start.is_none() {
-                load_start = crate::hostload::CpuSnapshot::read();
+                load_start = hostload::CpuSnapshot::read();
             }
             let m = measure_request(backend.as_mut(), &request, clock, sampler);
             let mut row = request_record(cell, run_id, rep, warmup, &request, &m, &energy_method);
@@ -2156,8 +2160,8 @@ fn run_cell(
         Ok(())
     }));
     if let Some(start) = load_start {
-        record.host_load = crate::hostload::CpuSnapshot::read()
-            .and_then(|end| crate::hostload::between(&start, &end));
+        record.host_load =
+            hostload::CpuSnapshot::read().and_then(|end| hostload::between(&start, &end));
     }
     let error = match outcome {
         Ok(Ok(())) => None,
