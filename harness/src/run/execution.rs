@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use anyhow::Result;
 use indicatif::ProgressBar;
@@ -17,9 +18,10 @@ use super::pending_record;
 use super::process::{self, CellEvent, ChildEnd, CtrlC, ProcessOptions, Worker, WorkerSpawn};
 use super::timeline::Timeline;
 use super::writer::{CellResult, RunDir};
-use crate::plan::Cell;
+use crate::plan::{Cell, PLAN_FILE};
 use crate::power::window::WindowPolicy;
 use crate::power::PowerSampler;
+use crate::scenario::PowerSettings;
 
 /// How a run carries out its cells.
 #[derive(Debug, Clone)]
@@ -56,16 +58,50 @@ pub(crate) trait CellRunner {
 
 /// Cells inside this process.
 pub(crate) struct InProcessCells<'a> {
-    pub(crate) run_dir: &'a RunDir,
-    pub(crate) seed: u64,
-    pub(crate) clock: Clock,
-    pub(crate) backends: Backends,
-    pub(crate) sampler: Arc<Mutex<Box<dyn PowerSampler>>>,
-    pub(crate) policy: WindowPolicy,
-    pub(crate) timeline: Arc<Timeline>,
-    pub(crate) thread: Option<JoinHandle<()>>,
+    run_dir: &'a RunDir,
+    seed: u64,
+    clock: Clock,
+    backends: Backends,
+    sampler: Arc<Mutex<Box<dyn PowerSampler>>>,
+    policy: WindowPolicy,
+    timeline: Arc<Timeline>,
+    thread: Option<JoinHandle<()>>,
     /// Samples taken between cells.
-    pub(crate) outside: Vec<PowerSample>,
+    outside: Vec<PowerSample>,
+}
+
+impl<'a> InProcessCells<'a> {
+    /// Cells of the run in `run_dir` on `backends`, measured with `sampler` on `clock` under the
+    /// `power` settings; with `sample_timeline`, a background thread samples the power timeline.
+    pub(crate) fn start(
+        run_dir: &'a RunDir,
+        seed: u64,
+        clock: &Clock,
+        sampler: &Arc<Mutex<Box<dyn PowerSampler>>>,
+        backends: Backends,
+        power: &PowerSettings,
+        sample_timeline: bool,
+    ) -> Self {
+        let timeline = Timeline::new(None);
+        let thread = sample_timeline.then(|| {
+            timeline.start(
+                sampler,
+                clock,
+                Duration::from_millis(u64::from(power.sample_ms)),
+            )
+        });
+        InProcessCells {
+            run_dir,
+            seed,
+            clock: clock.clone(),
+            backends,
+            sampler: sampler.clone(),
+            policy: WindowPolicy::from(power),
+            timeline,
+            thread,
+            outside: Vec::new(),
+        }
+    }
 }
 
 impl CellRunner for InProcessCells<'_> {
@@ -119,18 +155,41 @@ impl CellRunner for InProcessCells<'_> {
 /// [`ProcessOptions::process_per_cell`], every cell does.
 pub(crate) struct ChildCells<'a> {
     /// The child of the cells in flight, and what it keeps loaded.
-    pub(crate) worker: Option<Worker>,
-    pub(crate) options: &'a ProcessOptions,
-    pub(crate) plan_path: PathBuf,
-    pub(crate) run_dir: &'a RunDir,
-    pub(crate) models_dir: &'a Path,
+    worker: Option<Worker>,
+    options: &'a ProcessOptions,
+    plan_path: PathBuf,
+    run_dir: &'a RunDir,
+    models_dir: &'a Path,
     /// The run's virtual clock, on runs that use one: children start from its reading.
-    pub(crate) virtual_clock: Option<VirtualClock>,
-    pub(crate) ctrl_c: CtrlC,
-    pub(crate) bar: ProgressBar,
+    virtual_clock: Option<VirtualClock>,
+    ctrl_c: CtrlC,
+    bar: ProgressBar,
 }
 
-impl ChildCells<'_> {
+impl<'a> ChildCells<'a> {
+    /// Cells of the plan in `run_dir` in children started as `options` says; on a run of the mock
+    /// backend's `virtual_clock`, each child starts from its reading. `bar` shows the progress and
+    /// passes on what the children print.
+    pub(crate) fn new(
+        options: &'a ProcessOptions,
+        run_dir: &'a RunDir,
+        models_dir: &'a Path,
+        virtual_clock: Option<VirtualClock>,
+        ctrl_c: CtrlC,
+        bar: ProgressBar,
+    ) -> Self {
+        ChildCells {
+            worker: None,
+            options,
+            plan_path: run_dir.path.join(PLAN_FILE),
+            run_dir,
+            models_dir,
+            virtual_clock,
+            ctrl_c,
+            bar,
+        }
+    }
+
     /// Ends the current child, if any, passing on what it prints meanwhile.
     fn close_worker(&mut self) {
         if let Some(w) = self.worker.take() {
