@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::Result;
 use tcobench_analysis::schema::{self, files, CellOutcome};
 
-use crate::commands::emit::SLURM_LOGS;
+use crate::commands::emit::slurm::SLURM_LOGS;
 use crate::plan::{Plan, PLAN_FILE};
 use crate::run::writer::RunDir;
 use crate::run::{analyze_and_report, merge_cells, pending_record};

@@ -23,6 +23,12 @@
 //! The run folder's path is printed last on standard output; the file to submit and the commands
 //! to use go to standard error. Exit codes: `0` written; `2` bad input (an unreadable scenario or
 //! plan, a device the job cannot give its tasks, a path a Slurm directive cannot hold).
+//!
+//! What every target shares is here (the run folder, the tasks' GPUs and time limit); each
+//! scheduler's job is written by its own module, [`slurm`] and [`k8s`].
+
+pub mod k8s;
+pub mod slurm;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -33,26 +39,16 @@ use anyhow::{Context, Result};
 use tcobench_analysis::schema::files;
 use tcobench_backends::{Device, VirtualClock};
 
-use crate::plan::{sanitize, Plan, PlanOverrides, PLAN_FILE};
+use self::k8s::K8sArgs;
+use self::slurm::SlurmArgs;
+use crate::plan::{Plan, PlanOverrides, PLAN_FILE};
 use crate::power;
-use crate::run::writer::{write_atomic, RunDir};
+use crate::run::writer::RunDir;
 use crate::run::{default_models_dir, prepare_run, run_plan, RunOptions};
 use crate::scenario::{Overrides, Scenario};
 
 /// Exit code for bad input.
 pub const EXIT_BAD_INPUT: u8 = 2;
-
-/// The Slurm batch script's name inside the run folder.
-pub const SLURM_SCRIPT: &str = "submit.sbatch";
-
-/// The Kubernetes manifest's name inside the run folder.
-pub const K8S_MANIFEST: &str = "job.yaml";
-
-/// The folder of the Slurm tasks' output and error files inside the run folder.
-pub const SLURM_LOGS: &str = "slurm";
-
-/// The claim name written when `--pvc` is not given: it exists nowhere, on purpose.
-pub const PVC_PLACEHOLDER: &str = "tcobench-results-CHANGEME";
 
 /// What a scheduler's task may take beyond its cell's time limit, seconds: starting the task
 /// (for a pod, pulling the image), and building the built-in model into the node's cache or
@@ -149,56 +145,6 @@ pub struct PlanSource {
     pub gpus_per_task: Option<u32>,
 }
 
-/// `tcobench emit slurm` options.
-#[derive(clap::Args, Debug)]
-pub struct SlurmArgs {
-    /// The plan and the task shape.
-    #[command(flatten)]
-    pub source: PlanSource,
-    /// Slurm partition (default: the cluster's default partition).
-    #[arg(long)]
-    pub partition: Option<String>,
-    /// CPU cores per task.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    pub cpus_per_task: Option<u32>,
-    /// Wall-clock limit of one task, minutes (`#SBATCH --time`) [default: the scenario's
-    /// `cell_timeout_s` (else 3600 s) + 600 s for starting the task and loading its model].
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    pub time_limit_min: Option<u32>,
-    /// The tcobench executable the tasks run (default: this one, by absolute path; it must be
-    /// at the same path on the compute nodes).
-    #[arg(long, value_name = "PATH")]
-    pub tcobench: Option<PathBuf>,
-    /// Where the tasks generate and cache built-in models (default: each node's cache, or
-    /// `TCOBENCH_MODELS_DIR` exported from the submitting shell).
-    #[arg(long)]
-    pub models_dir: Option<PathBuf>,
-}
-
-/// `tcobench emit k8s` options.
-#[derive(clap::Args, Debug)]
-pub struct K8sArgs {
-    /// The plan and the task shape.
-    #[command(flatten)]
-    pub source: PlanSource,
-    /// Container image holding tcobench (see the Dockerfile).
-    #[arg(long)]
-    pub image: String,
-    /// PersistentVolumeClaim (ReadWriteMany) that holds the run folder at its root.
-    #[arg(long, default_value = PVC_PLACEHOLDER)]
-    pub pvc: String,
-    /// Where the claim is mounted in the container.
-    #[arg(long, default_value = "/results")]
-    pub mount_path: String,
-    /// The tcobench executable inside the image.
-    #[arg(long, value_name = "PATH", default_value = "tcobench")]
-    pub tcobench: String,
-    /// Failed pods the Job tolerates before it gives up (default: one per cell, so a cell
-    /// whose process dies does not stop the others).
-    #[arg(long)]
-    pub backoff_limit: Option<u32>,
-}
-
 fn parse_device(s: &str) -> std::result::Result<Device, String> {
     s.parse()
 }
@@ -219,78 +165,6 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
-/// Quotes `s` as one argument of an `#SBATCH` line (sbatch groups quoted text and takes a
-/// backslash as an escape); `None` when the line cannot hold it (a line break).
-pub fn sbatch_quote(s: &str) -> Option<String> {
-    if s.contains(['\n', '\r']) {
-        return None;
-    }
-    Some(format!(
-        "\"{}\"",
-        s.replace('\\', r"\\").replace('"', "\\\"")
-    ))
-}
-
-/// A Slurm array specification for `indexes` (ascending): ranges joined by commas, `%K` when
-/// at most K tasks may run at once.
-pub fn array_spec(indexes: &[usize], max_parallel: Option<u32>) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < indexes.len() {
-        let start = indexes[i];
-        let mut end = start;
-        while i + 1 < indexes.len() && indexes[i + 1] == end + 1 {
-            i += 1;
-            end = indexes[i];
-        }
-        parts.push(if start == end {
-            start.to_string()
-        } else {
-            format!("{start}-{end}")
-        });
-        i += 1;
-    }
-    let mut spec = parts.join(",");
-    if let Some(k) = max_parallel {
-        spec.push_str(&format!("%{k}"));
-    }
-    spec
-}
-
-/// Everything a Slurm batch script says.
-#[derive(Debug, Clone)]
-pub struct SlurmJob {
-    /// Scenario name (for the job name and a comment).
-    pub scenario_name: String,
-    /// The run folder, absolute.
-    pub run_dir: PathBuf,
-    /// Cells of the plan.
-    pub cells: usize,
-    /// The plan indexes to run (ascending).
-    pub indexes: Vec<usize>,
-    /// At most this many tasks at once.
-    pub max_parallel: Option<u32>,
-    /// GPUs per task.
-    pub gpus_per_task: u32,
-    /// Partition.
-    pub partition: Option<String>,
-    /// CPU cores per task.
-    pub cpus_per_task: Option<u32>,
-    /// Wall-clock limit per task, minutes (`--time-limit-min`).
-    pub time_limit_min: Option<u32>,
-    /// The limit derived from the scenario, used without `time_limit_min`.
-    pub derived_limit: TaskLimit,
-    /// The tcobench executable.
-    pub tcobench: PathBuf,
-    /// Model cache for the tasks.
-    pub models_dir: Option<PathBuf>,
-}
-
-fn path_str(p: &Path) -> std::result::Result<&str, String> {
-    p.to_str()
-        .ok_or_else(|| format!("{} is not valid UTF-8", p.display()))
-}
-
 /// Escapes a user string for one comment line.
 fn comment_text(s: &str) -> String {
     s.chars()
@@ -302,235 +176,6 @@ fn comment_text(s: &str) -> String {
             }
         })
         .collect()
-}
-
-impl SlurmJob {
-    /// The batch script; an error says which path a Slurm directive cannot hold.
-    pub fn script(&self) -> std::result::Result<String, String> {
-        let run_dir = path_str(&self.run_dir)?;
-        let plan = self.run_dir.join(PLAN_FILE);
-        let plan = path_str(&plan)?;
-        let tcobench = path_str(&self.tcobench)?;
-        let directive = |value: &str| {
-            sbatch_quote(value).ok_or_else(|| {
-                format!(
-                    "`{}` holds a line break, which an #SBATCH line cannot hold",
-                    comment_text(value)
-                )
-            })
-        };
-        // `%` starts a file-name pattern in Slurm (`%A`, `%a`); `%%` is a literal one.
-        let logs = format!("{}/{SLURM_LOGS}", run_dir.replace('%', "%%"));
-        let script = self.run_dir.join(SLURM_SCRIPT);
-        let mut s = String::new();
-        s.push_str("#!/bin/bash\n");
-        s.push_str(&format!(
-            "# tcobench: {} of the {} cells of scenario \"{}\", one Slurm array task per cell.\n",
-            self.indexes.len(),
-            self.cells,
-            comment_text(&self.scenario_name)
-        ));
-        s.push_str(&format!(
-            "# Submit:  sbatch {}\n",
-            comment_text(&shell_quote(path_str(&script)?))
-        ));
-        s.push_str(&format!(
-            "# Then:    tcobench collect {}\n",
-            comment_text(&shell_quote(run_dir))
-        ));
-        s.push_str(
-            "# Every task commits its cell into the run folder, which every node must reach at the same path.\n",
-        );
-        let job_name = format!("tcobench-{}", sanitize(&self.scenario_name));
-        s.push_str(&format!("#SBATCH --job-name={}\n", directive(&job_name)?));
-        s.push_str(&format!(
-            "#SBATCH --array={}\n",
-            array_spec(&self.indexes, self.max_parallel)
-        ));
-        s.push_str("#SBATCH --ntasks=1\n");
-        s.push_str(&format!(
-            "#SBATCH --output={}\n",
-            directive(&format!("{logs}/%A_%a.out"))?
-        ));
-        s.push_str(&format!(
-            "#SBATCH --error={}\n",
-            directive(&format!("{logs}/%A_%a.err"))?
-        ));
-        if let Some(p) = &self.partition {
-            s.push_str(&format!("#SBATCH --partition={}\n", directive(p)?));
-        }
-        if self.gpus_per_task > 0 {
-            s.push_str(&format!("#SBATCH --gres=gpu:{}\n", self.gpus_per_task));
-        }
-        if let Some(c) = self.cpus_per_task {
-            s.push_str(&format!("#SBATCH --cpus-per-task={c}\n"));
-        }
-        match self.time_limit_min {
-            Some(t) => s.push_str(&format!("#SBATCH --time={t}\n")),
-            None => {
-                let limit = &self.derived_limit;
-                s.push_str(&format!(
-                    "# --time: {}, in minutes rounded up; past it Slurm kills the task and its cell \
-                     stays uncommitted (--time-limit-min sets another).\n",
-                    limit.explained()
-                ));
-                s.push_str(&format!("#SBATCH --time={}\n", limit.minutes()));
-            }
-        }
-        s.push_str("\nset -eu\n");
-        s.push_str("# The array index is the cell's index in the plan.\n");
-        let mut line = format!(
-            "exec {} run-cell --plan {} --index \"${{SLURM_ARRAY_TASK_ID:?is not set: submit this script with sbatch}}\"",
-            shell_quote(tcobench),
-            shell_quote(plan)
-        );
-        if let Some(m) = &self.models_dir {
-            line.push_str(&format!(" --models-dir {}", shell_quote(path_str(m)?)));
-        }
-        s.push_str(&line);
-        s.push('\n');
-        Ok(s)
-    }
-}
-
-/// Everything a Kubernetes Indexed Job says.
-#[derive(Debug, Clone)]
-pub struct K8sJob {
-    /// Scenario name (an annotation and a comment).
-    pub scenario_name: String,
-    /// The run id: the run folder's name at the root of the volume.
-    pub run_id: String,
-    /// Cells of the plan: the Job's completions.
-    pub cells: usize,
-    /// Pods at once (default: every cell).
-    pub max_parallel: Option<u32>,
-    /// GPUs per pod.
-    pub gpus_per_task: u32,
-    /// Container image.
-    pub image: String,
-    /// PersistentVolumeClaim holding the run folder.
-    pub pvc: String,
-    /// Where the claim is mounted.
-    pub mount_path: String,
-    /// The tcobench executable inside the image.
-    pub tcobench: String,
-    /// Failed pods tolerated.
-    pub backoff_limit: u32,
-    /// Each pod's limit (`activeDeadlineSeconds` of the pod template).
-    pub limit: TaskLimit,
-}
-
-/// A DNS-1123 label from `s` with at most `max` characters: lower-case letters, digits, `-`.
-fn dns_label(s: &str, max: usize) -> String {
-    let lower: String = s
-        .to_ascii_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .take(max)
-        .collect();
-    lower.trim_matches('-').to_string()
-}
-
-impl K8sJob {
-    /// The Job's name: `tcobench-<run id>` as a DNS label short enough for the pods' host
-    /// names (`<job>-<index>`).
-    pub fn name(&self) -> String {
-        format!("tcobench-{}", dns_label(&self.run_id, 43))
-    }
-
-    /// The shell command every pod runs; `$JOB_COMPLETION_INDEX` is the pod's index, set by
-    /// Kubernetes in Indexed Jobs.
-    pub fn command(&self) -> String {
-        let plan = format!(
-            "{}/{}/{PLAN_FILE}",
-            self.mount_path.trim_end_matches('/'),
-            self.run_id
-        );
-        format!(
-            "exec {} run-cell --plan {} --index \"$JOB_COMPLETION_INDEX\"",
-            shell_quote(&self.tcobench),
-            shell_quote(&plan)
-        )
-    }
-
-    /// The manifest: a commented header and the Job as YAML.
-    pub fn manifest(&self) -> String {
-        let name = self.name();
-        let labels = serde_json::json!({
-            "app.kubernetes.io/name": "tcobench",
-            "app.kubernetes.io/instance": name,
-        });
-        let mut container = serde_json::json!({
-            "name": "run-cell",
-            "image": self.image,
-            "command": ["sh", "-c", self.command()],
-            "volumeMounts": [{ "name": "results", "mountPath": self.mount_path }],
-        });
-        if self.gpus_per_task > 0 {
-            container["resources"] = serde_json::json!({
-                "limits": { "nvidia.com/gpu": self.gpus_per_task }
-            });
-        }
-        let job = serde_json::json!({
-            "apiVersion": "batch/v1",
-            "kind": "Job",
-            "metadata": {
-                "name": name,
-                "labels": labels,
-                "annotations": {
-                    "tcobench/scenario": self.scenario_name,
-                    "tcobench/run-id": self.run_id,
-                },
-            },
-            "spec": {
-                "completionMode": "Indexed",
-                "completions": self.cells,
-                "parallelism": self.max_parallel.map_or(self.cells, |k| (k as usize).min(self.cells)),
-                "backoffLimit": self.backoff_limit,
-                "template": {
-                    "metadata": { "labels": labels },
-                    "spec": {
-                        // Per pod, from its start: the Job's own activeDeadlineSeconds would
-                        // bound all the cells together.
-                        "activeDeadlineSeconds": self.limit.seconds(),
-                        "restartPolicy": "Never",
-                        "containers": [container],
-                        "volumes": [{
-                            "name": "results",
-                            "persistentVolumeClaim": { "claimName": self.pvc },
-                        }],
-                    },
-                },
-            },
-        });
-        let mut s = String::new();
-        s.push_str(&format!(
-            "# tcobench: the {} cells of scenario \"{}\" as a Kubernetes Indexed Job, one pod per cell.\n",
-            self.cells,
-            comment_text(&self.scenario_name)
-        ));
-        s.push_str(&format!(
-            "# The run folder `{}` must sit at the root of the claim `{}` (mounted at {}):\n",
-            comment_text(&self.run_id),
-            comment_text(&self.pvc),
-            comment_text(&self.mount_path)
-        ));
-        if self.pvc == PVC_PLACEHOLDER {
-            s.push_str(
-                "# `tcobench-results-CHANGEME` is a placeholder: name a ReadWriteMany claim with --pvc.\n",
-            );
-        }
-        s.push_str("# copy the folder there, `kubectl apply -f job.yaml`, wait for the Job, copy it back,\n");
-        s.push_str("# then `tcobench collect RUN_DIR` merges the cells, analyses and reports.\n");
-        s.push_str(&format!(
-            "# Each pod may run {} s (activeDeadlineSeconds): {}; past it the pod is killed, its \
-             cell uncommitted (the Job tries the index again within backoffLimit).\n",
-            self.limit.seconds(),
-            self.limit.explained()
-        ));
-        s.push_str(&serde_yaml::to_string(&job).expect("a Job serialises"));
-        s
-    }
 }
 
 /// A run folder ready for a scheduler's tasks.
@@ -743,129 +388,23 @@ pub fn run(args: &EmitArgs, out: &mut dyn Write) -> Result<ExitCode> {
     if let Err(BadInput(why)) = gpus_per_task(&cells, source.gpus_per_task) {
         return bad(why);
     }
-    let Prepared {
-        plan,
-        run_dir,
-        committed,
-    } = match prepare(source)? {
+    let prepared = match prepare(source)? {
         Ok(p) => p,
         Err(BadInput(why)) => return bad(why),
     };
-    let gpus = match gpus_per_task(&plan, source.gpus_per_task) {
+    let gpus = match gpus_per_task(&prepared.plan, source.gpus_per_task) {
         Ok(n) => n,
         Err(BadInput(why)) => return bad(why),
     };
-    let run_dir_text = shell_quote(&run_dir.path.display().to_string());
     match &args.target {
-        EmitTarget::Slurm(a) => {
-            let indexes: Vec<usize> = plan
-                .cells
-                .iter()
-                .filter(|c| !committed.contains(&c.cell_id))
-                .map(|c| c.index)
-                .collect();
-            if indexes.is_empty() {
-                eprintln!(
-                    "every cell of {} is committed; nothing to submit: `tcobench collect {run_dir_text}`",
-                    run_dir.path.display()
-                );
-                writeln!(out, "{}", run_dir.path.display())?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            let tcobench = match &a.tcobench {
-                Some(p) => {
-                    std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))?
-                }
-                None => std::env::current_exe()
-                    .and_then(|p| p.canonicalize())
-                    .context("locating the tcobench executable")?,
-            };
-            let models_dir = match &a.models_dir {
-                Some(m) => Some(
-                    std::path::absolute(m).with_context(|| format!("resolving {}", m.display()))?,
-                ),
-                None => None,
-            };
-            let job = SlurmJob {
-                scenario_name: plan.scenario_name.clone(),
-                run_dir: run_dir.path.clone(),
-                cells: plan.cells.len(),
-                indexes,
-                max_parallel: source.max_parallel,
-                gpus_per_task: gpus,
-                partition: a.partition.clone(),
-                cpus_per_task: a.cpus_per_task,
-                time_limit_min: a.time_limit_min,
-                derived_limit: TaskLimit::of(&plan),
-                tcobench,
-                models_dir,
-            };
-            let script = match job.script() {
-                Ok(s) => s,
-                Err(why) => return bad(why),
-            };
-            let logs = run_dir.path.join(SLURM_LOGS);
-            std::fs::create_dir_all(&logs)
-                .with_context(|| format!("creating {}", logs.display()))?;
-            let path = run_dir.path.join(SLURM_SCRIPT);
-            write_atomic(&path, script.as_bytes())?;
-            eprintln!(
-                "{} of {} cells in {}",
-                job.indexes.len(),
-                job.cells,
-                run_dir.path.display()
-            );
-            eprintln!(
-                "submit:  sbatch {}",
-                shell_quote(&path.display().to_string())
-            );
-            eprintln!("then:    tcobench collect {run_dir_text}");
-        }
-        EmitTarget::K8s(a) => {
-            let job = K8sJob {
-                scenario_name: plan.scenario_name.clone(),
-                run_id: run_dir.run_id.clone(),
-                cells: plan.cells.len(),
-                max_parallel: source.max_parallel,
-                gpus_per_task: gpus,
-                image: a.image.clone(),
-                pvc: a.pvc.clone(),
-                mount_path: a.mount_path.clone(),
-                tcobench: a.tcobench.clone(),
-                backoff_limit: a
-                    .backoff_limit
-                    .unwrap_or(u32::try_from(plan.cells.len()).unwrap_or(u32::MAX)),
-                limit: TaskLimit::of(&plan),
-            };
-            let path = run_dir.path.join(K8S_MANIFEST);
-            write_atomic(&path, job.manifest().as_bytes())?;
-            eprintln!("{} cells in {}", job.cells, run_dir.path.display());
-            eprintln!(
-                "copy the run folder to the root of the claim `{}`, then:  kubectl apply -f {}",
-                a.pvc,
-                shell_quote(&path.display().to_string())
-            );
-            if a.pvc == PVC_PLACEHOLDER {
-                eprintln!("note: `{PVC_PLACEHOLDER}` is a placeholder: name your claim with --pvc");
-            }
-            eprintln!("then, with the folder copied back:  tcobench collect {run_dir_text}");
-        }
+        EmitTarget::Slurm(a) => slurm::emit(a, &prepared, gpus, out),
+        EmitTarget::K8s(a) => k8s::emit(a, &prepared, gpus, out),
     }
-    writeln!(out, "{}", run_dir.path.display())?;
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn array_specs_compress_runs_of_indexes() {
-        assert_eq!(array_spec(&[0, 1, 2, 3], None), "0-3");
-        assert_eq!(array_spec(&[0, 1, 2, 3], Some(2)), "0-3%2");
-        assert_eq!(array_spec(&[1, 3, 4, 5, 9], None), "1,3-5,9");
-        assert_eq!(array_spec(&[7], Some(1)), "7%1");
-    }
 
     #[test]
     fn shell_words_survive_a_shell() {
@@ -886,13 +425,6 @@ mod tests {
     }
 
     #[test]
-    fn sbatch_arguments_are_quoted_and_escaped() {
-        assert_eq!(sbatch_quote("a b").unwrap(), "\"a b\"");
-        assert_eq!(sbatch_quote(r#"x"y\z"#).unwrap(), r#""x\"y\\z""#);
-        assert_eq!(sbatch_quote("a\nb"), None);
-    }
-
-    #[test]
     fn task_limits_add_the_margin_and_round_up() {
         let limit = |t: f64| TaskLimit {
             cell_timeout_s: t,
@@ -910,15 +442,5 @@ mod tests {
         };
         assert_eq!(default.minutes(), 70);
         assert!(default.explained().contains("sets no cell_timeout_s"));
-    }
-
-    #[test]
-    fn job_names_are_dns_labels() {
-        assert_eq!(
-            dns_label("20250101T000000Z-My_Run", 63),
-            "20250101t000000z-my-run"
-        );
-        assert_eq!(dns_label("--x--", 63), "x");
-        assert!(dns_label(&"a".repeat(100), 43).len() <= 43);
     }
 }
