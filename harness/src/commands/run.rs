@@ -1,6 +1,6 @@
-//! `tcobench run SCENARIO` and `tcobench run --resume RUN_DIR`: every cell of a scenario, each in
-//! a `run-cell` process of its own, then the analysis and the report (the loop is
-//! [`crate::run`]'s).
+//! `tcobench run SCENARIO` and `tcobench run --resume RUN_DIR`: every cell of a scenario in
+//! `run-cell` child processes (consecutive cells of one model share one, unless
+//! `--process-per-cell`), then the analysis and the report (the loop is [`crate::run`]'s).
 //!
 //! Each cell that failed or was skipped is named on standard error with the first line of why,
 //! then the run's headline; the run folder is printed last on standard output. Exit codes: `0`

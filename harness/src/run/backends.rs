@@ -62,13 +62,13 @@ pub(crate) struct Backends {
     pub(crate) loaded: Option<Box<dyn Backend>>,
     /// How the loaded backend runs (threads, model file, cache, runtime library).
     pub(crate) info: BTreeMap<String, String>,
-    pub(crate) models_dir: PathBuf,
+    models_dir: PathBuf,
     /// Where the ONNX Runtime library is cached.
-    pub(crate) cache_dir: PathBuf,
-    pub(crate) ort_threads: OrtThreads,
-    pub(crate) virtual_clock: VirtualClock,
+    cache_dir: PathBuf,
+    ort_threads: OrtThreads,
+    virtual_clock: VirtualClock,
     /// Reference logits of the agreement probe per (model, seed), computed once.
-    pub(crate) reference: BTreeMap<String, std::result::Result<Vec<Vec<f32>>, String>>,
+    reference: BTreeMap<String, std::result::Result<Vec<Vec<f32>>, String>>,
     /// Where reference logits are kept for the other processes of the run (one process per
     /// cell), if anywhere.
     pub(crate) reference_dir: Option<PathBuf>,

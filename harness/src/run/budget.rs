@@ -12,11 +12,11 @@ use crate::scenario::Budget;
 /// warnings already given, and the heuristic's calibration on the cells run so far.
 #[derive(Debug)]
 pub(crate) struct BudgetTracker {
-    pub(crate) budget: Budget,
-    pub(crate) start_ns: u64,
+    budget: Budget,
+    start_ns: u64,
     /// Thresholds (fractions of the budget) not yet announced, ascending.
-    pub(crate) pending_warnings: Vec<f64>,
-    pub(crate) calibration: Calibration,
+    pending_warnings: Vec<f64>,
+    calibration: Calibration,
     /// What earlier attempts of a resumed run spent, $.
     pub(crate) spent_before_usd: f64,
 }
@@ -25,9 +25,9 @@ pub(crate) struct BudgetTracker {
 #[derive(Debug)]
 pub(crate) struct BudgetStop {
     /// The first cell not run.
-    pub(crate) index: usize,
+    index: usize,
     /// Spent when the run stopped, $.
-    pub(crate) spent_usd: f64,
+    spent_usd: f64,
     /// The numbers behind the decision, in words.
     pub(crate) why: String,
 }

@@ -14,9 +14,9 @@ use crate::power::{self, PowerSampler, Reading};
 
 /// Shared state of the background power timeline.
 pub(crate) struct Timeline {
-    pub(crate) samples: Mutex<Vec<PowerSample>>,
+    samples: Mutex<Vec<PowerSample>>,
     pub(crate) current_cell: Mutex<Option<String>>,
-    pub(crate) stop: AtomicBool,
+    stop: AtomicBool,
 }
 
 impl Timeline {
