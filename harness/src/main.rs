@@ -189,7 +189,7 @@ fn main() -> ExitCode {
             if let Some(i) = e.downcast_ref::<run::Interrupted>() {
                 eprintln!("{i}");
                 println!("{}", i.run_dir.display());
-                return ExitCode::from(tcobench::run::process::EXIT_INTERRUPTED as u8);
+                return ExitCode::from(run::process::EXIT_INTERRUPTED as u8);
             }
             // A closed pipe (`tcobench plan … | head`) is not an error.
             if e.chain().any(|c| {
