@@ -8,7 +8,7 @@ use std::time::Instant;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tcobench::plan::Cell;
 use tcobench::power::{CpuEstimate, PowerSampler};
-use tcobench::runner::{self, Clock};
+use tcobench::run::{self, Clock};
 use tcobench::scenario::{BackendKind, PowerSettings, PowerSource};
 use tcobench_backends::model::{self, BuiltinModel, ModelSource};
 use tcobench_backends::{Backend, CandleBackend, DType, Device, Request};
@@ -30,14 +30,14 @@ fn bench(c: &mut Criterion) {
     let dir = model::resolve(
         &ModelSource::Builtin {
             model: BuiltinModel::Small,
-            seed: runner::MODEL_SEED,
+            seed: run::MODEL_SEED,
         },
-        &runner::default_models_dir(),
+        &run::default_models_dir(),
     )
     .expect("model");
     let mut backend = CandleBackend::load(&dir, cell.device, cell.dtype).expect("load");
     let request = Request {
-        prompts: runner::prompts(42, &cell, 0, false, backend.config().vocab_size),
+        prompts: run::prompts(42, &cell, 0, false, backend.config().vocab_size),
         new_tokens: cell.new_tokens as usize,
     };
     let settings = PowerSettings {
@@ -70,8 +70,8 @@ fn bench(c: &mut Criterion) {
     });
     group.bench_function("through_run_loop", |b| {
         b.iter(|| {
-            let m = runner::measure_request(&mut backend, &request, &clock, &sampler);
-            runner::request_record(&cell, "bench", 0, false, &request, &m, "cpu_estimate")
+            let m = run::measure_request(&mut backend, &request, &clock, &sampler);
+            run::request_record(&cell, "bench", 0, false, &request, &m, "cpu_estimate")
         })
     });
     group.finish();

@@ -9,8 +9,8 @@ use std::process::{Command, Stdio};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tcobench::plan::Plan;
-use tcobench::results::RunDir;
-use tcobench::runner::{self, CellClockStart};
+use tcobench::run::writer::RunDir;
+use tcobench::run::{self, CellClockStart};
 use tcobench::scenario::{Overrides, Scenario};
 
 const SCENARIO: &str = "\
@@ -48,20 +48,20 @@ fn bench(c: &mut Criterion) {
     run_dir.write_plan(&plan).expect("plan");
     let plan_file = run_path.join(tcobench::plan::PLAN_FILE);
     let cell_id = plan.cells[0].cell_id.clone();
-    let models = runner::default_models_dir();
+    let models = run::default_models_dir();
 
     let mut group = c.benchmark_group("one_mock_cell");
     group.sample_size(30);
     group.bench_function("in_this_process", |b| {
         b.iter(|| {
             uncommit(&run_dir, &cell_id);
-            let single = runner::run_single_cell(
+            let single = run::run_single_cell(
                 &plan,
                 0,
                 &run_dir,
                 &models,
                 &CellClockStart::Virtual(0),
-                &mut runner::KeptBackends::default(),
+                &mut run::KeptBackends::default(),
                 &mut |_, _| true,
             )
             .expect("cell runs");

@@ -1,29 +1,27 @@
 //! tcobench: reproducible inference cost benchmarks.
 //!
-//! This crate owns the command line, scenario loading and validation, matrix expansion into a
-//! plan, the run loop (warm-up, repetitions, seeded prompts, clocks), power sampling, the crash-
-//! safe results writer and the environment manifest. Inference lives in `tcobench-backends`;
-//! statistics and reports live in `tcobench-analysis`.
+//! The modules follow the pipeline, in order:
+//!
+//! * [`scenario`] — scenario YAML in (with its `extends:` chain), a validated [`Scenario`] out;
+//!   every error names the file, line, column and key;
+//! * [`plan`] — the scenario's matrix expanded into cells with stable ids and seeds, written as
+//!   `plan.json`; [`estimate`] predicts its wall time and cost before it runs;
+//! * [`run`] — the run loop: each cell's backend (`tcobench-backends`) × the power sampler
+//!   ([`power`]) on the run's clock, in `run-cell` child processes ([`run::process`]) so that a
+//!   crash costs one cell; the budget, `--resume`, the environment manifest;
+//! * [`power`] — energy sources (NVML, RAPL, a CPU estimate, a mock) and the measured window;
+//! * [`run::writer`] — the crash-safe results writer: atomic cell commits into the run folder,
+//!   their merge into the run-level files, the manifest;
+//! * [`commands`] — the subcommands on top of it all: options, printing and exit codes.
+//!
+//! Inference lives in `tcobench-backends`; statistics, pricing and reports live in
+//! `tcobench-analysis`.
 
-pub mod cell_process;
-pub mod cmd_catalog;
-pub mod cmd_cell;
-pub mod cmd_collect;
-pub mod cmd_compare;
-pub mod cmd_emit;
-pub mod cmd_meter;
-pub mod cmd_report;
-pub mod cmd_stats;
-pub mod cmd_sweep;
-pub mod cmd_tco;
-pub mod cmd_validate;
+pub mod commands;
 pub mod estimate;
-pub mod host;
-pub mod hostload;
 pub mod plan;
 pub mod power;
-pub mod results;
-pub mod runner;
+pub mod run;
 pub mod scenario;
 
 pub use plan::{Cell, Plan};

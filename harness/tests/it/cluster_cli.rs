@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use polars::prelude::*;
-use tcobench::results::RunDir;
+use tcobench::run::writer::RunDir;
 use tcobench_analysis::schema::{self, files, CellOutcome, CellRecord};
 
 use crate::common::{models_dir, run_scenario, tcobench, write, MOCK};

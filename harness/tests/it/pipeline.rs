@@ -3,14 +3,14 @@
 use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
-use tcobench::results::RunDir;
-use tcobench::runner::{self, RunOptions};
+use tcobench::run::writer::RunDir;
+use tcobench::run::{RunOptions, RunOutcome};
 use tcobench::scenario::{Overrides, Scenario};
 use tcobench_analysis::schema::{self, files, CellOutcome};
 
 use crate::common::{models_dir, tcobench, write, MOCK};
 
-fn run(dir: &Path, text: &str, seed: Option<u64>) -> runner::RunOutcome {
+fn run(dir: &Path, text: &str, seed: Option<u64>) -> RunOutcome {
     let path = write(dir, &format!("scenario-{}.yaml", seed.unwrap_or(0)), text);
     let s = Scenario::load(&path, &Overrides { seed, device: None }).unwrap();
     let opts = RunOptions {
@@ -21,7 +21,7 @@ fn run(dir: &Path, text: &str, seed: Option<u64>) -> runner::RunOutcome {
         command: vec!["tcobench".into(), "run".into()],
         allow_disagreement: false,
     };
-    runner::run(&s, &path, &opts).unwrap()
+    tcobench::run::run(&s, &path, &opts).unwrap()
 }
 
 fn column_strings(df: &DataFrame, name: &str) -> Vec<String> {
@@ -137,9 +137,8 @@ power:
     let a = run(dir.path(), text, Some(1));
     let b = run(dir.path(), text, Some(1));
     let c = run(dir.path(), text, Some(2));
-    let read = |o: &runner::RunOutcome| {
-        schema::read_parquet(&o.run_dir.path.join(files::REQUESTS)).unwrap()
-    };
+    let read =
+        |o: &RunOutcome| schema::read_parquet(&o.run_dir.path.join(files::REQUESTS)).unwrap();
     let (ra, rb, rc) = (read(&a), read(&b), read(&c));
     assert_eq!(
         column_strings(&ra, "input_hash"),

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use polars::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tcobench::results::{RunDir, RUN_LOCK, WRITERS_LOCK};
+use tcobench::run::writer::{RunDir, RUN_LOCK, WRITERS_LOCK};
 use tcobench_analysis::schema::{self, files, CellOutcome, CellRecord, Manifest};
 
 use crate::common::{models_dir, write, MOCK};

@@ -108,7 +108,7 @@ fn repriced(
             continue;
         };
         let (name, _, layer) =
-            crate::cmd_sweep::read_variant(path).map_err(|e| format!("{flag}: {e}"))?;
+            crate::commands::sweep::read_variant(path).map_err(|e| format!("{flag}: {e}"))?;
         let top = match section {
             "pricing" => CostingSpec {
                 pricing: layer.pricing,

@@ -7,7 +7,7 @@ use std::process::Command;
 use tcobench_analysis::schema::HostInfo;
 
 /// Describes this host from `/proc` and NVML (when it loads).
-pub fn host_info() -> HostInfo {
+pub(crate) fn host_info() -> HostInfo {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let cpu_model = cpuinfo
         .lines()
@@ -48,7 +48,7 @@ fn gpus() -> Vec<String> {
 }
 
 /// `git describe --always --dirty` of the folder holding `near`, when it is in a git work tree.
-pub fn git_revision(near: &Path) -> Option<String> {
+pub(crate) fn git_revision(near: &Path) -> Option<String> {
     let dir = near
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -66,7 +66,7 @@ pub fn git_revision(near: &Path) -> Option<String> {
 
 /// tcobench's version, the git revision it was built from (when built from a checkout), and the
 /// versions of the crates that shape the numbers.
-pub fn versions() -> BTreeMap<String, String> {
+pub(crate) fn versions() -> BTreeMap<String, String> {
     let mut v = BTreeMap::from([(
         "tcobench".to_string(),
         env!("CARGO_PKG_VERSION").to_string(),
@@ -93,7 +93,7 @@ pub fn versions() -> BTreeMap<String, String> {
 }
 
 /// Peak resident set size of this process since the last [`reset_peak_rss`], bytes.
-pub fn peak_rss_bytes() -> Option<u64> {
+pub(crate) fn peak_rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()
@@ -103,13 +103,13 @@ pub fn peak_rss_bytes() -> Option<u64> {
 }
 
 /// Resets the kernel's peak-RSS mark so the next reading covers one cell only (Linux ≥ 4.0).
-pub fn reset_peak_rss() {
+pub(crate) fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
 /// Device memory this process holds on CUDA device `index`, bytes, as NVML reports it; `None`
 /// when NVML, the device or a per-process figure is unavailable.
-pub fn gpu_memory_bytes(index: usize) -> Option<u64> {
+pub(crate) fn gpu_memory_bytes(index: usize) -> Option<u64> {
     use nvml_wrapper::enums::device::UsedGpuMemory;
     let nvml = nvml_wrapper::Nvml::init().ok()?;
     let device = nvml.device_by_index(u32::try_from(index).ok()?).ok()?;

@@ -8,22 +8,22 @@ use tcobench_analysis::schema::HostLoad;
 
 /// Cumulative CPU counters at one instant, clock ticks (`USER_HZ`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CpuSnapshot {
+pub(crate) struct CpuSnapshot {
     /// Busy time of all CPUs, steal excluded: user + nice + system + irq + softirq.
-    pub busy: u64,
+    pub(crate) busy: u64,
     /// Time stolen by the hypervisor, all CPUs.
-    pub steal: u64,
+    pub(crate) steal: u64,
     /// Every state of all CPUs (idle and iowait included).
-    pub total: u64,
+    pub(crate) total: u64,
     /// CPUs the aggregate line covers.
-    pub cpus: u32,
+    pub(crate) cpus: u32,
     /// This process's user + system time (all its threads).
-    pub own: u64,
+    pub(crate) own: u64,
 }
 
 impl CpuSnapshot {
     /// Reads the counters now; `None` where `/proc` is not there (not Linux) or unreadable.
-    pub fn read() -> Option<CpuSnapshot> {
+    pub(crate) fn read() -> Option<CpuSnapshot> {
         let stat = std::fs::read_to_string("/proc/stat").ok()?;
         let own = std::fs::read_to_string("/proc/self/stat").ok()?;
         parse(&stat, &own)
@@ -31,7 +31,7 @@ impl CpuSnapshot {
 }
 
 /// Parses `/proc/stat` and `/proc/self/stat` text.
-pub fn parse(stat: &str, own_stat: &str) -> Option<CpuSnapshot> {
+pub(crate) fn parse(stat: &str, own_stat: &str) -> Option<CpuSnapshot> {
     let fields: Vec<u64> = stat
         .lines()
         .find(|l| l.starts_with("cpu "))?
@@ -73,7 +73,7 @@ pub fn parse(stat: &str, own_stat: &str) -> Option<CpuSnapshot> {
 }
 
 /// The load between two snapshots of the same process, `None` when no tick elapsed.
-pub fn between(start: &CpuSnapshot, end: &CpuSnapshot) -> Option<HostLoad> {
+pub(crate) fn between(start: &CpuSnapshot, end: &CpuSnapshot) -> Option<HostLoad> {
     let total = end.total.checked_sub(start.total)?;
     if total == 0 {
         return None;

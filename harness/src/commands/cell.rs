@@ -6,7 +6,7 @@
 //! the run folder atomically. A cell that is already committed is left as it is.
 //!
 //! Progress goes to standard output as `tcobench-cell {json}` lines (see
-//! [`crate::cell_process::CellEvent`]). SIGINT or SIGTERM asks the cell to stop after the request
+//! [`crate::run::process::CellEvent`]). SIGINT or SIGTERM asks the cell to stop after the request
 //! in flight: nothing is committed and the exit status is 130; a second one exits at once.
 //!
 //! For tests only, `TCOBENCH_MOCK_FAULT=INDEX:KIND` makes the mock backend's cell number INDEX
@@ -25,10 +25,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tcobench_analysis::schema::{self, files};
 
-use crate::cell_process::{CellEvent, EXIT_INTERRUPTED};
 use crate::plan::Plan;
-use crate::results::RunDir;
-use crate::runner::{self, CellClockStart};
+use crate::run::process::{CellEvent, EXIT_INTERRUPTED};
+use crate::run::writer::RunDir;
+use crate::run::{default_models_dir, run_single_cell, CellClockStart, KeptBackends};
 use crate::scenario::BackendKind;
 
 /// The test-only fault-injection variable (see the module documentation).
@@ -225,7 +225,7 @@ fn one_cell(
     cx: &Shared<'_>,
     index: usize,
     virtual_start_ns: Option<u64>,
-    kept: &mut runner::KeptBackends,
+    kept: &mut KeptBackends,
 ) -> Result<Outcome> {
     let Some(cell) = cx.plan.cells.get(index) else {
         anyhow::bail!(
@@ -259,7 +259,7 @@ fn one_cell(
         None => CellClockStart::Wall(cx.run_started.clone()),
     };
     let total = cell.total_requests();
-    let single = runner::run_single_cell(
+    let single = run_single_cell(
         cx.plan,
         index,
         cx.run_dir,
@@ -333,14 +333,11 @@ pub fn run(args: &RunCellArgs) -> Result<ExitCode> {
     let run_dir = RunDir::for_cells(&run_dir_path)?;
     // Until this process ends, a clean-up of the folder (`run --resume`) waits for it.
     let _writer = run_dir.lock_writer()?;
-    let models_dir = args
-        .models_dir
-        .clone()
-        .unwrap_or_else(runner::default_models_dir);
+    let models_dir = args.models_dir.clone().unwrap_or_else(default_models_dir);
     let run_started = schema::read_manifest(&run_dir.path.join(files::MANIFEST))
         .ok()
         .map(|m| m.started_at);
-    let mut kept = runner::KeptBackends::default();
+    let mut kept = KeptBackends::default();
 
     if args.serve {
         let (tx, cells) = std::sync::mpsc::channel();
@@ -392,7 +389,7 @@ pub fn run(args: &RunCellArgs) -> Result<ExitCode> {
         Outcome::Committed(status) => exit_now(if status == schema::CellOutcome::Ok {
             0
         } else {
-            crate::cell_process::EXIT_CELL_FAILED
+            crate::run::process::EXIT_CELL_FAILED
         }),
     }
 }

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use tcobench_analysis::pricing::catalog::{CatalogRef, Tier};
 use tcobench_analysis::pricing::formulas::{self as f, ApiPricing, OnPremCost, Workload};
 
-use crate::cmd_catalog::CatalogSource;
+use crate::commands::catalog::CatalogSource;
 
 /// Exit code for bad input.
 pub const EXIT_BAD_INPUT: u8 = 2;

@@ -21,7 +21,7 @@ use tcobench_analysis::meter::{self, Calibration, MeterImport, Trace};
 use tcobench_analysis::schema::files;
 use tcobench_analysis::Metric;
 
-use crate::results::RUN_POWER;
+use crate::run::writer::RUN_POWER;
 
 /// Exit code for bad input.
 const EXIT_BAD_INPUT: u8 = 2;

@@ -21,16 +21,16 @@ use std::time::Duration;
 use anyhow::Result;
 use tcobench_analysis::schema::{self, files, CellOutcome};
 
-use crate::cmd_emit::SLURM_LOGS;
+use crate::commands::emit::slurm::SLURM_LOGS;
 use crate::plan::{Plan, PLAN_FILE};
-use crate::results::RunDir;
-use crate::runner;
+use crate::run::writer::RunDir;
+use crate::run::{analyze_and_report, merge_cells, pending_record};
 
 /// Exit code for bad input.
 pub const EXIT_BAD_INPUT: u8 = 2;
 
 /// Exit code when a cell failed or is missing.
-pub const EXIT_INCOMPLETE: u8 = crate::cell_process::EXIT_CELL_FAILED;
+pub const EXIT_INCOMPLETE: u8 = crate::run::process::EXIT_CELL_FAILED;
 
 /// The error recorded for a cell that no task committed.
 pub const NOT_COMMITTED: &str = "not committed when collected: its task has not run, is still \
@@ -102,7 +102,7 @@ pub fn run(args: &CollectArgs, out: &mut dyn Write) -> Result<ExitCode> {
                 Err(e) => return bad(format!("committed cell {}: {e:#}", c.cell_id)),
             }
         } else {
-            let mut r = runner::pending_record(c);
+            let mut r = pending_record(c);
             let mut why = NOT_COMMITTED.to_string();
             if let Some(log) = slurm_logs(path, c.index).last() {
                 why.push_str(&format!(" (its Slurm task's log: {})", log.display()));
@@ -115,8 +115,8 @@ pub fn run(args: &CollectArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let complete = manifest.cells.iter().all(|c| c.status == CellOutcome::Ok);
     manifest.status = if complete { "complete" } else { "incomplete" }.into();
     manifest.ended_at = Some(chrono::Utc::now().to_rfc3339());
-    runner::merge_cells(&run_dir, &mut manifest)?;
-    let stats = runner::analyze_and_report(&run_dir.path)?;
+    merge_cells(&run_dir, &mut manifest)?;
+    let stats = analyze_and_report(&run_dir.path)?;
 
     let missing = manifest
         .cells

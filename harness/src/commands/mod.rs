@@ -1,0 +1,36 @@
+//! The subcommands of `tcobench`, one file each: options, printing and exit codes on top of the
+//! pipeline (scenario → plan → run → results → analysis).
+//!
+//! * [`plan`] — `tcobench plan`: the cells a scenario would run, the plan file, the estimate;
+//! * [`run`] — `tcobench run` (and `run --resume`): every cell of a scenario, then the report;
+//! * [`cell`] — `tcobench run-cell`: one cell of a plan in a process of its own, the primitive
+//!   `run` and a scheduler's tasks share;
+//! * [`emit`] — `tcobench emit slurm|k8s`: a run folder and a scheduler job that runs its cells;
+//! * [`collect`] — `tcobench collect`: merges what a scheduler's tasks committed and reports;
+//! * [`analyze`] — `tcobench analyze`: `stats.json` and the report of a run folder again;
+//! * [`report`] — `tcobench report`: a run's report re-rendered, optionally re-priced;
+//! * [`stats`] — `tcobench stats`: the statistics of any CSV or Parquet table;
+//! * [`compare`] — `tcobench compare` and `tcobench export`: two runs cell by cell, and a run's
+//!   figures for continuous-benchmarking services;
+//! * [`validate`] — `tcobench validate`: data-file, physical and arithmetic checks on a run;
+//! * [`sweep`] — `tcobench sweep`: a run's measurements re-costed under pricing/energy variants;
+//! * [`tco`] — `tcobench tco`: the cost, energy and carbon calculator;
+//! * [`catalog`] — `tcobench catalog`: the pricing catalog (list, show, import, diff);
+//! * [`meter`] — `tcobench meter`: an external power meter's log and calibrations from it;
+//! * [`model`] — `tcobench model build`: a built-in model written to a folder.
+
+pub mod analyze;
+pub mod catalog;
+pub mod cell;
+pub mod collect;
+pub mod compare;
+pub mod emit;
+pub mod meter;
+pub mod model;
+pub mod plan;
+pub mod report;
+pub mod run;
+pub mod stats;
+pub mod sweep;
+pub mod tco;
+pub mod validate;
