@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use libfuzzer_sys::fuzz_target;
-use tcobench_analysis::pricing::catalog::{parse_csv, CatalogError, Date, FILES, VERSION_FILE};
-use tcobench_analysis::pricing::{Catalog, LoadOptions};
+use tcobench_cost::catalog::{parse_csv, CatalogError, Date, FILES, VERSION_FILE};
+use tcobench_cost::{Catalog, LoadOptions};
 
 fuzz_target!(|data: &[u8]| {
     let names: Vec<&str> = FILES.iter().copied().chain([VERSION_FILE]).collect();

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tcobench::plan::Cell;
+use tcobench::plan::CellConfig;
 use tcobench::power::{CpuEstimate, PowerSampler};
 use tcobench::run::{self, Clock};
 use tcobench::scenario::{BackendKind, PowerSettings, PowerSource};
@@ -17,13 +18,15 @@ fn bench(c: &mut Criterion) {
     let cell = Cell {
         index: 0,
         cell_id: "bench".into(),
-        backend: BackendKind::Candle,
-        model: "small".into(),
-        device: Device::Cpu,
-        dtype: DType::F32,
-        batch_size: 1,
-        prompt_tokens: 32,
-        new_tokens: 16,
+        config: CellConfig {
+            backend: BackendKind::Candle,
+            model: "small".into(),
+            device: Device::Cpu,
+            dtype: DType::F32,
+            batch_size: 1,
+            prompt_tokens: 32,
+            new_tokens: 16,
+        },
         warmup: 0,
         repetitions: 1,
     };
@@ -35,10 +38,11 @@ fn bench(c: &mut Criterion) {
         &run::default_models_dir(),
     )
     .expect("model");
-    let mut backend = CandleBackend::load(&dir, cell.device, cell.dtype).expect("load");
+    let mut backend =
+        CandleBackend::load(&dir, cell.config.device, cell.config.dtype).expect("load");
     let request = Request {
         prompts: run::prompts(42, &cell, 0, false, backend.config().vocab_size),
-        new_tokens: cell.new_tokens as usize,
+        new_tokens: cell.config.new_tokens as usize,
     };
     let settings = PowerSettings {
         source: PowerSource::CpuEstimate,
@@ -58,7 +62,7 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("small_b1_p32_n16");
     group.throughput(Throughput::Elements(u64::from(
-        cell.batch_size * cell.new_tokens,
+        cell.config.batch_size * cell.config.new_tokens,
     )));
     group.sample_size(30);
     group.bench_function("bare_backend_call", |b| {

@@ -24,11 +24,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use tcobench_analysis::fmt_sig;
-use tcobench_analysis::pricing::{Catalog, LoadOptions, Tier};
-use tcobench_analysis::schema::{self, files, CellOutcome};
 use tcobench_backends::model::{self, BuiltinModel};
 use tcobench_backends::Device;
+use tcobench_cost::{Catalog, LoadOptions, Tier};
+use tcobench_results::fmt_sig;
+use tcobench_results::io;
+use tcobench_results::schema::{files, CellOutcome};
 
 use crate::plan::{Cell, Plan};
 use crate::scenario::Scenario;
@@ -65,10 +66,15 @@ pub fn heuristic_request_s(params: u64, batch: u32, prompt_tokens: u32, new_toke
 /// The heuristic time of a whole cell (warm-up included), seconds; `None` when the model's size
 /// is unknown.
 pub fn heuristic_cell_s(cell: &Cell) -> Option<f64> {
-    let params = parameter_count(&cell.model)?;
+    let params = parameter_count(&cell.config.model)?;
     Some(
         cell.total_requests() as f64
-            * heuristic_request_s(params, cell.batch_size, cell.prompt_tokens, cell.new_tokens),
+            * heuristic_request_s(
+                params,
+                cell.config.batch_size,
+                cell.config.prompt_tokens,
+                cell.config.new_tokens,
+            ),
     )
 }
 
@@ -150,7 +156,7 @@ pub fn previous_cells(results: &Path) -> (BTreeMap<String, PreviousCell>, Vec<St
         if !path.is_file() {
             continue;
         }
-        match schema::read_manifest(&path) {
+        match io::read_manifest(&path) {
             Ok(m) => {
                 let started = parse_time(&m.started_at);
                 runs.push((started, entry.path(), m));

@@ -11,7 +11,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tcobench_backends::{DType, Device};
+use tcobench_backends::Device;
+use tcobench_results::config::model_label;
 
 use crate::scenario::{BackendKind, OrtThreadSettings, PowerSettings, PowerSource, Scenario};
 
@@ -21,6 +22,10 @@ pub const PLAN_VERSION: u32 = 1;
 /// The plan's file name inside a run folder.
 pub const PLAN_FILE: &str = "plan.json";
 
+/// A cell's configuration as the plan holds it: the one [`tcobench_results::CellConfig`], with the
+/// scenario's validated backend, device and dtype.
+pub type CellConfig = crate::scenario::MatrixConfig;
+
 /// One matrix cell: a complete, runnable configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cell {
@@ -28,20 +33,9 @@ pub struct Cell {
     pub index: usize,
     /// Stable id: readable prefix + hash of the resolved configuration and seed.
     pub cell_id: String,
-    /// Backend.
-    pub backend: BackendKind,
-    /// Built-in model name or model directory.
-    pub model: String,
-    /// Device.
-    pub device: Device,
-    /// Data type.
-    pub dtype: DType,
-    /// Sequences per request.
-    pub batch_size: u32,
-    /// Prompt length per sequence.
-    pub prompt_tokens: u32,
-    /// Tokens generated per sequence.
-    pub new_tokens: u32,
+    /// What the cell runs.
+    #[serde(flatten)]
+    pub config: CellConfig,
     /// Warm-up requests.
     pub warmup: u32,
     /// Timed requests.
@@ -49,18 +43,9 @@ pub struct Cell {
 }
 
 impl Cell {
-    /// A short human label: `candle/small/f32/cpu b1 p32 n16`.
+    /// A short human label: `candle/small/f32/cpu b1 p32 n16` ([`CellConfig::plan_label`]).
     pub fn label(&self) -> String {
-        format!(
-            "{}/{}/{}/{} b{} p{} n{}",
-            self.backend,
-            model_label(&self.model),
-            self.dtype,
-            self.device,
-            self.batch_size,
-            self.prompt_tokens,
-            self.new_tokens
-        )
+        self.config.plan_label()
     }
 
     /// Requests this cell will issue, warm-up included.
@@ -68,22 +53,11 @@ impl Cell {
         u64::from(self.warmup) + u64::from(self.repetitions)
     }
 
-    /// The workload part of the configuration: what decides the prompts. Cells that differ only in
-    /// backend, device or dtype share it, so they see identical prompts.
+    /// The workload part of the configuration: what decides the prompts
+    /// ([`CellConfig::workload_key`]).
     pub fn workload_key(&self) -> String {
-        format!(
-            "model={};batch_size={};prompt_tokens={};new_tokens={}",
-            self.model, self.batch_size, self.prompt_tokens, self.new_tokens
-        )
+        self.config.workload_key()
     }
-}
-
-/// The last path component of a model directory, or the built-in name.
-pub fn model_label(model: &str) -> &str {
-    std::path::Path::new(model)
-        .file_name()
-        .and_then(|s| s.to_str())
-        .unwrap_or(model)
 }
 
 /// A resolved scenario and its cells in execution order.
@@ -224,42 +198,20 @@ pub fn short_hash(bytes: &[u8], n: usize) -> String {
 }
 
 impl Plan {
-    /// Expands the matrix (device × backend × model × dtype × batch × prompt × new tokens, in
-    /// that nesting order so consecutive cells reuse a loaded model), drops excluded cells.
+    /// The scenario's configurations ([`Scenario::configurations`]: the matrix in an order that
+    /// reuses loaded models, excluded cells dropped) as cells with stable ids, in that order.
     pub fn from_scenario(scenario: &Scenario, scenario_path: &str) -> Plan {
-        let m = &scenario.matrix;
         let mut cells = Vec::new();
-        for &device in &scenario.device {
-            for &backend in &m.backend {
-                for model in &m.model {
-                    for &dtype in &m.dtype {
-                        for &batch_size in &m.batch_size {
-                            for &prompt_tokens in &m.prompt_tokens {
-                                for &new_tokens in &m.new_tokens {
-                                    let mut cell = Cell {
-                                        index: 0,
-                                        cell_id: String::new(),
-                                        backend,
-                                        model: model.clone(),
-                                        device,
-                                        dtype,
-                                        batch_size,
-                                        prompt_tokens,
-                                        new_tokens,
-                                        warmup: scenario.warmup,
-                                        repetitions: scenario.repetitions,
-                                    };
-                                    if !excluded(scenario, &cell) {
-                                        cell.index = cells.len();
-                                        cell.cell_id = cell_id(&cell, scenario.seed);
-                                        cells.push(cell);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+        for config in scenario.configurations() {
+            let mut cell = Cell {
+                index: cells.len(),
+                cell_id: String::new(),
+                config,
+                warmup: scenario.warmup,
+                repetitions: scenario.repetitions,
+            };
+            cell.cell_id = cell_id(&cell, scenario.seed);
+            cells.push(cell);
         }
         Plan {
             plan_version: PLAN_VERSION,
@@ -313,7 +265,9 @@ impl Plan {
 
     /// Whether every cell runs on the mock backend (the run then uses its virtual clock).
     pub fn all_mock(&self) -> bool {
-        self.cells.iter().all(|c| c.backend == BackendKind::Mock)
+        self.cells
+            .iter()
+            .all(|c| c.config.backend == BackendKind::Mock)
     }
 
     /// The cell ids in execution order.
@@ -349,40 +303,25 @@ impl Plan {
     }
 }
 
-fn excluded(scenario: &Scenario, cell: &Cell) -> bool {
-    scenario.exclude.iter().any(|rule| {
-        rule.0.iter().all(|(k, v)| match k.as_str() {
-            "backend" => cell.backend.to_string() == *v,
-            "model" => cell.model == *v,
-            "dtype" => cell.dtype.to_string() == *v,
-            "device" => cell.device.to_string() == *v,
-            "batch_size" => cell.batch_size.to_string() == *v,
-            "prompt_tokens" => cell.prompt_tokens.to_string() == *v,
-            "new_tokens" => cell.new_tokens.to_string() == *v,
-            _ => false,
-        })
-    })
-}
-
 fn cell_id(cell: &Cell, seed: u64) -> String {
     let config = format!(
         "backend={};{};device={};dtype={};warmup={};repetitions={};seed={seed}",
-        cell.backend,
+        cell.config.backend,
         cell.workload_key(),
-        cell.device,
-        cell.dtype,
+        cell.config.device,
+        cell.config.dtype,
         cell.warmup,
         cell.repetitions
     );
     let readable = sanitize(&format!(
         "{}-{}-{}-{}-b{}-p{}-n{}",
-        cell.backend,
-        model_label(&cell.model),
-        cell.dtype,
-        cell.device,
-        cell.batch_size,
-        cell.prompt_tokens,
-        cell.new_tokens
+        cell.config.backend,
+        model_label(&cell.config.model),
+        cell.config.dtype,
+        cell.config.device,
+        cell.config.batch_size,
+        cell.config.prompt_tokens,
+        cell.config.new_tokens
     ));
     format!("{readable}-{}", short_hash(config.as_bytes(), 8))
 }

@@ -111,7 +111,9 @@ fn unavailable_reason(
         Metric::EnergyJPerToken if matches!(energy_method, None | Some("none")) => {
             "energy not measured (energy_method: none)".into()
         }
-        Metric::EnergyJPerToken if record.config.batch_size == 0 || record.config.new_tokens == 0 => {
+        Metric::EnergyJPerToken
+            if record.config.batch_size == 0 || record.config.new_tokens == 0 =>
+        {
             "no generated tokens to divide by".into()
         }
         Metric::TpotMs if record.config.new_tokens <= 1 && nulls > 0 => {
@@ -234,4 +236,3 @@ pub fn cell_stats(
         energy,
     }
 }
-

@@ -22,10 +22,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use tcobench_stats::inference::{self, Bootstrap, InferenceError, Verdict};
+use crate::{AnalysisError, RunStats};
 use tcobench_results::schema::{files, CellOutcome};
 use tcobench_results::{load, CellConfig, CellStats, Metric};
-use crate::{AnalysisError, RunStats};
+use tcobench_stats::inference::{self, Bootstrap, InferenceError, Verdict};
 
 /// Errors of [`compare_runs`] and [`parse_metric`]. Every variant is a problem with the input
 /// (a path, a name or an option), never an internal failure.
@@ -830,7 +830,7 @@ mod tests {
 
     #[test]
     fn label_uses_the_last_path_component_of_a_model() {
-        let mut c = CellConfig {
+        let mut c: CellConfig = CellConfig {
             backend: "candle".into(),
             model: "small".into(),
             device: "cpu".into(),

@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-
-use tcobench_stats::groups::{analyze_groups, GroupAnalysis, GroupOptions};
 use tcobench_results::schema::CellOutcome;
 use tcobench_results::{load, CellStats, Metric};
+use tcobench_stats::groups::{analyze_groups, GroupAnalysis, GroupOptions};
 
 /// The dimensions a comparison set may vary in.
 pub const DIMENSIONS: [&str; 3] = ["backend", "dtype", "device"];

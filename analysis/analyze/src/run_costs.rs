@@ -33,10 +33,10 @@ pub fn price_run(
     )
     .map_err(|e| e.to_string())?;
     let mut selection =
-        CostSelection::resolve(spec, &catalog, label, overlay)
-        .map_err(|e| e.to_string())?;
+        CostSelection::resolve(spec, &catalog, label, overlay).map_err(|e| e.to_string())?;
     let idle = idle_power_from_run(&mut selection, stats, manifest);
-    let mut costs = tcobench_cost::costing::cost_run(&stats.cells, &selection, &catalog, &manifest.host);
+    let mut costs =
+        tcobench_cost::costing::cost_run(&stats.cells, &selection, &catalog, &manifest.host);
     costs.assumptions.push(idle);
     Ok(costs)
 }
@@ -129,4 +129,3 @@ pub fn idle_power_from_run(
         }
     )
 }
-

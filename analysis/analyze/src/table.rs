@@ -314,8 +314,10 @@ fn read_parquet(path: &Path, by: &str, metric: &str) -> Result<DataFrame, TableE
             return Err(missing(path, column, available));
         }
     }
-    tcobench_results::io::catch_polars_panic(|| reader.with_columns(Some(projection(by, metric))).finish())
-        .map_err(parse)
+    tcobench_results::io::catch_polars_panic(|| {
+        reader.with_columns(Some(projection(by, metric))).finish()
+    })
+    .map_err(parse)
 }
 
 fn csv_options(separator: u8) -> CsvReadOptions {

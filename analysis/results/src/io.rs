@@ -291,4 +291,3 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SchemaError> {
     }
     Ok(())
 }
-

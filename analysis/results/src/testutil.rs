@@ -4,9 +4,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::io;
-use crate::CellConfig;
 use crate::schema::{files, CellOutcome, CellRecord, Manifest, SCHEMA_VERSION};
 use crate::schema::{HostInfo, PowerInfo, PowerSample, RequestRecord};
+use crate::CellConfig;
 
 /// A string with every character HTML and Markdown must escape.
 pub const NASTY: &str = "<script>alert(1)</script> \"q\" 'a' & co";
@@ -90,12 +90,7 @@ pub fn manifest(run_id: &str, scenario: &str, model: &str) -> Manifest {
 }
 
 /// A successful request of `c` with the given e2e (energy = 2·e2e, tokens/s derived).
-pub fn request(
-    c: &CellRecord,
-    rep: u32,
-    warmup: bool,
-    e2e: Option<f64>,
-) -> RequestRecord {
+pub fn request(c: &CellRecord, rep: u32, warmup: bool, e2e: Option<f64>) -> RequestRecord {
     RequestRecord {
         run_id: "run".into(),
         cell_id: c.cell_id.clone(),
@@ -105,7 +100,8 @@ pub fn request(
         ttft_ms: e2e.map(|e| e / 4.0),
         e2e_ms: e2e,
         tpot_ms: e2e.map(|e| e * 0.75 / 7.0),
-        tokens_per_s: e2e.map(|e| f64::from(c.config.batch_size * c.config.new_tokens) / (e / 1000.0)),
+        tokens_per_s: e2e
+            .map(|e| f64::from(c.config.batch_size * c.config.new_tokens) / (e / 1000.0)),
         energy_j: e2e.map(|e| 2.0 * e),
         energy_method: "mock".into(),
         energy_valid: None,
@@ -264,13 +260,7 @@ pub fn write_synthetic_run(
     m
 }
 
-fn synth_request(
-    c: &CellRecord,
-    run_id: &str,
-    rep: u32,
-    tps: f64,
-    energy: bool,
-) -> RequestRecord {
+fn synth_request(c: &CellRecord, run_id: &str, rep: u32, tps: f64, energy: bool) -> RequestRecord {
     let tokens = f64::from(c.config.batch_size * c.config.new_tokens);
     let e2e = tokens / tps * 1000.0;
     let mut r = request(c, rep, false, Some(e2e));

@@ -7,8 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::inference::{self, Adjust, Anova, Bootstrap, InferenceError, KruskalWallis, WelchAnova};
 use crate::descriptive::Descriptives;
+use crate::inference::{self, Adjust, Anova, Bootstrap, InferenceError, KruskalWallis, WelchAnova};
 
 /// Scale that makes the MAD a consistent estimator of the standard deviation for normal data.
 pub const MAD_SCALE: f64 = 1.4826;

@@ -40,7 +40,7 @@ fn analyze(run_dir: &Path) -> Result<ExitCode> {
         }
         Err(e) => return Err(e).with_context(|| format!("analysing {}", run_dir.display())),
     };
-    tcobench_analysis::write_report(run_dir, &stats, None)
+    tcobench_report::write_report(run_dir, &stats, None)
         .with_context(|| format!("writing the report in {}", run_dir.display()))?;
     eprintln!("{}", stats.headline());
     Ok(ExitCode::SUCCESS)

@@ -1,6 +1,6 @@
 //! `tcobench catalog list|show|import|diff`: the pricing catalog on the command line.
 //!
-//! The catalog is `tcobench_analysis::pricing` (built in, or `--catalog-dir DIR`, with an optional
+//! The catalog is `tcobench_cost` (built in, or `--catalog-dir DIR`, with an optional
 //! `--overlay DIR`); this module parses options, prints and picks exit codes:
 //!
 //! * `0`: done;
@@ -14,10 +14,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use tcobench_analysis::pricing::catalog::{Catalog, Instance, LoadOptions, Tier};
-use tcobench_analysis::pricing::diff::{diff, CatalogDiff};
-use tcobench_analysis::pricing::skypilot::{import_skypilot, ImportOptions};
-use tcobench_analysis::pricing::Date;
+use tcobench_cost::catalog::{Catalog, Instance, LoadOptions, Tier};
+use tcobench_cost::diff::{diff, CatalogDiff};
+use tcobench_cost::skypilot::{import_skypilot, ImportOptions};
+use tcobench_cost::Date;
 
 /// Exit code for bad input.
 pub const EXIT_BAD_INPUT: u8 = 2;
@@ -36,7 +36,7 @@ pub struct CatalogSource {
     #[arg(long, value_name = "DATE")]
     pub today: Option<String>,
     /// Rows retrieved more than this many days before --today are reported as stale.
-    #[arg(long, default_value_t = tcobench_analysis::pricing::catalog::DEFAULT_MAX_AGE_DAYS)]
+    #[arg(long, default_value_t = tcobench_cost::catalog::DEFAULT_MAX_AGE_DAYS)]
     pub max_age_days: u32,
 }
 

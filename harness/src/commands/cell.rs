@@ -23,7 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tcobench_analysis::schema::{self, files};
+use tcobench_results::io;
+use tcobench_results::schema::{self, files};
 
 use crate::plan::Plan;
 use crate::run::process::{CellEvent, EXIT_INTERRUPTED};
@@ -251,7 +252,7 @@ fn one_cell(
     let fault = std::env::var(MOCK_FAULT_ENV)
         .ok()
         .and_then(|v| parse_fault(&v))
-        .filter(|(i, _)| *i == index && cell.backend == BackendKind::Mock)
+        .filter(|(i, _)| *i == index && cell.config.backend == BackendKind::Mock)
         .map(|(_, f)| f);
     // The run's clock: the parent's virtual clock, or wall time since the run started.
     let start = match virtual_start_ns {
@@ -334,7 +335,7 @@ pub fn run(args: &RunCellArgs) -> Result<ExitCode> {
     // Until this process ends, a clean-up of the folder (`run --resume`) waits for it.
     let _writer = run_dir.lock_writer()?;
     let models_dir = args.models_dir.clone().unwrap_or_else(default_models_dir);
-    let run_started = schema::read_manifest(&run_dir.path.join(files::MANIFEST))
+    let run_started = io::read_manifest(&run_dir.path.join(files::MANIFEST))
         .ok()
         .map(|m| m.started_at);
     let mut kept = KeptBackends::default();

@@ -19,7 +19,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Result;
-use tcobench_analysis::schema::{self, files, CellOutcome};
+use tcobench_results::io;
+use tcobench_results::schema::{files, CellOutcome};
 
 use crate::commands::emit::slurm::SLURM_LOGS;
 use crate::plan::{Plan, PLAN_FILE};
@@ -89,7 +90,7 @@ pub fn run(args: &CollectArgs, out: &mut dyn Write) -> Result<ExitCode> {
         Ok(l) => l,
         Err(e) => return bad(format!("{e:#}")),
     };
-    let mut manifest = match schema::read_manifest(&path.join(files::MANIFEST)) {
+    let mut manifest = match io::read_manifest(&path.join(files::MANIFEST)) {
         Ok(m) => m,
         Err(e) => return bad(e),
     };

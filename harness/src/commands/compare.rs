@@ -1,7 +1,7 @@
 //! `tcobench compare BASE NEW` and `tcobench export RUN`.
 //!
 //! Both commands only read run folders. The logic lives in `tcobench_analysis::compare` and
-//! `tcobench_analysis::export`; this module parses options, renders text and picks exit codes:
+//! `tcobench_report::export`; this module parses options, renders text and picks exit codes:
 //!
 //! * `0`: done (for `compare`, also when cells regressed unless `--fail-on-regression`);
 //! * `2`: bad input — a path that is not a readable run folder (the message names it), an unknown
@@ -17,10 +17,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use tcobench_analysis::compare::{self, CompareOptions, Comparison, Side};
-use tcobench_analysis::export::{self, GabDirection};
-use tcobench_analysis::fmt_sig;
-use tcobench_analysis::inference::{Bootstrap, Verdict};
-use tcobench_analysis::schema::CellOutcome;
+use tcobench_report::export::{self, GabDirection};
+use tcobench_results::fmt_sig;
+use tcobench_results::schema::CellOutcome;
+use tcobench_stats::inference::{Bootstrap, Verdict};
 
 /// Exit code for bad input (run folders, metric names, options).
 pub const EXIT_BAD_INPUT: u8 = 2;
@@ -406,7 +406,7 @@ pub fn export(args: &ExportArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode
         )));
     }
     if !run
-        .join(tcobench_analysis::schema::files::MANIFEST)
+        .join(tcobench_results::schema::files::MANIFEST)
         .is_file()
     {
         return Ok(bad_input(format!(

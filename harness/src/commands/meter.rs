@@ -18,8 +18,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use tcobench_analysis::meter::{self, Calibration, MeterImport, Trace};
-use tcobench_analysis::schema::files;
-use tcobench_analysis::Metric;
+use tcobench_results::schema::files;
+use tcobench_results::Metric;
 
 use crate::run::writer::RUN_POWER;
 
@@ -96,7 +96,7 @@ pub fn run(cmd: &MeterCommand, out: &mut dyn Write) -> Result<ExitCode> {
 }
 
 /// The run's manifest, or the reason the folder is not a run folder.
-fn manifest_of(run_dir: &Path) -> Result<tcobench_analysis::schema::Manifest, String> {
+fn manifest_of(run_dir: &Path) -> Result<tcobench_results::schema::Manifest, String> {
     if !run_dir.join(files::MANIFEST).is_file() {
         return Err(format!(
             "`{}` is not a run folder: it has no {}",
@@ -111,7 +111,7 @@ fn manifest_of(run_dir: &Path) -> Result<tcobench_analysis::schema::Manifest, St
 fn refresh(run_dir: &Path) -> Result<()> {
     let stats = tcobench_analysis::analyze(run_dir)
         .with_context(|| format!("analysing {}", run_dir.display()))?;
-    tcobench_analysis::write_report(run_dir, &stats, None)
+    tcobench_report::write_report(run_dir, &stats, None)
         .with_context(|| format!("writing the report in {}", run_dir.display()))?;
     Ok(())
 }
@@ -147,14 +147,14 @@ fn import(a: &ImportArgs, out: &mut dyn Write) -> Result<ExitCode> {
     for name in [files::POWER, RUN_POWER] {
         let path = a.run_dir.join(name);
         if path.is_file() {
-            match tcobench_analysis::load::load_power(&path) {
+            match tcobench_results::load::load_power(&path) {
                 Ok(p) => power.extend(p),
                 Err(e) => return bad(e),
             }
         }
     }
     let requests =
-        match tcobench_analysis::load::load_requests(&a.run_dir.join(files::REQUESTS), &manifest) {
+        match tcobench_results::load::load_requests(&a.run_dir.join(files::REQUESTS), &manifest) {
             Ok(r) => r,
             Err(e) => return bad(e),
         };
@@ -164,7 +164,7 @@ fn import(a: &ImportArgs, out: &mut dyn Write) -> Result<ExitCode> {
         .iter()
         .filter_map(|c| {
             let record = manifest.cells.iter().find(|r| r.cell_id == c.cell_id)?;
-            let tokens = f64::from(record.batch_size) * f64::from(record.new_tokens);
+            let tokens = f64::from(record.config.batch_size) * f64::from(record.config.new_tokens);
             let per_token = c.metric(Metric::EnergyJPerToken);
             (!per_token.is_empty())
                 .then(|| (c.cell_id.clone(), per_token.iter().sum::<f64>() * tokens))
@@ -261,7 +261,7 @@ fn import(a: &ImportArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let path = a.run_dir.join(meter::METER_FILE);
     let mut json = serde_json::to_vec_pretty(&import)?;
     json.push(b'\n');
-    tcobench_analysis::write_atomic(&path, &json)?;
+    tcobench_results::io::write_atomic(&path, &json)?;
     write_import_table(&import, out)?;
     refresh(&a.run_dir)?;
     writeln!(out, "{}", path.display())?;
@@ -383,7 +383,7 @@ fn calibrate(a: &CalibrateArgs, out: &mut dyn Write) -> Result<ExitCode> {
     };
     let mut json = serde_json::to_vec_pretty(&cal)?;
     json.push(b'\n');
-    tcobench_analysis::write_atomic(&a.out, &json)?;
+    tcobench_results::io::write_atomic(&a.out, &json)?;
     writeln!(
         out,
         "E_meter = {:.4}{} · E_ours + {:.2}{} W · T over {} window(s){}; R² {}, largest residual {:.2} %",
@@ -440,7 +440,7 @@ fn apply(a: &ApplyArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let path = a.run_dir.join(meter::CALIBRATION_FILE);
     let mut json = serde_json::to_vec_pretty(&cal)?;
     json.push(b'\n');
-    tcobench_analysis::write_atomic(&path, &json)?;
+    tcobench_results::io::write_atomic(&path, &json)?;
     refresh(&a.run_dir)?;
     writeln!(out, "{}", path.display())?;
     Ok(ExitCode::SUCCESS)

@@ -26,9 +26,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use tcobench_analysis::report::{self, ReportFormat};
-use tcobench_analysis::schema::{files, SCHEMA_VERSION};
-use tcobench_analysis::{AnalysisError, RunStats};
+use tcobench_analysis::RunStats;
+use tcobench_report::render::{self, ReportFormat};
+use tcobench_report::ReportError;
+use tcobench_results::schema::{files, SCHEMA_VERSION};
 
 /// Exit code for bad input.
 pub const EXIT_BAD_INPUT: u8 = 2;
@@ -91,9 +92,9 @@ fn same_dir(a: &Path, b: &Path) -> bool {
 fn repriced(
     args: &ReportArgs,
     stats: &RunStats,
-    manifest: &tcobench_analysis::schema::Manifest,
-) -> Result<Option<(tcobench_analysis::pricing::costing::RunCosts, String)>, String> {
-    use tcobench_analysis::pricing::costing::CostingSpec;
+    manifest: &tcobench_results::schema::Manifest,
+) -> Result<Option<(tcobench_cost::costing::RunCosts, String)>, String> {
+    use tcobench_results::spec::CostingSpec;
     if args.pricing.is_none() && args.energy.is_none() {
         return Ok(None);
     }
@@ -255,14 +256,14 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     if let Err(e) = std::fs::create_dir_all(&out_dir) {
         return bad(format_args!("--out `{}`: {e}", out_dir.display()));
     }
-    match report::write_formats_to(dir, &out_dir, &stats, args.templates.as_deref(), &formats) {
+    match render::write_formats_to(dir, &out_dir, &stats, args.templates.as_deref(), &formats) {
         Ok(written) => {
             for p in written {
                 writeln!(out, "{}", p.display())?;
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(e @ AnalysisError::Template { .. }) => bad(e),
+        Err(e @ ReportError::Template { .. }) => bad(e),
         Err(e) => Err(e).with_context(|| format!("writing the report in {}", dir.display())),
     }
 }

@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use tcobench_analysis::schema::CellOutcome;
 use tcobench_backends::Device;
+use tcobench_results::schema::CellOutcome;
 
 use crate::plan::PlanOverrides;
 use crate::run::process::{ProcessOptions, DEFAULT_CELL_TIMEOUT_S, EXIT_CELL_FAILED};

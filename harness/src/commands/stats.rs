@@ -1,7 +1,7 @@
 //! `tcobench stats FILE --by COLUMN --metric COLUMN`: the statistics of any table.
 //!
 //! The file is read by [`tcobench_analysis::table::read_groups`] and analysed by
-//! [`tcobench_analysis::groups::analyze_groups`]; this module only validates options, prints
+//! [`tcobench_stats::groups::analyze_groups`]; this module only validates options, prints
 //! and picks exit codes:
 //!
 //! * `0`: done;
@@ -17,10 +17,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use tcobench_analysis::fmt_sig;
-use tcobench_analysis::groups::{analyze_groups, GroupAnalysis, GroupOptions};
-use tcobench_analysis::inference::{Adjust, Bootstrap};
 use tcobench_analysis::table::{read_groups, TableError};
+use tcobench_results::fmt_sig;
+use tcobench_stats::groups::{analyze_groups, GroupAnalysis, GroupOptions};
+use tcobench_stats::inference::{Adjust, Bootstrap};
 
 /// Exit code for bad input (file, columns, values, options).
 pub const EXIT_BAD_INPUT: u8 = 2;
@@ -118,7 +118,7 @@ pub fn run(args: &StatsArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
 /// as `FILE: cannot read: MESSAGE`, and that message (a [`SchemaError`]) names the file first
 /// itself.
 ///
-/// [`SchemaError`]: tcobench_analysis::schema::SchemaError
+/// [`SchemaError`]: tcobench_results::schema::SchemaError
 fn named_once(e: &TableError) -> String {
     if let TableError::Io { path, source } = e {
         let message = source.to_string();

@@ -12,12 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde::{Deserialize, Serialize};
-use tcobench_analysis::pricing::costing::{
-    CostingSpec, RawEnergy, RawPricing, RawSlo, RawWorkload, RunCosts,
-};
-use tcobench_analysis::report::{fmt_mean_ci, md_escape, md_prose, missing_recommendations};
-use tcobench_analysis::schema::SCHEMA_VERSION;
 use tcobench_analysis::RunStats;
+use tcobench_cost::costing::RunCosts;
+use tcobench_report::render::{fmt_mean_ci, md_escape, md_prose, missing_recommendations};
+use tcobench_results::schema::SCHEMA_VERSION;
+use tcobench_results::spec::{CostingSpec, RawEnergy, RawPricing, RawSlo, RawWorkload};
 
 /// Exit code for bad input.
 const EXIT_BAD_INPUT: u8 = 2;
@@ -81,11 +80,11 @@ pub fn run(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     match sweep(args) {
         Ok((sweep, md, dir)) => {
             let json = serde_json::to_vec_pretty(&sweep)?;
-            tcobench_analysis::write_atomic(
+            tcobench_results::io::write_atomic(
                 &dir.join("sweep.json"),
                 &[json.as_slice(), b"\n"].concat(),
             )?;
-            tcobench_analysis::write_atomic(&dir.join("sweep.md"), md.as_bytes())?;
+            tcobench_results::io::write_atomic(&dir.join("sweep.md"), md.as_bytes())?;
             if args.json {
                 out.write_all(&json)?;
                 writeln!(out)?;
@@ -145,7 +144,7 @@ pub(crate) fn read_variant(path: &Path) -> Result<(String, String, CostingSpec),
 fn sweep(args: &SweepArgs) -> Result<(Sweep, String, PathBuf), Bad> {
     let run_dir = &args.run_dir;
     let manifest = tcobench_analysis::read_run_manifest(run_dir).map_err(|e| Bad(e.to_string()))?;
-    let stats_path = run_dir.join(tcobench_analysis::schema::files::STATS);
+    let stats_path = run_dir.join(tcobench_results::schema::files::STATS);
     let text = std::fs::read_to_string(&stats_path).map_err(|e| {
         Bad(format!(
             "{}: {e} (run `tcobench analyze {}` first)",
@@ -195,7 +194,7 @@ fn sweep(args: &SweepArgs) -> Result<(Sweep, String, PathBuf), Bad> {
     Ok((sweep, md, dir))
 }
 
-fn fig(f: Option<tcobench_analysis::pricing::costing::Figure>) -> String {
+fn fig(f: Option<tcobench_cost::costing::Figure>) -> String {
     match f {
         Some(f) => fmt_mean_ci(f.value, f.ci95),
         None => "—".into(),

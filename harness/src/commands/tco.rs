@@ -5,7 +5,7 @@
 //! when energy was measured — `W = mean energy_j_per_token × T`). The price comes from
 //! `--price-usd-per-hour` or from the catalog (`--instance NAME [--tier TIER] [--region R]
 //! [--provider P]`), or from on-prem figures (`--capex-usd`, `--lifetime-years`, `--watts`,
-//! `--usd-per-kwh`, …). Every formula is in `tcobench_analysis::pricing::formulas`.
+//! `--usd-per-kwh`, …). Every formula is in `tcobench_cost::formulas`.
 //!
 //! Exit codes: `0` done; `2` missing, contradictory or out-of-range inputs (the message says which).
 //! `--json` prints `usd_per_1m_tokens`, `tokens_per_usd`, `kwh_per_1m_tokens`,
@@ -19,8 +19,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::{json, Value};
-use tcobench_analysis::pricing::catalog::{CatalogRef, Tier};
-use tcobench_analysis::pricing::formulas::{self as f, ApiPricing, OnPremCost, Workload};
+use tcobench_cost::catalog::{CatalogRef, Tier};
+use tcobench_cost::formulas::{self as f, ApiPricing, OnPremCost, Workload};
 
 use crate::commands::catalog::CatalogSource;
 
@@ -550,7 +550,7 @@ fn compute(a: &TcoOptions) -> Result<Value, Bad> {
 
 fn write_text(v: &Value, out: &mut dyn Write) -> std::io::Result<()> {
     let num = |x: &Value| match x.as_f64() {
-        Some(f) => tcobench_analysis::fmt_sig(f, 4),
+        Some(f) => tcobench_results::fmt_sig(f, 4),
         None => "n/a".into(),
     };
     let rows = [

@@ -23,8 +23,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tcobench_analysis::schema::PowerInfo;
 use tcobench_backends::{Device, VirtualClock};
+use tcobench_results::schema::PowerInfo;
 
 use crate::scenario::{PowerSettings, PowerSource};
 

@@ -491,7 +491,7 @@ pub fn open(index: usize, sample_ms: u32) -> Result<NvmlSampler<RealNvml>, Strin
 mod tests {
     use std::f64::consts::PI;
 
-    use tcobench_analysis::schema::{EnergyValidity, PowerSample};
+    use tcobench_results::schema::{EnergyValidity, PowerSample};
 
     use super::super::fake::{FakeClock, FakeNvml};
     use super::super::window::{summarise, Edge, SourceInfo, WindowPolicy};

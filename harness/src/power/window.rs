@@ -7,9 +7,7 @@
 //! loop measures each cell's timed requests as one window (first request's start to the last
 //! one's end) and marks the per-request figures whose own window is shorter than the minimum.
 
-use tcobench_analysis::schema::{
-    CrossCheck, EnergyValidity, EnergyWindow, PowerSample, Throttling,
-};
+use tcobench_results::schema::{CrossCheck, EnergyValidity, EnergyWindow, PowerSample, Throttling};
 
 use super::nvml::reasons;
 use super::{PowerSampler, Reading};

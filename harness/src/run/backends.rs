@@ -13,13 +13,13 @@ use anyhow::Result;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use serde::{Deserialize, Serialize};
-use tcobench_analysis::schema::{Agreement, AgreementStatus};
 use tcobench_backends::model::{self, BuiltinModel, ModelSource};
 use tcobench_backends::onnx::ensure_onnx;
 use tcobench_backends::{
     agreement_tolerance, max_relative_diff, Backend, CandleBackend, DType, Device, MockBackend,
     MockCost, OrtBackend, OrtRuntime, OrtThreads, VirtualClock,
 };
+use tcobench_results::schema::{Agreement, AgreementStatus};
 
 use super::writer::write_atomic;
 use crate::plan::{self, sanitize, Cell};
@@ -114,18 +114,27 @@ impl Backends {
     }
 
     pub(crate) fn get(&mut self, cell: &Cell) -> Result<&mut Box<dyn Backend>> {
-        let key = (cell.backend, cell.model.clone(), cell.device, cell.dtype);
+        let key = (
+            cell.config.backend,
+            cell.config.model.clone(),
+            cell.config.device,
+            cell.config.dtype,
+        );
         if self.key.as_ref() != Some(&key) {
             self.loaded = None;
             self.key = None;
             self.info.clear();
-            let source = model_source(&cell.model);
-            let backend: Box<dyn Backend> = match cell.backend {
+            let source = model_source(&cell.config.model);
+            let backend: Box<dyn Backend> = match cell.config.backend {
                 BackendKind::Candle => {
                     let dir = model::resolve(&source, &self.models_dir)?;
                     self.info
                         .insert("model_file".into(), "model.safetensors".into());
-                    Box::new(CandleBackend::load(&dir, cell.device, cell.dtype)?)
+                    Box::new(CandleBackend::load(
+                        &dir,
+                        cell.config.device,
+                        cell.config.dtype,
+                    )?)
                 }
                 BackendKind::Onnxruntime => {
                     // Built-in models get their ONNX export written (once) from the same weights;
@@ -140,8 +149,13 @@ impl Backends {
                         ModelSource::Dir(dir) => dir.clone(),
                     };
                     let runtime = OrtRuntime::init(&self.cache_dir)?;
-                    let b =
-                        OrtBackend::load(runtime, &dir, cell.device, cell.dtype, self.ort_threads)?;
+                    let b = OrtBackend::load(
+                        runtime,
+                        &dir,
+                        cell.config.device,
+                        cell.config.dtype,
+                        self.ort_threads,
+                    )?;
                     let t = b.threads();
                     self.info.extend([
                         ("model_file".to_string(), "model.onnx".to_string()),
@@ -199,7 +213,7 @@ impl Backends {
             let tag = format!("{model_name}#{prompt:?}#{continuation:?}");
             d.join(format!(
                 "{}-{}.json",
-                sanitize(plan::model_label(model_name)),
+                sanitize(tcobench_results::config::model_label(model_name)),
                 plan::short_hash(tag.as_bytes(), 12)
             ))
         });
@@ -272,7 +286,7 @@ fn probe_tokens(seed: u64, vocab: usize) -> (Vec<u32>, Vec<u32>) {
 
 /// The agreement gate: the cell's probe logits against the reference configuration's.
 pub(crate) fn agreement_gate(cell: &Cell, seed: u64, backends: &mut Backends) -> Agreement {
-    let tolerance = agreement_tolerance(cell.dtype);
+    let tolerance = agreement_tolerance(cell.config.dtype);
     let steps = 1 + PROBE_DECODE_STEPS;
     let base = Agreement {
         status: AgreementStatus::Passed,
@@ -287,14 +301,16 @@ pub(crate) fn agreement_gate(cell: &Cell, seed: u64, backends: &mut Backends) ->
         note: Some(note),
         ..base.clone()
     };
-    match cell.backend {
+    match cell.config.backend {
         BackendKind::Mock => {
             return with(
                 AgreementStatus::NotApplicable,
                 "the mock backend computes no logits".into(),
             )
         }
-        BackendKind::Candle if cell.dtype == DType::F32 && cell.device == Device::Cpu => {
+        BackendKind::Candle
+            if cell.config.dtype == DType::F32 && cell.config.device == Device::Cpu =>
+        {
             return with(
                 AgreementStatus::Reference,
                 "this cell is the reference configuration".into(),
@@ -307,7 +323,7 @@ pub(crate) fn agreement_gate(cell: &Cell, seed: u64, backends: &mut Backends) ->
         Err(e) => return with(AgreementStatus::Error, format!("{e:#}")),
     };
     let (prompt, continuation) = probe_tokens(seed, vocab);
-    let reference = match backends.reference_logits(&cell.model, &prompt, &continuation) {
+    let reference = match backends.reference_logits(&cell.config.model, &prompt, &continuation) {
         Ok(r) => r,
         Err(e) => return with(AgreementStatus::Error, format!("reference: {e}")),
     };

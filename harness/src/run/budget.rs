@@ -2,7 +2,7 @@
 //! thresholds, and the prediction that stops a run before a cell that would exceed it.
 
 use indicatif::ProgressBar;
-use tcobench_analysis::schema::BudgetRecord;
+use tcobench_results::schema::BudgetRecord;
 
 use crate::estimate::{self, fmt_usd, Calibration};
 use crate::plan::Cell;
@@ -83,7 +83,7 @@ impl BudgetTracker {
                     "warning: budget {what}: {} of {} ({} $/h, {})",
                     fmt_usd(spent),
                     fmt_usd(self.budget.usd),
-                    tcobench_analysis::fmt_sig(self.budget.usd_per_hour, 4),
+                    tcobench_results::fmt_sig(self.budget.usd_per_hour, 4),
                     self.budget.rate_source
                 )
             });
@@ -126,8 +126,8 @@ impl BudgetTracker {
                 "spent {} of {} ({} % at {} $/h, {}); cell #{} {}; spent + predicted = {} > {}",
                 fmt_usd(spent),
                 fmt_usd(self.budget.usd),
-                tcobench_analysis::fmt_sig(100.0 * spent / self.budget.usd, 3),
-                tcobench_analysis::fmt_sig(self.budget.usd_per_hour, 4),
+                tcobench_results::fmt_sig(100.0 * spent / self.budget.usd, 3),
+                tcobench_results::fmt_sig(self.budget.usd_per_hour, 4),
                 self.budget.rate_source,
                 cell.index,
                 self.prediction_words(cell),

@@ -5,8 +5,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Mutex;
 
 use anyhow::{Context, Result};
-use tcobench_analysis::schema::{AgreementStatus, CellOutcome, RequestRecord};
 use tcobench_backends::{Backend, Device, Request};
+use tcobench_results::schema::{AgreementStatus, CellOutcome, RequestRecord};
 
 use super::backends::{agreement_gate, Backends};
 use super::clock::{ns_to_ms, Clock};
@@ -78,7 +78,7 @@ pub fn request_record(
 ) -> RequestRecord {
     let e2e = ns_to_ms(m.t1_ns - m.t0_ns);
     let ttft = m.first_ns.map(|f| ns_to_ms(f - m.t0_ns));
-    let generated = f64::from(cell.batch_size) * f64::from(cell.new_tokens);
+    let generated = f64::from(cell.config.batch_size) * f64::from(cell.config.new_tokens);
     let ok = m.result.is_ok();
     let (output_hash, error) = match &m.result {
         Ok(tokens) => (Some(token_hash(tokens)), None),
@@ -87,20 +87,14 @@ pub fn request_record(
     RequestRecord {
         run_id: run_id.to_string(),
         cell_id: cell.cell_id.clone(),
-        backend: cell.backend.to_string(),
-        model: cell.model.clone(),
-        device: cell.device.to_string(),
-        dtype: cell.dtype.to_string(),
-        batch_size: cell.batch_size,
-        prompt_tokens: cell.prompt_tokens,
-        new_tokens: cell.new_tokens,
+        config: cell.config.to_record(),
         rep,
         warmup,
         ttft_ms: ttft.filter(|_| ok),
         e2e_ms: ok.then_some(e2e),
         tpot_ms: ttft
-            .filter(|_| ok && cell.new_tokens > 1)
-            .map(|t| (e2e - t) / f64::from(cell.new_tokens - 1)),
+            .filter(|_| ok && cell.config.new_tokens > 1)
+            .map(|t| (e2e - t) / f64::from(cell.config.new_tokens - 1)),
         tokens_per_s: (ok && e2e > 0.0).then(|| generated / (e2e / 1e3)),
         energy_j: m.energy_j.filter(|_| ok),
         energy_method: energy_method.to_string(),
@@ -188,13 +182,13 @@ pub(crate) fn run_cell(
     let mut requests = Vec::new();
     // The host's CPU counters at the first timed request (real backends only: a mock cell's
     // clock is virtual, so the host's load cannot slow it).
-    let watch_host = cell.backend != BackendKind::Mock;
+    let watch_host = cell.config.backend != BackendKind::Mock;
     let mut load_start = None;
     let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<()> {
         let backend = backends.get(cell).with_context(|| {
             format!(
                 "loading {} on {} as {}",
-                cell.model, cell.device, cell.dtype
+                cell.config.model, cell.config.device, cell.config.dtype
             )
         })?;
         let vocab = backend.config().vocab_size;
@@ -219,7 +213,7 @@ pub(crate) fn run_cell(
         for (rep, warmup) in schedule {
             let request = Request {
                 prompts: prompts(seed, cell, rep, warmup, vocab),
-                new_tokens: cell.new_tokens as usize,
+                new_tokens: cell.config.new_tokens as usize,
             };
             if watch_host && !warmup && load_start.is_none() {
                 load_start = hostload::CpuSnapshot::read();
@@ -248,7 +242,8 @@ pub(crate) fn run_cell(
                     reading: m.end,
                 };
                 if m.result.is_ok() {
-                    w.generated_tokens += u64::from(cell.batch_size) * u64::from(cell.new_tokens);
+                    w.generated_tokens +=
+                        u64::from(cell.config.batch_size) * u64::from(cell.config.new_tokens);
                 }
                 if row.energy_valid == Some(false) {
                     w.requests_below_min_window += 1;
@@ -279,7 +274,7 @@ pub(crate) fn run_cell(
                 let rep = w.padding_requests % cell.repetitions.max(1);
                 let request = Request {
                     prompts: prompts(seed, cell, rep, false, vocab),
-                    new_tokens: cell.new_tokens as usize,
+                    new_tokens: cell.config.new_tokens as usize,
                 };
                 let m = measure_request(backend.as_mut(), &request, clock, sampler);
                 if m.result.is_err() {
@@ -290,7 +285,8 @@ pub(crate) fn run_cell(
                     t_ms: ns_to_ms(m.t1_ns),
                     reading: m.end,
                 };
-                w.generated_tokens += u64::from(cell.batch_size) * u64::from(cell.new_tokens);
+                w.generated_tokens +=
+                    u64::from(cell.config.batch_size) * u64::from(cell.config.new_tokens);
                 w.padding_requests += 1;
                 record.window_end_ms = Some(ns_to_ms(m.t1_ns));
             }
@@ -335,7 +331,7 @@ pub(crate) fn run_cell(
         .loaded
         .as_ref()
         .and_then(|b| b.device_memory_bytes())
-        .or_else(|| match cell.device {
+        .or_else(|| match cell.config.device {
             Device::Cuda(i) => host::gpu_memory_bytes(i),
             Device::Cpu => None,
         });

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tcobench_analysis::schema::{CellOutcome, CellRecord, Manifest, PowerSample};
 use tcobench_backends::{OrtThreads, VirtualClock};
+use tcobench_results::schema::{CellOutcome, CellRecord, Manifest, PowerSample};
 
 use super::backends::Backends;
 use super::budget::{BudgetStop, BudgetTracker};

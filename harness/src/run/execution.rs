@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use indicatif::ProgressBar;
-use tcobench_analysis::schema::{CellOutcome, CellRecord, PowerSample};
 use tcobench_backends::VirtualClock;
+use tcobench_results::schema::{CellOutcome, CellRecord, PowerSample};
 
 use super::backends::Backends;
 use super::cell::{finish_energy, run_cell, CellRun};
@@ -206,7 +206,7 @@ impl CellRunner for ChildCells<'_> {
         } else {
             format!(
                 "{:?}|{}|{}|{}",
-                cell.backend, cell.model, cell.device, cell.dtype
+                cell.config.backend, cell.config.model, cell.config.device, cell.config.dtype
             )
         };
         if self.worker.as_ref().is_some_and(|w| w.key != key) {

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use tcobench_analysis::schema::HostInfo;
+use tcobench_results::schema::HostInfo;
 
 /// Describes this host from `/proc` and NVML (when it loads).
 pub(crate) fn host_info() -> HostInfo {

@@ -4,7 +4,7 @@
 //! same cores is slower for reasons that have nothing to do with the configuration measured; the
 //! report says so rather than letting a comparison call it a regression.
 
-use tcobench_analysis::schema::HostLoad;
+use tcobench_results::schema::HostLoad;
 
 /// Cumulative CPU counters at one instant, clock ticks (`USER_HZ`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

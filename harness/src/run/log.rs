@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use tcobench_analysis::schema::Manifest;
 use tcobench_analysis::RunStats;
+use tcobench_results::schema::Manifest;
 
 use super::writer::RunDir;
 
@@ -27,7 +27,7 @@ pub(crate) fn append_experiment_log(
     }
     let report = run_dir
         .path
-        .join(tcobench_analysis::schema::files::REPORT_MD);
+        .join(tcobench_results::schema::files::REPORT_MD);
     writeln!(
         f,
         "- {} · `{}` · {} · {} · [{}]({})",

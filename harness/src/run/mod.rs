@@ -53,9 +53,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use tcobench_analysis::schema::{self, CellOutcome, CellRecord, Manifest, SCHEMA_VERSION};
 use tcobench_analysis::RunStats;
 use tcobench_backends::{OrtRuntime, VirtualClock, ORT_VERSION};
+use tcobench_results::schema::{self, CellOutcome, CellRecord, Manifest, SCHEMA_VERSION};
 
 use self::drive::{drive, Session};
 use self::writer::RunDir;
@@ -280,7 +280,7 @@ pub(crate) fn merge_cells(run_dir: &RunDir, manifest: &mut Manifest) -> Result<(
 pub(crate) fn analyze_and_report(run_dir: &Path) -> Result<RunStats> {
     let stats = tcobench_analysis::analyze(run_dir)
         .with_context(|| format!("analysing {}", run_dir.display()))?;
-    tcobench_analysis::write_report(run_dir, &stats, None)
+    tcobench_report::write_report(run_dir, &stats, None)
         .with_context(|| format!("writing the report in {}", run_dir.display()))?;
     Ok(stats)
 }
@@ -312,13 +312,7 @@ pub(crate) fn pending_record(cell: &Cell) -> CellRecord {
     CellRecord {
         cell_id: cell.cell_id.clone(),
         index: cell.index,
-        backend: cell.backend.to_string(),
-        model: cell.model.clone(),
-        device: cell.device.to_string(),
-        dtype: cell.dtype.to_string(),
-        batch_size: cell.batch_size,
-        prompt_tokens: cell.prompt_tokens,
-        new_tokens: cell.new_tokens,
+        config: cell.config.to_record(),
         warmup: cell.warmup,
         repetitions: cell.repetitions,
         status: CellOutcome::Pending,

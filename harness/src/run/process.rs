@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use tcobench_analysis::schema::CellOutcome;
+use tcobench_results::schema::CellOutcome;
 
 /// Prefix of the child's protocol lines on its standard output.
 pub const EVENT_PREFIX: &str = "tcobench-cell ";

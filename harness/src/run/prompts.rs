@@ -16,9 +16,9 @@ pub fn prompts(seed: u64, cell: &Cell, rep: u32, warmup: bool, vocab: usize) -> 
     );
     let digest: [u8; 32] = Sha256::digest(material.as_bytes()).into();
     let mut rng = ChaCha20Rng::from_seed(digest);
-    (0..cell.batch_size)
+    (0..cell.config.batch_size)
         .map(|_| {
-            (0..cell.prompt_tokens)
+            (0..cell.config.prompt_tokens)
                 .map(|_| rng.random_range(0..vocab as u32))
                 .collect()
         })

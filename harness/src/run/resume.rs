@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
-use tcobench_analysis::schema::{self, files, Manifest};
 use tcobench_backends::{OrtRuntime, VirtualClock};
+use tcobench_results::io;
+use tcobench_results::schema::{files, Manifest};
 
 use super::clock::Clock;
 use super::drive::{drive, Session};
@@ -61,7 +62,7 @@ pub fn resume(
     let _run_lock = run_dir
         .lock_run(Duration::from_secs(3))
         .map_err(|e| refuse(format!("{e:#}")))?;
-    let mut manifest = schema::read_manifest(&run_dir.path.join(files::MANIFEST))
+    let mut manifest = io::read_manifest(&run_dir.path.join(files::MANIFEST))
         .map_err(|e| refuse(e.to_string()))?;
 
     let scenario_path = scenario_path.map(Path::to_path_buf).unwrap_or_else(|| {
@@ -261,7 +262,7 @@ fn same_versions(
     let ort_to_run = plan
         .cells
         .iter()
-        .any(|c| c.backend == BackendKind::Onnxruntime && !committed.contains(&c.cell_id));
+        .any(|c| c.config.backend == BackendKind::Onnxruntime && !committed.contains(&c.cell_id));
     if let (Some(then), true) = (ort_then, ort_to_run) {
         let cache = models_dir.parent().unwrap_or(models_dir);
         match OrtRuntime::init(cache) {

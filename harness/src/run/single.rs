@@ -81,8 +81,8 @@ pub fn run_single_cell(
     // The mock power source counts energy from the clock's reading when it opens: opened at 0,
     // as in a run of all cells in one process, so the cell's energy figures are the same.
     // Measured on the cell's own device: a cell on cuda:1 is not measured on cuda:0's board.
-    let devices = if settings.devices.contains(&cell.device) {
-        vec![cell.device]
+    let devices = if settings.devices.contains(&cell.config.device) {
+        vec![cell.config.device]
     } else {
         settings.devices.clone()
     };

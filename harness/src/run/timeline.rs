@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tcobench_analysis::schema::{self, PowerSample};
+use tcobench_results::schema::{self, PowerSample};
 
 use super::clock::Clock;
 use crate::power::window::{self as energy_window, Edge, SourceInfo, WindowPolicy};

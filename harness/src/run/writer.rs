@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use tcobench_analysis::schema::{self, files, CellRecord, Manifest, PowerSample, RequestRecord};
+use tcobench_results::io;
+use tcobench_results::schema::{files, CellRecord, Manifest, PowerSample, RequestRecord};
 
 /// Power samples taken outside any cell, merged into `power.parquet`.
 pub const RUN_POWER: &str = "run_power.parquet";
@@ -60,7 +61,7 @@ pub struct RunDir {
 /// Writes `bytes` to `path` atomically (temp sibling, fsync, rename): the one implementation,
 /// shared with the analysis stage.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    tcobench_analysis::write_atomic(path, bytes)?;
+    tcobench_results::io::write_atomic(path, bytes)?;
     Ok(())
 }
 
@@ -306,10 +307,10 @@ impl RunDir {
             fs::remove_dir_all(&tmp)?;
         }
         fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut requests = schema::requests_frame(&cell.requests)?;
-        schema::write_parquet(&mut requests, &tmp.join(files::REQUESTS))?;
-        let mut power = schema::power_frame(&cell.power)?;
-        schema::write_parquet(&mut power, &tmp.join(files::POWER))?;
+        let mut requests = io::requests_frame(&cell.requests)?;
+        io::write_parquet(&mut requests, &tmp.join(files::REQUESTS))?;
+        let mut power = io::power_frame(&cell.power)?;
+        io::write_parquet(&mut power, &tmp.join(files::POWER))?;
         // status.json is written last: its presence marks a complete cell even to readers that
         // do not know about the rename.
         write_atomic(
@@ -333,7 +334,7 @@ impl RunDir {
 
     /// Stores power samples taken outside any cell (idle baseline, between cells).
     pub fn write_run_power(&self, samples: &[PowerSample]) -> Result<()> {
-        let mut df = schema::power_frame(samples)?;
+        let mut df = io::power_frame(samples)?;
         self.write_frame_atomic(&mut df, RUN_POWER)
     }
 
@@ -342,7 +343,7 @@ impl RunDir {
         let mut requests: Option<polars::prelude::DataFrame> = None;
         let run_power = self.path.join(RUN_POWER);
         let mut power: Option<polars::prelude::DataFrame> = if run_power.is_file() {
-            Some(schema::read_parquet(&run_power)?)
+            Some(io::read_parquet(&run_power)?)
         } else {
             None
         };
@@ -351,8 +352,8 @@ impl RunDir {
                 continue;
             }
             let dir = self.cell_dir(&cell.cell_id);
-            let r = schema::read_parquet(&dir.join(files::REQUESTS))?;
-            let p = schema::read_parquet(&dir.join(files::POWER))?;
+            let r = io::read_parquet(&dir.join(files::REQUESTS))?;
+            let p = io::read_parquet(&dir.join(files::POWER))?;
             requests = Some(match requests {
                 None => r,
                 Some(mut acc) => {
@@ -370,11 +371,11 @@ impl RunDir {
         }
         let mut requests = match requests {
             Some(r) => r,
-            None => schema::requests_frame(&[])?,
+            None => io::requests_frame(&[])?,
         };
         let mut power = match power {
             Some(p) => p,
-            None => schema::power_frame(&[])?,
+            None => io::power_frame(&[])?,
         };
         requests.rechunk_mut();
         power.rechunk_mut();
@@ -386,9 +387,9 @@ impl RunDir {
         let tmp = self
             .path
             .join(format!(".{name}.{}.tmp", std::process::id()));
-        schema::write_parquet(df, &tmp)?;
+        io::write_parquet(df, &tmp)?;
         let dest = self.path.join(name);
-        let (tmp_sum, dest_sum) = (schema::checksum_path(&tmp), schema::checksum_path(&dest));
+        let (tmp_sum, dest_sum) = (io::checksum_path(&tmp), io::checksum_path(&dest));
         // The old checksum goes first: a crash before the new one is in place leaves a file
         // without a checksum (read unchecked, like another tool's), never a false mismatch.
         match fs::remove_file(&dest_sum) {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use tcobench_analysis::pricing::costing::CostingSpec;
+use tcobench_results::spec::CostingSpec;
 
 use super::raw::{RawMatrix, RawOrt, RawPower, RawScenario};
 use super::validate::validate;

@@ -24,8 +24,8 @@ use std::fmt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use tcobench_analysis::pricing::costing::CostingSpec;
 use tcobench_backends::{DType, Device};
+use tcobench_results::spec::CostingSpec;
 
 /// A scenario problem that points at its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +167,25 @@ impl PowerSettings {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Exclude(pub BTreeMap<String, String>);
 
+impl Exclude {
+    /// Whether this rule removes `config`: every key it names has the configuration's value.
+    pub fn matches(&self, config: &MatrixConfig) -> bool {
+        self.0.iter().all(|(k, v)| match k.as_str() {
+            "backend" => config.backend.to_string() == *v,
+            "model" => config.model == *v,
+            "dtype" => config.dtype.to_string() == *v,
+            "device" => config.device.to_string() == *v,
+            "batch_size" => config.batch_size.to_string() == *v,
+            "prompt_tokens" => config.prompt_tokens.to_string() == *v,
+            "new_tokens" => config.new_tokens.to_string() == *v,
+            _ => false,
+        })
+    }
+}
+
+/// One combination of the matrix: a cell's configuration with the scenario's validated names.
+pub type MatrixConfig = tcobench_results::CellConfig<BackendKind, Device, DType>;
+
 /// A validated scenario.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Scenario {
@@ -202,6 +221,43 @@ pub struct Scenario {
     /// The files read, the given one first, then its `extends:` chain.
     #[serde(skip)]
     pub sources: Vec<PathBuf>,
+}
+
+impl Scenario {
+    /// The matrix expanded — device × backend × model × dtype × batch × prompt × new tokens, in
+    /// that nesting order so consecutive cells reuse a loaded model — with excluded
+    /// combinations dropped. The plan gives each an id, a seed and its place.
+    pub fn configurations(&self) -> Vec<MatrixConfig> {
+        let m = &self.matrix;
+        let mut out = Vec::new();
+        for &device in &self.device {
+            for &backend in &m.backend {
+                for model in &m.model {
+                    for &dtype in &m.dtype {
+                        for &batch_size in &m.batch_size {
+                            for &prompt_tokens in &m.prompt_tokens {
+                                for &new_tokens in &m.new_tokens {
+                                    let config = MatrixConfig {
+                                        backend,
+                                        model: model.clone(),
+                                        device,
+                                        dtype,
+                                        batch_size,
+                                        prompt_tokens,
+                                        new_tokens,
+                                    };
+                                    if !self.exclude.iter().any(|rule| rule.matches(&config)) {
+                                        out.push(config);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
 }
 
 /// ONNX Runtime threads as resolved.

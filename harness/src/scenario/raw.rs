@@ -11,10 +11,8 @@ use std::marker::PhantomData;
 
 use serde::de::{self, Deserializer, IntoDeserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use tcobench_analysis::pricing::costing::{
-    RawApi, RawEnergy, RawOnPrem, RawPricing, RawSlo, RawWorkload,
-};
 use tcobench_backends::{DType, Device};
+use tcobench_results::spec::{RawApi, RawEnergy, RawOnPrem, RawPricing, RawSlo, RawWorkload};
 
 use super::{BackendKind, PowerSource};
 

@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use tcobench_analysis::pricing::costing::CostingSpec;
-use tcobench_analysis::pricing::{Catalog, LoadOptions, Tier};
 use tcobench_backends::{BuiltinModel, DType, Device};
+use tcobench_cost::costing::CostSelection;
+use tcobench_cost::{Catalog, LoadOptions, Tier};
+use tcobench_results::spec::CostingSpec;
 
 use super::load::{Merged, SourceFile};
 use super::raw::RawScenario;
@@ -74,8 +75,7 @@ fn validate_costing<'a>(
         &LoadOptions::default(),
     )
     .map_err(|e| err("pricing.catalog", format!("the catalog does not load: {e}")))?;
-    let selection = spec
-        .resolve(&catalog, None, overlay)
+    let selection = CostSelection::resolve(&spec, &catalog, None, overlay)
         .map_err(|e| err(&e.key, e.message))?;
     let budget = match raw.budget_usd {
         None => None,
@@ -495,7 +495,7 @@ pub(crate) fn validate(
 
     // What the cells will need, checked before any work: at least one cell, and in a model
     // folder the files of each backend that runs it.
-    let cells = crate::plan::Plan::from_scenario(&scenario, "").cells;
+    let cells = scenario.configurations();
     if cells.is_empty() {
         return Err(at("exclude").error(
             "exclude",

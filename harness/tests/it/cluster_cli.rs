@@ -8,7 +8,8 @@ use std::process::{Command, Output};
 
 use polars::prelude::*;
 use tcobench::run::writer::RunDir;
-use tcobench_analysis::schema::{self, files, CellOutcome, CellRecord};
+use tcobench_results::io;
+use tcobench_results::schema::{files, CellOutcome, CellRecord};
 
 use crate::common::{models_dir, run_scenario, tcobench, write, MOCK};
 
@@ -78,7 +79,7 @@ fn assert_close(a: &serde_json::Value, b: &serde_json::Value, at: &str) {
 }
 
 fn requests_without_run_id(run: &Path) -> DataFrame {
-    schema::read_parquet(&run.join(files::REQUESTS))
+    io::read_parquet(&run.join(files::REQUESTS))
         .unwrap()
         .drop("run_id")
         .unwrap()
@@ -86,8 +87,8 @@ fn requests_without_run_id(run: &Path) -> DataFrame {
 
 /// The collected run is complete and holds the reference run's cells, outcomes and request rows.
 fn assert_same_cells(run: &Path, reference: &Path) {
-    let m = schema::read_manifest(&run.join(files::MANIFEST)).unwrap();
-    let r = schema::read_manifest(&reference.join(files::MANIFEST)).unwrap();
+    let m = io::read_manifest(&run.join(files::MANIFEST)).unwrap();
+    let r = io::read_manifest(&reference.join(files::MANIFEST)).unwrap();
     assert_eq!(m.status, "complete");
     let ids: Vec<_> = m.cells.iter().map(|c| c.cell_id.as_str()).collect();
     let ref_ids: Vec<_> = r.cells.iter().map(|c| c.cell_id.as_str()).collect();
@@ -357,13 +358,13 @@ fn slurm_array_runs_cells_by_task_id_and_collect_lists_the_missing() {
             .count()
     };
     assert_eq!(listed(&err), 1, "{err}");
-    let m = schema::read_manifest(&run.join(files::MANIFEST)).unwrap();
+    let m = io::read_manifest(&run.join(files::MANIFEST)).unwrap();
     assert_eq!(m.status, "incomplete");
     assert_eq!(m.cells[2].status, CellOutcome::Pending);
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(report.contains(&missing.cell_id), "the report lists it");
     assert!(report.contains("not committed when collected"));
-    let merged = schema::read_parquet(&run.join(files::REQUESTS)).unwrap();
+    let merged = io::read_parquet(&run.join(files::REQUESTS)).unwrap();
     assert_eq!(merged.height(), 15, "three cells' requests are merged");
 
     // The run folder's own plan: a new array for the cell still missing, in the same folder.

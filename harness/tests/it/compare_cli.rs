@@ -7,10 +7,11 @@ use std::process::{Command, Output};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tcobench_analysis::schema::{
-    files, requests_frame, write_parquet, CellOutcome, CellRecord, HostInfo, Manifest, PowerInfo,
-    RequestRecord, SCHEMA_VERSION,
+use tcobench_results::io::{requests_frame, write_parquet};
+use tcobench_results::schema::{
+    files, CellOutcome, CellRecord, HostInfo, Manifest, PowerInfo, RequestRecord, SCHEMA_VERSION,
 };
+use tcobench_results::CellConfig;
 
 /// A cell of a synthetic run: model name (distinct per cell) and tokens/s values; `None` = failed.
 struct Synth {
@@ -46,13 +47,15 @@ fn write_run(dir: &Path, run_id: &str, cells: &[Synth], energy: bool) -> PathBuf
             // Real ids hash the configuration with the seed: differ between runs.
             cell_id: format!("{}-{run_id}", c.model),
             index: i,
-            backend: "mock".into(),
-            model: c.model.into(),
-            device: "cpu".into(),
-            dtype: "f32".into(),
-            batch_size: 2,
-            prompt_tokens: 16,
-            new_tokens: 8,
+            config: CellConfig {
+                backend: "mock".into(),
+                model: c.model.into(),
+                device: "cpu".into(),
+                dtype: "f32".into(),
+                batch_size: 2,
+                prompt_tokens: 16,
+                new_tokens: 8,
+            },
             warmup: 1,
             repetitions: c.tps.as_ref().map_or(4, |v| v.len() as u32),
             status: if c.tps.is_some() {
@@ -75,18 +78,20 @@ fn write_run(dir: &Path, run_id: &str, cells: &[Synth], energy: bool) -> PathBuf
         })
         .collect();
     let request = |c: &CellRecord, rep: u32, warmup: bool, tps: Option<f64>| {
-        let tokens = f64::from(c.batch_size * c.new_tokens);
+        let tokens = f64::from(c.config.batch_size * c.config.new_tokens);
         let e2e = tps.map(|t| tokens / t * 1000.0);
         RequestRecord {
             run_id: run_id.into(),
             cell_id: c.cell_id.clone(),
-            backend: c.backend.clone(),
-            model: c.model.clone(),
-            device: c.device.clone(),
-            dtype: c.dtype.clone(),
-            batch_size: c.batch_size,
-            prompt_tokens: c.prompt_tokens,
-            new_tokens: c.new_tokens,
+            config: CellConfig {
+                backend: c.config.backend.clone(),
+                model: c.config.model.clone(),
+                device: c.config.device.clone(),
+                dtype: c.config.dtype.clone(),
+                batch_size: c.config.batch_size,
+                prompt_tokens: c.config.prompt_tokens,
+                new_tokens: c.config.new_tokens,
+            },
             rep,
             warmup,
             ttft_ms: e2e.map(|e| e / 4.0),

@@ -26,7 +26,8 @@ fn the_cuda_scenario_needs_the_cuda_feature() {
 fn the_cuda_scenario_runs_agrees_and_measures_energy_on_the_gpu() {
     use std::path::Path;
 
-    use tcobench_analysis::schema::{self, files, AgreementStatus, CellOutcome, EnergyValidity};
+    use tcobench_results::io;
+    use tcobench_results::schema::{self, files, AgreementStatus, CellOutcome, EnergyValidity};
 
     use crate::common::{run_scenario, write};
 
@@ -60,7 +61,7 @@ fn the_cuda_scenario_runs_agrees_and_measures_energy_on_the_gpu() {
          power:\n  idle_baseline_s: 2\n",
     );
     let run = run_scenario(tmp.path(), &scenario);
-    let manifest = schema::read_manifest(&run.join(files::MANIFEST)).unwrap();
+    let manifest = io::read_manifest(&run.join(files::MANIFEST)).unwrap();
     // candle: f32, f16, bf16; onnxruntime: f32; each at batch 1 and 8.
     assert_eq!(manifest.cells.len(), 8, "{:#?}", manifest.cells);
     for cell in &manifest.cells {

@@ -1,7 +1,8 @@
 //! Energy windows end to end: a mock run records each cell's whole-window energy with its
 //! provenance and validity, and the statistics derive gross energy per token from it.
 
-use tcobench_analysis::schema::{self, files, EnergyValidity};
+use tcobench_results::io;
+use tcobench_results::schema::{files, EnergyValidity};
 
 use crate::common::{run_scenario, write, MOCK};
 
@@ -14,7 +15,7 @@ fn mock_cells_carry_a_valid_whole_window_energy_equal_to_watts_times_time() {
         &format!("{MOCK}  target_uncertainty: 0.02\n  min_window_ms: 0\n"),
     );
     let run = run_scenario(tmp.path(), &scenario);
-    let manifest = schema::read_manifest(&run.join(files::MANIFEST)).unwrap();
+    let manifest = io::read_manifest(&run.join(files::MANIFEST)).unwrap();
     let stats: tcobench_analysis::RunStats =
         serde_json::from_slice(&std::fs::read(run.join(files::STATS)).unwrap()).unwrap();
     for (record, cell) in manifest.cells.iter().zip(&stats.cells) {
@@ -30,7 +31,8 @@ fn mock_cells_carry_a_valid_whole_window_energy_equal_to_watts_times_time() {
             (e - 50.0 * w.window_ms / 1e3).abs() < 1e-9 * e.max(1.0),
             "{e}"
         );
-        let tokens = u64::from(record.repetitions * record.batch_size * record.new_tokens);
+        let tokens =
+            u64::from(record.repetitions * record.config.batch_size * record.config.new_tokens);
         assert_eq!(w.generated_tokens, tokens);
         let energy = cell.energy.as_ref().expect("energy in the statistics");
         let jpt = energy.gross_j_per_token.unwrap();
@@ -40,7 +42,7 @@ fn mock_cells_carry_a_valid_whole_window_energy_equal_to_watts_times_time() {
             "no idle baseline on a virtual clock"
         );
     }
-    let requests = schema::read_parquet(&run.join(files::REQUESTS)).unwrap();
+    let requests = io::read_parquet(&run.join(files::REQUESTS)).unwrap();
     let valid = requests.column("energy_valid").unwrap().bool().unwrap();
     assert!(valid.null_count() == 0 && valid.all(), "{valid:?}");
 }
@@ -63,7 +65,7 @@ fn short_windows_are_padded_to_the_minimum_or_marked_invalid() {
     );
     let padded_run = run_scenario(tmp.path(), &padded);
     let plain_run = run_scenario(tmp.path(), &unpadded);
-    let read = |run: &std::path::Path| schema::read_manifest(&run.join(files::MANIFEST)).unwrap();
+    let read = |run: &std::path::Path| io::read_manifest(&run.join(files::MANIFEST)).unwrap();
     let (padded_m, plain_m) = (read(&padded_run), read(&plain_run));
     for (p, u) in padded_m.cells.iter().zip(&plain_m.cells) {
         let (pw, uw) = (p.energy.as_ref().unwrap(), u.energy.as_ref().unwrap());
@@ -81,7 +83,7 @@ fn short_windows_are_padded_to_the_minimum_or_marked_invalid() {
         assert!(pw.window_ms >= 60.0 && pw.padding_requests > 0, "{pw:?}");
         let per_request = uw.window_ms / f64::from(u.repetitions);
         assert!(pw.window_ms < 60.0 + 3.0 * per_request, "{pw:?}");
-        let tokens = |n: u32| u64::from(n * p.batch_size * p.new_tokens);
+        let tokens = |n: u32| u64::from(n * p.config.batch_size * p.config.new_tokens);
         assert_eq!(
             pw.generated_tokens,
             tokens(p.repetitions + pw.padding_requests)
@@ -95,7 +97,7 @@ fn short_windows_are_padded_to_the_minimum_or_marked_invalid() {
     }
     // The timed requests are the same rows either way: padding adds none.
     let rows = |run: &std::path::Path| {
-        schema::read_parquet(&run.join(files::REQUESTS))
+        io::read_parquet(&run.join(files::REQUESTS))
             .unwrap()
             .height()
     };

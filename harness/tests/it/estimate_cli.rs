@@ -6,7 +6,8 @@ use std::process::Output;
 
 use polars::prelude::*;
 use serde_json::Value;
-use tcobench_analysis::schema::{self, files, CellOutcome};
+use tcobench_results::io;
+use tcobench_results::schema::{files, CellOutcome};
 
 use crate::common::{tcobench, write, MOCK};
 
@@ -49,7 +50,7 @@ fn estimate_takes_earlier_runs_first_and_calibrates_the_heuristic_for_new_cells(
     let (run, o) = cli_run(dir.path(), "s.yaml", MOCK);
     assert!(o.status.success(), "{}", out(&o).1);
     let run_id = run.file_name().unwrap().to_str().unwrap().to_string();
-    let manifest = schema::read_manifest(&run.join(files::MANIFEST)).unwrap();
+    let manifest = io::read_manifest(&run.join(files::MANIFEST)).unwrap();
 
     // Same scenario: every cell from the earlier run, with that run's cell duration.
     let v = json(&tcobench(
@@ -217,7 +218,7 @@ budget_usd: {budget_usd}
 
 /// Virtual seconds the run's requests took (the only thing that advances the mock clock).
 fn virtual_seconds(run: &Path) -> f64 {
-    let req = schema::read_parquet(&run.join(files::REQUESTS)).unwrap();
+    let req = io::read_parquet(&run.join(files::REQUESTS)).unwrap();
     req.column("e2e_ms").unwrap().f64().unwrap().sum().unwrap() / 1e3
 }
 
@@ -244,7 +245,7 @@ fn a_small_budget_skips_the_cells_that_would_not_fit() {
         "{stderr}"
     );
 
-    let m = schema::read_manifest(&run.join(files::MANIFEST)).unwrap();
+    let m = io::read_manifest(&run.join(files::MANIFEST)).unwrap();
     assert_eq!(m.status, "incomplete");
     let status: Vec<CellOutcome> = m.cells.iter().map(|c| c.status).collect();
     assert_eq!(status[..3], [CellOutcome::Ok; 3]);
@@ -303,7 +304,7 @@ fn an_ample_budget_runs_every_cell_without_warnings() {
     assert_eq!(o.status.code(), Some(0), "{stderr}");
     assert!(!stderr.contains("warning: budget"), "{stderr}");
     assert!(!stderr.contains("skipped"), "{stderr}");
-    let m = schema::read_manifest(&run.join(files::MANIFEST)).unwrap();
+    let m = io::read_manifest(&run.join(files::MANIFEST)).unwrap();
     assert_eq!(m.status, "complete");
     assert!(m.cells.iter().all(|c| c.status == CellOutcome::Ok));
     let b = m.budget.unwrap();

@@ -10,7 +10,8 @@ use std::process::Output;
 use std::sync::OnceLock;
 
 use polars::prelude::*;
-use tcobench_analysis::schema::{self, files};
+use tcobench_results::io;
+use tcobench_results::schema::files;
 
 use crate::common::{tcobench, write, MOCK};
 
@@ -717,9 +718,9 @@ fn rewrite_manifest(run: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
 
 fn rewrite_requests(run: &Path, edit: impl FnOnce(&mut DataFrame)) {
     let path = run.join(files::REQUESTS);
-    let mut df = schema::read_parquet(&path).unwrap();
+    let mut df = io::read_parquet(&path).unwrap();
     edit(&mut df);
-    schema::write_parquet(&mut df, &path).unwrap();
+    io::write_parquet(&mut df, &path).unwrap();
 }
 
 /// A corrupted results folder: its name, the file at fault, and a fragment of the message.

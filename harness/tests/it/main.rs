@@ -7,6 +7,7 @@ mod cuda;
 mod energy;
 mod estimate_cli;
 mod hostile;
+mod layout;
 mod meter_cli;
 mod onnx_pipeline;
 mod pipeline;

@@ -79,7 +79,7 @@ fn both_backends_agree_produce_the_same_tokens_and_are_compared() {
         assert_eq!(o["backend_info"]["intra_threads"], "1");
     }
     // Same prompts, same weights, greedy: the same generated tokens, request by request.
-    let req = tcobench_analysis::schema::read_parquet(&run_dir.join("requests.parquet")).unwrap();
+    let req = tcobench_results::io::read_parquet(&run_dir.join("requests.parquet")).unwrap();
     let col = |name: &str| -> Vec<String> {
         req.column(name)
             .unwrap()

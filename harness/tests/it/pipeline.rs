@@ -6,7 +6,8 @@ use polars::prelude::*;
 use tcobench::run::writer::RunDir;
 use tcobench::run::{RunOptions, RunOutcome};
 use tcobench::scenario::{Overrides, Scenario};
-use tcobench_analysis::schema::{self, files, CellOutcome};
+use tcobench_results::io;
+use tcobench_results::schema::{files, CellOutcome};
 
 use crate::common::{models_dir, tcobench, write, MOCK};
 
@@ -55,13 +56,13 @@ fn mock_run_writes_the_whole_contract_and_a_stable_snapshot() {
         assert!(run_dir.join(f).is_file(), "{f} missing");
     }
     assert!(outcome.complete());
-    let manifest = schema::read_manifest(&run_dir.join(files::MANIFEST)).unwrap();
+    let manifest = io::read_manifest(&run_dir.join(files::MANIFEST)).unwrap();
     assert_eq!(manifest.cells.len(), 8);
     assert!(manifest.cells.iter().all(|c| c.status == CellOutcome::Ok));
     assert_eq!(manifest.power.method, "mock");
 
     // 8 cells × (1 warm-up + 4 timed) rows, warm-ups flagged.
-    let req = schema::read_parquet(&run_dir.join(files::REQUESTS)).unwrap();
+    let req = io::read_parquet(&run_dir.join(files::REQUESTS)).unwrap();
     assert_eq!(req.height(), 40);
     let warm = req
         .column("warmup")
@@ -137,8 +138,7 @@ power:
     let a = run(dir.path(), text, Some(1));
     let b = run(dir.path(), text, Some(1));
     let c = run(dir.path(), text, Some(2));
-    let read =
-        |o: &RunOutcome| schema::read_parquet(&o.run_dir.path.join(files::REQUESTS)).unwrap();
+    let read = |o: &RunOutcome| io::read_parquet(&o.run_dir.path.join(files::REQUESTS)).unwrap();
     let (ra, rb, rc) = (read(&a), read(&b), read(&c));
     assert_eq!(
         column_strings(&ra, "input_hash"),
@@ -211,7 +211,7 @@ power:
     assert!(md.contains(&cells[1].cell_id));
     // The estimate is labelled as such.
     assert_eq!(outcome.manifest.power.basis, "estimated");
-    let req = schema::read_parquet(&outcome.run_dir.path.join(files::REQUESTS)).unwrap();
+    let req = io::read_parquet(&outcome.run_dir.path.join(files::REQUESTS)).unwrap();
     assert!(column_strings(&req, "energy_method")
         .iter()
         .all(|m| m == "cpu_estimate"));
@@ -268,9 +268,9 @@ fn committed_cells_are_complete_even_when_the_run_is_killed() {
             assert!(rd.is_committed(&id), "{id} has no status");
             let status = rd.read_cell_status(&id).unwrap();
             assert_eq!(status.cell_id, id);
-            let req = schema::read_parquet(&cell.join(files::REQUESTS)).unwrap();
+            let req = io::read_parquet(&cell.join(files::REQUESTS)).unwrap();
             assert_eq!(req.height(), 5, "{id}: 1 warm-up + 4 timed");
-            schema::read_parquet(&cell.join(files::POWER)).unwrap();
+            io::read_parquet(&cell.join(files::POWER)).unwrap();
         }
     }
     eprintln!("{seen_partial_runs} of 4 runs were killed part-way");
@@ -338,9 +338,9 @@ fn a_busy_host_is_recorded_and_reported() {
             .last()
             .unwrap(),
     );
-    let manifest = schema::read_manifest(&run.join(files::MANIFEST)).unwrap();
+    let manifest = io::read_manifest(&run.join(files::MANIFEST)).unwrap();
     let candle = &manifest.cells[0];
-    assert_eq!(candle.backend, "candle");
+    assert_eq!(candle.config.backend, "candle");
     let load = candle.host_load.as_ref().expect("host load recorded");
     // The spinner alone is one core for the whole window.
     assert!(load.other_cores > 0.6, "{load:?}");
@@ -350,7 +350,7 @@ fn a_busy_host_is_recorded_and_reported() {
         "mock cells record none"
     );
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
-    if load.wall_ticks >= tcobench_analysis::schema::HostLoad::MIN_WALL_TICKS {
+    if load.wall_ticks >= tcobench_results::schema::HostLoad::MIN_WALL_TICKS {
         assert!(
             report.contains("the host was not quiet while it was timed (other processes used"),
             "{report}"

@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use polars::prelude::*;
-use tcobench_analysis::schema::{self, files, CellOutcome, Manifest};
+use tcobench_results::io;
+use tcobench_results::schema::{files, CellOutcome, Manifest};
 
 use crate::common::{models_dir, write, MOCK};
 
@@ -28,7 +29,7 @@ fn run_folder(cwd: &Path, out: &Output) -> PathBuf {
 }
 
 fn manifest(run: &Path) -> Manifest {
-    schema::read_manifest(&run.join(files::MANIFEST)).unwrap()
+    io::read_manifest(&run.join(files::MANIFEST)).unwrap()
 }
 
 fn stderr(out: &Output) -> String {
@@ -37,7 +38,7 @@ fn stderr(out: &Output) -> String {
 
 /// The merged requests without the run id (which differs between runs by design).
 fn requests_without_run_id(run: &Path) -> DataFrame {
-    schema::read_parquet(&run.join(files::REQUESTS))
+    io::read_parquet(&run.join(files::REQUESTS))
         .unwrap()
         .drop("run_id")
         .unwrap()
@@ -84,7 +85,7 @@ fn a_cell_that_aborts_costs_that_cell_only() {
     .unwrap();
     assert!(status.contains("SIGABRT"), "{status}");
     // The other cells' requests are all there; the aborted one's are not.
-    let req = schema::read_parquet(&run.join(files::REQUESTS)).unwrap();
+    let req = io::read_parquet(&run.join(files::REQUESTS)).unwrap();
     assert_eq!(req.height(), 3 * 5);
     let md = std::fs::read_to_string(run.join(files::REPORT_MD)).unwrap();
     assert!(md.contains(&m.cells[1].cell_id), "the report lists it");
@@ -272,8 +273,8 @@ fn run_cell_alone_commits_one_cell_once() {
         .collect();
     assert_eq!(cells.len(), 1);
     assert!(cells[0].starts_with("mock-small-f32-cpu-b2"), "{cells:?}");
-    let req = schema::read_parquet(&run.join(files::CELLS).join(&cells[0]).join(files::REQUESTS))
-        .unwrap();
+    let req =
+        io::read_parquet(&run.join(files::CELLS).join(&cells[0]).join(files::REQUESTS)).unwrap();
     assert_eq!(req.height(), 5);
 
     // Again: already committed, nothing changes.

@@ -10,7 +10,8 @@ use polars::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tcobench::run::writer::{RunDir, RUN_LOCK, WRITERS_LOCK};
-use tcobench_analysis::schema::{self, files, CellOutcome, CellRecord, Manifest};
+use tcobench_results::io;
+use tcobench_results::schema::{files, CellOutcome, CellRecord, Manifest};
 
 use crate::common::{models_dir, write, MOCK};
 
@@ -141,7 +142,7 @@ fn comparable(record: &CellRecord) -> CellRecord {
 }
 
 fn requests_without_run_id(run: &Path) -> DataFrame {
-    schema::read_parquet(&run.join(files::REQUESTS))
+    io::read_parquet(&run.join(files::REQUESTS))
         .unwrap()
         .drop("run_id")
         .unwrap()
@@ -149,8 +150,8 @@ fn requests_without_run_id(run: &Path) -> DataFrame {
 
 /// The run is complete, every cell folder is whole, and its figures equal the reference run's.
 fn assert_same_cells(run: &Path, reference: &Path, what: &str) {
-    let m = schema::read_manifest(&run.join(files::MANIFEST)).unwrap();
-    let r = schema::read_manifest(&reference.join(files::MANIFEST)).unwrap();
+    let m = io::read_manifest(&run.join(files::MANIFEST)).unwrap();
+    let r = io::read_manifest(&reference.join(files::MANIFEST)).unwrap();
     assert_eq!(m.status, "complete", "{what}");
     let ids: Vec<_> = m.cells.iter().map(|c| c.cell_id.as_str()).collect();
     let ref_ids: Vec<_> = r.cells.iter().map(|c| c.cell_id.as_str()).collect();
@@ -174,9 +175,9 @@ fn assert_same_cells(run: &Path, reference: &Path, what: &str) {
         assert_eq!(&status, cell, "{what}: manifest = status.json");
         assert_eq!(comparable(cell), comparable(reference_cell), "{what}");
         let dir = rd.cell_dir(&cell.cell_id);
-        let req = schema::read_parquet(&dir.join(files::REQUESTS)).unwrap();
+        let req = io::read_parquet(&dir.join(files::REQUESTS)).unwrap();
         assert_eq!(req.height(), REQUESTS_PER_CELL, "{what}: {}", cell.cell_id);
-        schema::read_parquet(&dir.join(files::POWER)).unwrap();
+        io::read_parquet(&dir.join(files::POWER)).unwrap();
     }
     let leftovers: Vec<_> = std::fs::read_dir(run)
         .unwrap()
@@ -223,7 +224,7 @@ fn runs_killed_at_random_moments_resume_to_the_uninterrupted_cells() {
     // A kill lands after a random number of committed cells plus a random part of a cell's
     // time, so it finds the run at every stage: starting, between cells, inside a cell,
     // committing one.
-    let m = schema::read_manifest(&reference.join(files::MANIFEST)).unwrap();
+    let m = io::read_manifest(&reference.join(files::MANIFEST)).unwrap();
     let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
     let cells_ms = (at(m.cells.last().unwrap().ended_at.as_deref().unwrap()) - at(&m.started_at))
         .num_milliseconds();
@@ -348,7 +349,7 @@ fn ctrl_c_stops_after_the_request_in_flight_and_a_second_stops_at_once() {
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     assert!(started.elapsed() < Duration::from_secs(10));
     assert!(stderr(&o).contains("--resume"), "{}", stderr(&o));
-    let m: Manifest = schema::read_manifest(&run.join(files::MANIFEST)).unwrap();
+    let m: Manifest = io::read_manifest(&run.join(files::MANIFEST)).unwrap();
     assert_eq!(m.status, "incomplete");
     assert_eq!(committed(&run), 3, "cell 3 is not committed");
     assert_eq!(m.cells[3].status, CellOutcome::Pending);
@@ -383,7 +384,7 @@ fn ctrl_c_stops_after_the_request_in_flight_and_a_second_stops_at_once() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
     assert!(started.elapsed() < Duration::from_secs(10));
-    let m = schema::read_manifest(&run.join(files::MANIFEST)).unwrap();
+    let m = io::read_manifest(&run.join(files::MANIFEST)).unwrap();
     assert_eq!(m.status, "incomplete");
     assert_eq!(committed(&run), 1);
     assert_eq!(m.cells[1].status, CellOutcome::Pending);
@@ -420,7 +421,7 @@ fn resume_refuses_a_changed_scenario_or_another_version() {
     // Another tcobench version recorded.
     std::fs::write(&scenario, MOCK).unwrap();
     let path = run.join(files::MANIFEST);
-    let mut m = schema::read_manifest(&path).unwrap();
+    let mut m = io::read_manifest(&path).unwrap();
     m.versions.insert("tcobench".into(), "0.0.1".into());
     std::fs::write(&path, serde_json::to_string_pretty(&m).unwrap()).unwrap();
     let o = resume(&run, dir.path());
@@ -517,7 +518,7 @@ fn prepared_run(dir: &Path, scenario: &Path, out: &str) -> PathBuf {
 
 /// The error recorded for cell `index` of a run.
 fn cell_error(run: &Path, index: usize) -> String {
-    let m = schema::read_manifest(&run.join(files::MANIFEST)).unwrap();
+    let m = io::read_manifest(&run.join(files::MANIFEST)).unwrap();
     assert_eq!(m.cells[index].status, CellOutcome::Failed, "{:?}", m.cells);
     m.cells[index].error.clone().unwrap()
 }

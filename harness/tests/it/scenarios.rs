@@ -125,7 +125,7 @@ fn matrix_expansion_excludes_and_stable_ids() {
     let labels: Vec<_> = plan
         .cells
         .iter()
-        .map(|c| (c.model.as_str(), c.batch_size))
+        .map(|c| (c.config.model.as_str(), c.config.batch_size))
         .collect();
     assert_eq!(labels, vec![("tiny", 1), ("tiny", 2), ("small", 1)]);
     assert_eq!(

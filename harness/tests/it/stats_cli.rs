@@ -6,7 +6,8 @@ use std::process::Output;
 
 use polars::prelude::*;
 use serde_json::Value;
-use tcobench_analysis::schema::{self, files};
+use tcobench_results::io;
+use tcobench_results::schema::files;
 
 use crate::common::{run_scenario, tcobench, write, MOCK};
 
@@ -503,7 +504,7 @@ fn a_damaged_run_file_is_named_once_with_the_repair_that_fits_it() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    schema::read_parquet(&cell_file).unwrap();
+    io::read_parquet(&cell_file).unwrap();
 
     // The merged table: `collect` merges it again.
     let merged = run.join(files::REQUESTS);
@@ -526,7 +527,7 @@ fn a_damaged_run_file_is_named_once_with_the_repair_that_fits_it() {
     // A file outside any run folder has no run to repair it from.
     let lone = d.join("lone.parquet");
     std::fs::copy(&merged, &lone).unwrap();
-    std::fs::copy(schema::checksum_path(&merged), schema::checksum_path(&lone)).unwrap();
+    std::fs::copy(io::checksum_path(&merged), io::checksum_path(&lone)).unwrap();
     damage(&lone);
     let err = rejected(&lone);
     assert!(err.contains("restore it from a copy"), "{err}");

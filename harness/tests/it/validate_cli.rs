@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use serde_json::Value;
-use tcobench_analysis::schema::{self, files};
+use tcobench_results::io;
+use tcobench_results::schema::files;
 
 use crate::common::{tcobench, write, MOCK};
 
@@ -440,7 +441,7 @@ fn a_missing_or_damaged_data_file_fails_naming_the_file() {
 
     // A file written by another tool (no sidecar) that decodes passes, with a note.
     let plain = copy_run(&run, dir.path(), "no-sidecar");
-    std::fs::remove_file(schema::checksum_path(&plain.join(files::POWER))).unwrap();
+    std::fs::remove_file(io::checksum_path(&plain.join(files::POWER))).unwrap();
     let (code, v) = validate(&plain, dir.path());
     assert_eq!(code, Some(0), "{v:#}");
     let notes = v["notes"].as_array().unwrap();

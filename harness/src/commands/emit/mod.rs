@@ -36,8 +36,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use tcobench_analysis::schema::files;
 use tcobench_backends::{Device, VirtualClock};
+use tcobench_results::schema::files;
 
 use self::k8s::K8sArgs;
 use self::slurm::SlurmArgs;
@@ -337,7 +337,7 @@ fn prepare_new(
 fn gpus_needed(plan: &Plan) -> Option<(u32, usize)> {
     plan.cells
         .iter()
-        .filter_map(|c| match c.device {
+        .filter_map(|c| match c.config.device {
             Device::Cuda(i) => Some((
                 u32::try_from(i).unwrap_or(u32::MAX).saturating_add(1),
                 c.index,
@@ -356,7 +356,7 @@ fn gpus_per_task(plan: &Plan, asked: Option<u32>) -> std::result::Result<u32, Ba
             return Err(BadInput(format!(
                 "cell {index} `{}` runs on {}, which a task with {n} GPU(s) does not have (the \
                  scheduler numbers a task's GPUs from 0): give --gpus-per-task {want} or more",
-                cell.cell_id, cell.device
+                cell.cell_id, cell.config.device
             )));
         }
     }

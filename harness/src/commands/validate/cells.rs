@@ -1,11 +1,11 @@
 //! The physical checks on every completed cell: implied power against the device's limit,
 //! J/token between a floor and a ceiling, throughput against latency, a positive energy window.
 
-use tcobench_analysis::pricing::catalog::Accelerator;
-use tcobench_analysis::pricing::Catalog;
-use tcobench_analysis::schema::{CellRecord, Manifest};
-use tcobench_analysis::{CellStats, Metric};
 use tcobench_backends::Device;
+use tcobench_cost::catalog::Accelerator;
+use tcobench_cost::Catalog;
+use tcobench_results::schema::{CellRecord, Manifest};
+use tcobench_results::{CellStats, Metric};
 
 use super::{
     at_most, positive, sig, Checks, CEILING_FLOP_PER_J, CEILING_OVERHEAD_J_PER_TOKEN,
@@ -63,7 +63,7 @@ fn power_limit(
     manifest: &Manifest,
     catalog: Option<&Catalog>,
 ) -> Result<(f64, String), String> {
-    let device: Device = cell.device.parse()?;
+    let device: Device = cell.config.device.parse()?;
     match device {
         Device::Cuda(i) => {
             let Some(gpu) = manifest.host.gpus.get(i) else {
@@ -126,7 +126,7 @@ pub(super) fn check_cell(
     let tps = cell.metric(Metric::TokensPerS);
     let e2e = cell.metric(Metric::E2eMs);
     let jpt = cell.metric(Metric::EnergyJPerToken);
-    let tokens = f64::from(cell.batch_size) * f64::from(cell.new_tokens);
+    let tokens = f64::from(cell.config.batch_size) * f64::from(cell.config.new_tokens);
 
     if let (Some(t), Some(e)) = (tps, e2e) {
         let product = t.mean * e.mean / 1000.0;
@@ -247,10 +247,10 @@ pub(super) fn check_cell(
         }
     }
 
-    let Some(params) = estimate::parameter_count(&cell.model) else {
+    let Some(params) = estimate::parameter_count(&cell.config.model) else {
         c.note(format!(
             "cell {}: energy bounds skipped: the size of model `{}` is unknown (its config.json does not read)",
-            cell.cell_id, cell.model
+            cell.cell_id, cell.config.model
         ));
         return;
     };
@@ -299,7 +299,7 @@ pub(super) fn check_cell(
 
 #[cfg(test)]
 mod tests {
-    use tcobench_analysis::pricing::LoadOptions;
+    use tcobench_cost::LoadOptions;
 
     use super::*;
 

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use tcobench_analysis::pricing::catalog::Tier;
-use tcobench_analysis::pricing::costing::{PriceFigures, RunCosts};
-use tcobench_analysis::pricing::Catalog;
+use tcobench_cost::catalog::Tier;
+use tcobench_cost::costing::{PriceFigures, RunCosts};
+use tcobench_cost::Catalog;
 
 use super::{at_most, rel_diff, sig, Checks, REL_TOL};
 

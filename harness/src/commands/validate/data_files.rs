@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use tcobench_analysis::schema::{self, files, CellOutcome, Manifest};
+use tcobench_results::io;
+use tcobench_results::schema::{files, CellOutcome, Manifest};
 
 use super::Checks;
 use crate::run::writer::RUN_POWER;
@@ -11,7 +12,7 @@ use crate::run::writer::RUN_POWER;
 /// One data file of the results contract: present, matching its `FILE.sha256`, decodable.
 /// `why` says why the contract requires it (for the message when it is missing).
 fn check_data_file(c: &mut Checks, path: &Path, cell: Option<&str>, why: &str) {
-    let sidecar = schema::checksum_path(path);
+    let sidecar = io::checksum_path(path);
     if !path.is_file() {
         let trace = if sidecar.is_file() {
             format!(
@@ -30,7 +31,7 @@ fn check_data_file(c: &mut Checks, path: &Path, cell: Option<&str>, why: &str) {
         return;
     }
     // The read `analyze` does: checksum first (a damaged file is never decoded), then Parquet.
-    match schema::read_parquet(path) {
+    match io::read_parquet(path) {
         Ok(_) => {
             c.pass();
             if !sidecar.is_file() {
@@ -70,7 +71,7 @@ pub(super) fn check_data_files(c: &mut Checks, run_dir: &Path, manifest: &Manife
             None,
             "manifest.json records an idle baseline, whose power samples it holds",
         );
-    } else if run_power.is_file() || schema::checksum_path(&run_power).is_file() {
+    } else if run_power.is_file() || io::checksum_path(&run_power).is_file() {
         check_data_file(c, &run_power, None, "the power samples taken between cells");
     }
     for record in &manifest.cells {

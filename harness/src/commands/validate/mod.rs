@@ -55,9 +55,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde::Serialize;
-use tcobench_analysis::pricing::{Catalog, LoadOptions};
-use tcobench_analysis::schema::{files, CellOutcome, CellRecord, Manifest};
-use tcobench_analysis::{fmt_sig, RunStats};
+use tcobench_analysis::RunStats;
+use tcobench_cost::{Catalog, LoadOptions};
+use tcobench_results::fmt_sig;
+use tcobench_results::schema::{files, CellOutcome, CellRecord, Manifest};
 
 use self::cells::check_cell;
 use self::costs::check_costs;
