@@ -2,7 +2,7 @@
 """Reference timing: the `tcobench stats` computation in SciPy / pandas / NumPy.
 
 Not a dependency of tcobench: a tool to put the Rust timings
-(`cargo bench -p tcobench-analysis --bench groups`, `tcobench stats FILE ...`) next to what the
+(`cargo bench -p tcobench-stats --bench groups`, `tcobench stats FILE ...`) next to what the
 usual Python stack needs for the same work:
 
 * descriptives per group (n, mean, sd, median, MAD x 1.4826, min, max, p50/p90/p95/p99, t CI of
@@ -13,7 +13,7 @@ usual Python stack needs for the same work:
 * one-way ANOVA (`scipy.stats.f_oneway`), Welch's ANOVA (NumPy formulas), Kruskal-Wallis
   (`scipy.stats.kruskal`).
 
-Data: by default the synthetic data of `analysis/benches/groups.rs` (1 000 000 rows in 100
+Data: by default the synthetic data of `analysis/stats/benches/groups.rs` (1 000 000 rows in 100
 groups, lognormal-ish, the same SplitMix64 / Box-Muller stream vectorised in NumPy, so the values
 agree with the Rust bench up to the last bits of exp/log/cos). `--write FILE.parquet` stores them
 for `tcobench stats FILE.parquet --by group --metric value`; `--file` reads a CSV or Parquet file
@@ -53,7 +53,7 @@ def splitmix64(seed: int, start: int, count: int) -> np.ndarray:
 
 
 def synthetic(rows: int, groups: int, seed: int) -> list[tuple[str, np.ndarray]]:
-    """The data of analysis/benches/groups.rs: exp(mu_g + sigma_g * z), z by Box-Muller."""
+    """The data of analysis/stats/benches/groups.rs: exp(mu_g + sigma_g * z), z by Box-Muller."""
     per = rows // groups
     raw = splitmix64(seed, 0, 2 * per * groups)
     unit = ((raw >> np.uint64(11)) + np.uint64(1)).astype(np.float64) / float(1 << 53)

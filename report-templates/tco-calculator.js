@@ -6,7 +6,7 @@
 // when the figure cannot be computed). Text from the run (cell labels, instance names) only ever
 // reaches the page through `textContent`, never as markup.
 //
-// Every formula mirrors one function of `analysis/src/pricing/formulas.rs`, operation for
+// Every formula mirrors one function of `analysis/cost/src/formulas.rs`, operation for
 // operation and in the same order, so the page and `tcobench tco` agree to the last bit on the
 // same inputs; the input checks and their messages mirror the Rust ones too. Change both together.
 (function () {

@@ -14,8 +14,10 @@
 //!   their merge into the run-level files, the manifest;
 //! * [`commands`] — the subcommands on top of it all: options, printing and exit codes.
 //!
-//! Inference lives in `tcobench-backends`; statistics, pricing and reports live in
-//! `tcobench-analysis`.
+//! Inference lives in `tcobench-backends`. What follows a run lives in the analysis crates, each a
+//! stage: the run folder's contract (`tcobench-results`, which [`run::writer`] writes), the pure
+//! maths (`tcobench-stats`), the cost model (`tcobench-cost`), `stats.json` (`tcobench-analysis`)
+//! and the report (`tcobench-report`).
 
 pub mod commands;
 pub mod estimate;

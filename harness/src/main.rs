@@ -10,9 +10,6 @@ use tcobench::run;
 use tcobench::scenario::{Overrides, ScenarioError};
 use tcobench_backends::Device;
 
-/// Exit code for bad input (scenario, arguments).
-const EXIT_BAD_INPUT: u8 = 2;
-
 #[derive(Parser, Debug)]
 #[command(
     name = "tcobench",
@@ -32,7 +29,7 @@ struct ScenarioArgs {
     #[arg(long)]
     seed: Option<u64>,
     /// Override the scenario's devices with one device (`cpu`, `cuda`, `cuda:N`).
-    #[arg(long, value_parser = parse_device)]
+    #[arg(long, value_parser = commands::parse_device)]
     device: Option<Device>,
 }
 
@@ -48,7 +45,7 @@ enum Command {
         #[arg(long, conflicts_with = "resume")]
         seed: Option<u64>,
         /// Override the scenario's devices with one device (`cpu`, `cuda`, `cuda:N`).
-        #[arg(long, value_parser = parse_device, conflicts_with = "resume")]
+        #[arg(long, value_parser = commands::parse_device, conflicts_with = "resume")]
         device: Option<Device>,
         /// Finish an interrupted run: run the cells not committed in RUN_DIR, with its plan and
         /// seeds (refused when the scenario or tcobench changed in a way that matters).
@@ -155,10 +152,6 @@ enum ModelCommand {
     },
 }
 
-fn parse_device(s: &str) -> Result<Device, String> {
-    s.parse()
-}
-
 fn parse_timeout(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(t) if t.is_finite() && t > 0.0 => Ok(t),
@@ -180,11 +173,11 @@ fn main() -> ExitCode {
         Err(e) => {
             if let Some(se) = e.downcast_ref::<ScenarioError>() {
                 eprintln!("error: {se}");
-                return ExitCode::from(EXIT_BAD_INPUT);
+                return ExitCode::from(commands::EXIT_BAD_INPUT);
             }
             if let Some(r) = e.downcast_ref::<run::ResumeRefused>() {
                 eprintln!("error: {r}");
-                return ExitCode::from(EXIT_BAD_INPUT);
+                return ExitCode::from(commands::EXIT_BAD_INPUT);
             }
             if let Some(i) = e.downcast_ref::<run::Interrupted>() {
                 eprintln!("{i}");

@@ -189,7 +189,7 @@ pub fn checksum_hint(path: &std::path::Path) -> String {
                 run.display()
             );
         }
-        // `tcobench`'s `results::RUN_POWER`.
+        // `tcobench`'s `run::writer::RUN_POWER`.
         if name == "run_power.parquet" {
             return format!(
                 "it holds the power samples taken between the cells, which cannot be taken \

@@ -12,8 +12,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use tcobench_analysis::AnalysisError;
 
-/// Exit code for bad input (a run folder that cannot be read).
-pub const EXIT_BAD_INPUT: u8 = 2;
+use crate::commands::EXIT_BAD_INPUT;
 
 /// Analyses `run_dir`, writes its report and prints the folder on `out`.
 pub fn run(run_dir: &Path, out: &mut dyn Write) -> Result<ExitCode> {

@@ -19,8 +19,7 @@ use tcobench_cost::diff::{diff, CatalogDiff};
 use tcobench_cost::skypilot::{import_skypilot, ImportOptions};
 use tcobench_cost::Date;
 
-/// Exit code for bad input.
-pub const EXIT_BAD_INPUT: u8 = 2;
+use crate::commands::EXIT_BAD_INPUT;
 
 /// Where the catalog is read from (shared by `catalog` and `tco`).
 #[derive(clap::Args, Debug, Clone, Default)]

@@ -27,8 +27,7 @@ use crate::plan::{Plan, PLAN_FILE};
 use crate::run::writer::RunDir;
 use crate::run::{analyze_and_report, merge_cells, pending_record};
 
-/// Exit code for bad input.
-pub const EXIT_BAD_INPUT: u8 = 2;
+use crate::commands::EXIT_BAD_INPUT;
 
 /// Exit code when a cell failed or is missing.
 pub const EXIT_INCOMPLETE: u8 = crate::run::process::EXIT_CELL_FAILED;

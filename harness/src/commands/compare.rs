@@ -22,8 +22,7 @@ use tcobench_results::fmt_sig;
 use tcobench_results::schema::CellOutcome;
 use tcobench_stats::inference::{Bootstrap, Verdict};
 
-/// Exit code for bad input (run folders, metric names, options).
-pub const EXIT_BAD_INPUT: u8 = 2;
+use crate::commands::EXIT_BAD_INPUT;
 /// Exit code of `compare --fail-on-regression` when the gate did not pass: a cell regressed, no
 /// cell was compared, or a base cell is missing from the new run ([`gate_failures`]).
 pub const EXIT_REGRESSED: u8 = 3;

@@ -23,8 +23,7 @@ use tcobench_results::Metric;
 
 use crate::run::writer::RUN_POWER;
 
-/// Exit code for bad input.
-const EXIT_BAD_INPUT: u8 = 2;
+use crate::commands::EXIT_BAD_INPUT;
 
 /// `tcobench meter` subcommands.
 #[derive(clap::Subcommand, Debug)]

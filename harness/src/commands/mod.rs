@@ -34,3 +34,20 @@ pub mod stats;
 pub mod sweep;
 pub mod tco;
 pub mod validate;
+
+/// Exit code for bad input: a scenario, file, option or name the user can fix.
+pub const EXIT_BAD_INPUT: u8 = 2;
+
+/// The command line as a user would retype it: the program's own name, not its install path.
+pub(crate) fn command_line() -> Vec<String> {
+    let mut args: Vec<String> = std::env::args().collect();
+    if let Some(first) = args.first_mut() {
+        *first = "tcobench".to_string();
+    }
+    args
+}
+
+/// A `--device` value (`cpu`, `cuda`, `cuda:N`), for clap.
+pub fn parse_device(s: &str) -> Result<tcobench_backends::Device, String> {
+    s.parse()
+}

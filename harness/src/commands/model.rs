@@ -11,8 +11,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use tcobench_backends::BuiltinModel;
 
-/// Exit code for bad input (an unknown size).
-pub const EXIT_BAD_INPUT: u8 = 2;
+use crate::commands::EXIT_BAD_INPUT;
 
 /// Writes the built-in model `size` with weight seed `seed` into `out` and prints its files.
 pub fn build(size: &str, seed: u64, out_dir: &Path, out: &mut dyn Write) -> Result<ExitCode> {

@@ -31,8 +31,7 @@ use tcobench_report::render::{self, ReportFormat};
 use tcobench_report::ReportError;
 use tcobench_results::schema::{files, SCHEMA_VERSION};
 
-/// Exit code for bad input.
-pub const EXIT_BAD_INPUT: u8 = 2;
+use crate::commands::EXIT_BAD_INPUT;
 
 /// Arguments of `tcobench report`.
 #[derive(clap::Args, Debug)]

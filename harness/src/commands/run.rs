@@ -70,7 +70,7 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<ExitCode> {
         models_dir: args.models_dir.clone().unwrap_or_else(default_models_dir),
         progress: !args.quiet,
         experiment_log,
-        command: command_line(),
+        command: crate::commands::command_line(),
         allow_disagreement: args.allow_disagreement,
     };
     let exe = std::env::current_exe().context("locating the tcobench executable")?;
@@ -136,13 +136,4 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<ExitCode> {
     } else {
         ExitCode::from(EXIT_INCOMPLETE)
     })
-}
-
-/// The command line as a user would retype it: the program's own name, not its install path.
-fn command_line() -> Vec<String> {
-    let mut args: Vec<String> = std::env::args().collect();
-    if let Some(first) = args.first_mut() {
-        *first = "tcobench".to_string();
-    }
-    args
 }

@@ -22,8 +22,7 @@ use tcobench_results::fmt_sig;
 use tcobench_stats::groups::{analyze_groups, GroupAnalysis, GroupOptions};
 use tcobench_stats::inference::{Adjust, Bootstrap};
 
-/// Exit code for bad input (file, columns, values, options).
-pub const EXIT_BAD_INPUT: u8 = 2;
+use crate::commands::EXIT_BAD_INPUT;
 
 /// Significance level of the pairwise verdicts (on Holm-adjusted Welch p-values).
 pub const ALPHA: f64 = 0.05;

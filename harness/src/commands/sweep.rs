@@ -18,8 +18,7 @@ use tcobench_report::render::{fmt_mean_ci, md_escape, md_prose, missing_recommen
 use tcobench_results::schema::SCHEMA_VERSION;
 use tcobench_results::spec::{CostingSpec, RawEnergy, RawPricing, RawSlo, RawWorkload};
 
-/// Exit code for bad input.
-const EXIT_BAD_INPUT: u8 = 2;
+use crate::commands::EXIT_BAD_INPUT;
 
 /// Arguments of `tcobench sweep`.
 #[derive(clap::Args, Debug)]

@@ -24,8 +24,7 @@ use tcobench_cost::formulas::{self as f, ApiPricing, OnPremCost, Workload};
 
 use crate::commands::catalog::CatalogSource;
 
-/// Exit code for bad input.
-pub const EXIT_BAD_INPUT: u8 = 2;
+use crate::commands::EXIT_BAD_INPUT;
 
 /// Arguments of `tcobench tco` (boxed: the options are many).
 #[derive(clap::Args, Debug, Default)]

@@ -47,8 +47,7 @@ use crate::run::writer::RunDir;
 use crate::run::{default_models_dir, prepare_run, run_plan, RunOptions};
 use crate::scenario::{Overrides, Scenario};
 
-/// Exit code for bad input.
-pub const EXIT_BAD_INPUT: u8 = 2;
+use crate::commands::EXIT_BAD_INPUT;
 
 /// What a scheduler's task may take beyond its cell's time limit, seconds: starting the task
 /// (for a pod, pulling the image), and building the built-in model into the node's cache or
@@ -132,7 +131,7 @@ pub struct PlanSource {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Override the scenario's devices with one device (scenario input only).
-    #[arg(long, value_parser = parse_device)]
+    #[arg(long, value_parser = crate::commands::parse_device)]
     pub device: Option<Device>,
     /// Parent folder of the new run folder (it must be reachable by every task).
     #[arg(long, default_value = "results")]
@@ -143,10 +142,6 @@ pub struct PlanSource {
     /// GPUs per task (default: enough for the highest CUDA device a cell uses, 0 on CPU).
     #[arg(long)]
     pub gpus_per_task: Option<u32>,
-}
-
-fn parse_device(s: &str) -> std::result::Result<Device, String> {
-    s.parse()
 }
 
 fn bad(msg: impl std::fmt::Display) -> Result<ExitCode> {
@@ -188,14 +183,6 @@ struct Prepared {
 
 /// What went wrong with the input, said to the user with exit code 2.
 struct BadInput(String);
-
-fn command_line() -> Vec<String> {
-    let mut args: Vec<String> = std::env::args().collect();
-    if let Some(first) = args.first_mut() {
-        *first = "tcobench".to_string();
-    }
-    args
-}
 
 /// Whether `input` names a plan file rather than a scenario.
 fn is_plan_file(input: &Path) -> bool {
@@ -301,7 +288,7 @@ fn prepare_new(
         models_dir: default_models_dir(),
         progress: false,
         experiment_log: None,
-        command: command_line(),
+        command: crate::commands::command_line(),
         allow_disagreement: false,
     };
     let prepared = prepare_run(

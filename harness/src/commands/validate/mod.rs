@@ -66,8 +66,7 @@ use self::data_files::check_data_files;
 
 pub use self::cells::match_accelerator;
 
-/// Exit code when an input file is missing or malformed.
-pub const EXIT_BAD_INPUT: u8 = 2;
+use crate::commands::EXIT_BAD_INPUT;
 
 /// Exit code when a check found something implausible.
 pub const EXIT_IMPLAUSIBLE: u8 = 3;
