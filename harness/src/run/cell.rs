@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use tcobench_backends::{Backend, Device, Request};
-use tcobench_results::schema::{AgreementStatus, CellOutcome, RequestRecord};
+use tcobench_results::schema::{AgreementStatus, CellOutcome, CellRecord, RequestRecord};
 
 use super::backends::{agreement_gate, Backends};
 use super::clock::{ns_to_ms, Clock};
@@ -128,6 +128,66 @@ pub(crate) struct WindowEdges {
     padding_requests: u32,
 }
 
+impl WindowEdges {
+    /// The window of a cell whose first timed request is `m`.
+    fn open(source: &SourceInfo, m: &Measured) -> Self {
+        WindowEdges {
+            source: source.clone(),
+            start: Edge {
+                t_ms: ns_to_ms(m.t0_ns),
+                reading: m.start,
+            },
+            end: Edge::default(),
+            generated_tokens: 0,
+            requests_below_min_window: 0,
+            padding_requests: 0,
+        }
+    }
+
+    /// The window now ends with request `m`, whose tokens it counts when `m` succeeded.
+    fn extend(&mut self, m: &Measured, cell: &Cell) {
+        self.end = Edge {
+            t_ms: ns_to_ms(m.t1_ns),
+            reading: m.end,
+        };
+        if m.result.is_ok() {
+            self.generated_tokens +=
+                u64::from(cell.config.batch_size) * u64::from(cell.config.new_tokens);
+        }
+    }
+}
+
+/// The cell's outcome from how its requests went: failed with `error`, pending when a stop
+/// came before its last request (it is not committed, so `--resume` runs it again), else ok.
+/// Returns the number of requests after which the cell was stopped, when it was.
+fn settle_outcome(
+    record: &mut CellRecord,
+    error: Option<String>,
+    stopped_after: Option<u64>,
+    cell: &Cell,
+) -> Option<u64> {
+    if let Some(error) = error {
+        record.status = CellOutcome::Failed;
+        record.error = Some(error);
+        return None;
+    }
+    match stopped_after.filter(|&done| done < cell.total_requests()) {
+        Some(done) => {
+            record.error = Some(format!(
+                "interrupted after {done} of {} requests; not committed, so `run --resume` runs it again",
+                cell.total_requests()
+            ));
+            record.status = CellOutcome::Pending;
+            Some(done)
+        }
+        None => {
+            // A stop requested after the last request changes nothing: the cell is complete.
+            record.status = CellOutcome::Ok;
+            None
+        }
+    }
+}
+
 /// Stores the energy of the cell's window, now that its timeline samples are in `result`.
 ///
 /// Why one window per cell: the timed requests, run back to back, are measured as one window
@@ -226,25 +286,8 @@ pub(crate) fn run_cell(
             if !warmup {
                 record.window_start_ms.get_or_insert(ns_to_ms(m.t0_ns));
                 record.window_end_ms = Some(ns_to_ms(m.t1_ns));
-                let w = window.get_or_insert_with(|| WindowEdges {
-                    source: source.clone(),
-                    start: Edge {
-                        t_ms: ns_to_ms(m.t0_ns),
-                        reading: m.start,
-                    },
-                    end: Edge::default(),
-                    generated_tokens: 0,
-                    requests_below_min_window: 0,
-                    padding_requests: 0,
-                });
-                w.end = Edge {
-                    t_ms: ns_to_ms(m.t1_ns),
-                    reading: m.end,
-                };
-                if m.result.is_ok() {
-                    w.generated_tokens +=
-                        u64::from(cell.config.batch_size) * u64::from(cell.config.new_tokens);
-                }
+                let w = window.get_or_insert_with(|| WindowEdges::open(&source, &m));
+                w.extend(&m, cell);
                 if row.energy_valid == Some(false) {
                     w.requests_below_min_window += 1;
                 }
@@ -281,12 +324,7 @@ pub(crate) fn run_cell(
                     // The timed requests stand; the window stays short and is marked so.
                     break;
                 }
-                w.end = Edge {
-                    t_ms: ns_to_ms(m.t1_ns),
-                    reading: m.end,
-                };
-                w.generated_tokens +=
-                    u64::from(cell.config.batch_size) * u64::from(cell.config.new_tokens);
+                w.extend(&m, cell);
                 w.padding_requests += 1;
                 record.window_end_ms = Some(ns_to_ms(m.t1_ns));
             }
@@ -307,23 +345,7 @@ pub(crate) fn run_cell(
         backends.loaded = None;
         backends.key = None;
     }
-    record.status = if error.is_some() {
-        CellOutcome::Failed
-    } else if let Some(done) = stopped_after.filter(|&d| d < cell.total_requests()) {
-        record.error = Some(format!(
-            "interrupted after {done} of {} requests; not committed, so `run --resume` runs it again",
-            cell.total_requests()
-        ));
-        CellOutcome::Pending
-    } else {
-        // A stop requested after the last request changes nothing: the cell is complete.
-        stopped_after = None;
-        CellOutcome::Ok
-    };
-    if error.is_some() {
-        stopped_after = None;
-        record.error = error;
-    }
+    let stopped_after = settle_outcome(&mut record, error, stopped_after, cell);
     record.peak_rss_bytes = host::peak_rss_bytes();
     // The backend's own figure when it has one, else the driver's per-process figure (taken at
     // the end of the cell, where caching allocators hold their high-water mark).

@@ -27,7 +27,7 @@ fn the_cuda_scenario_runs_agrees_and_measures_energy_on_the_gpu() {
     use std::path::Path;
 
     use tcobench_results::io;
-    use tcobench_results::schema::{self, files, AgreementStatus, CellOutcome, EnergyValidity};
+    use tcobench_results::schema::{files, AgreementStatus, CellOutcome, EnergyValidity};
 
     use crate::common::{run_scenario, write};
 
@@ -67,7 +67,7 @@ fn the_cuda_scenario_runs_agrees_and_measures_energy_on_the_gpu() {
     for cell in &manifest.cells {
         let id = &cell.cell_id;
         assert_eq!(cell.status, CellOutcome::Ok, "{id}: {:?}", cell.error);
-        assert_eq!(cell.device, "cuda:0", "{id}");
+        assert_eq!(cell.config.device, "cuda:0", "{id}");
         let gate = cell.agreement.as_ref().expect("agreement recorded");
         assert_eq!(gate.status, AgreementStatus::Passed, "{id}: {gate:?}");
         assert_eq!(gate.reference, "candle/f32/cpu", "{id}");
