@@ -7,13 +7,19 @@
 //! Hugging Face Optimum's decoder exports ([`names`]), so ONNX Runtime runs the same maths on the
 //! same weights as candle. Only standard `ai.onnx` operators at opset [`OPSET_VERSION`] are used.
 
+mod decoder;
+mod graph;
+mod info;
 pub mod proto;
+mod rope;
+mod weights;
 mod writer;
 
+pub use info::{read_onnx_info, OnnxFileInfo};
 pub use writer::{
-    ensure_onnx, read_onnx_info, write_onnx, write_onnx_with, ExternalData, OnnxExportOptions,
-    OnnxFileInfo, EXTERNAL_DATA_AUTO_BYTES, IR_VERSION, ONNX_DATA_FILE, ONNX_FILE, OPSET_VERSION,
-    PRODUCER_NAME, WRITER_REVISION,
+    ensure_onnx, write_onnx, write_onnx_with, ExternalData, OnnxExportOptions,
+    EXTERNAL_DATA_AUTO_BYTES, IR_VERSION, ONNX_DATA_FILE, ONNX_FILE, OPSET_VERSION, PRODUCER_NAME,
+    WRITER_REVISION,
 };
 
 /// Graph input and output names of the Hugging Face Optimum decoder convention.
