@@ -119,7 +119,8 @@ fn fixture() -> (RunStats, Manifest, LoadedRequests, Vec<PowerSample>) {
     for c in &m.cells {
         let speed = 1.0 + 0.1 * c.index as f64 / 4.0 + f64::from(c.config.batch_size).sqrt();
         for rep in 0..10u32 {
-            let e2e = 200.0 * f64::from(c.config.batch_size) / speed * (1.0 + 0.01 * f64::from(rep % 3));
+            let e2e =
+                200.0 * f64::from(c.config.batch_size) / speed * (1.0 + 0.01 * f64::from(rep % 3));
             let tokens = f64::from(c.config.batch_size * c.config.new_tokens);
             rows.push(RequestRecord {
                 run_id: "bench".into(),

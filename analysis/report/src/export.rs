@@ -20,10 +20,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use tcobench_analysis::compare::higher_is_better;
-use tcobench_results::schema::files;
-use tcobench_stats::descriptive::Descriptives;
 use tcobench_analysis::RunStats;
+use tcobench_results::schema::files;
 use tcobench_results::{fmt_sig, load, CellStats, Metric};
+use tcobench_stats::descriptive::Descriptives;
 
 use crate::ReportError;
 
@@ -55,11 +55,7 @@ pub fn measure_slug(metric: Metric) -> &'static str {
 /// share a label (two model folders with the same last component), each of them gets its cell id
 /// appended in brackets so that no figure overwrites another.
 pub fn benchmark_names(stats: &RunStats) -> Vec<String> {
-    let labels: Vec<String> = stats
-        .cells
-        .iter()
-        .map(|c| c.config.label())
-        .collect();
+    let labels: Vec<String> = stats.cells.iter().map(|c| c.config.label()).collect();
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for l in &labels {
         *seen.entry(l.as_str()).or_default() += 1;
@@ -277,8 +273,8 @@ pub fn to_github_action_benchmark(stats: &RunStats, direction: GabDirection) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tcobench_results::testutil::{write_synthetic_run, SynthCell};
     use tcobench_results::schema::CellOutcome;
+    use tcobench_results::testutil::{write_synthetic_run, SynthCell};
 
     /// Two ok cells (energy not measured) and one failed cell; `run-x`.
     fn run() -> (tempfile::TempDir, RunStats) {

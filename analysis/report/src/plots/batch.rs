@@ -5,10 +5,13 @@
 //! The x axis is categorical over the batch sizes measured (so 1, 2, 4 … 64 are evenly spaced,
 //! as on a log₂ axis); series are dodged a little sideways so that their error bars stay apart.
 
+use super::axes::{extent_ci, finite, finite_ci, ValueAxis};
 use super::common;
-use super::{extent_ci, finite, finite_ci, DrawResult, KeyEntry, ValueAxis, CHART_HEIGHT, WIDTH};
-use tcobench_results::schema::CellOutcome;
+use super::key::KeyEntry;
+use super::style::{CHART_HEIGHT, WIDTH};
+use super::DrawResult;
 use tcobench_analysis::RunStats;
+use tcobench_results::schema::CellOutcome;
 use tcobench_results::{CellStats, Metric};
 
 use crate::ReportError;
@@ -152,7 +155,7 @@ fn draw(svg: &mut String, series: &[BatchSeries]) -> DrawResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plots::tests::{check_svg, stats_for};
+    use crate::plots::testutil::{check_svg, stats_for};
     use tcobench_results::testutil::{manifest, request};
 
     #[test]

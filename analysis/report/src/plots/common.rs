@@ -15,10 +15,11 @@ use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::coord::{CoordTranslate, Shift};
 use plotters::prelude::*;
 
-use super::{
-    draw_markers, draw_styled_key, fmt_tick, key_height, label_at, plot_err, series_style,
-    CategoryAxis, DrawResult, KeyEntry, FONT,
-};
+use super::axes::CategoryAxis;
+use super::key::{draw_styled_key, key_height, KeyEntry};
+use super::labels::{fmt_tick, label_at};
+use super::style::{draw_markers, series_style, FONT};
+use super::{plot_err, DrawResult};
 use crate::ReportError;
 
 /// Width of the value axis' label area, px (tick labels and the axis description).

@@ -8,14 +8,15 @@
 
 use plotters::prelude::*;
 
+use super::axes::{extent_ci, finite, finite_ci, ValueAxis};
 use super::common::{self, Bars};
-use super::{
-    extent_ci, finite, finite_ci, sanitize_label, series_style, DrawResult, KeyEntry, KeyStyle,
-    ValueAxis, CHART_HEIGHT, FONT, WIDTH,
-};
+use super::key::{KeyEntry, KeyStyle};
+use super::labels::sanitize_label;
+use super::style::{series_style, CHART_HEIGHT, FONT, WIDTH};
+use super::DrawResult;
+use tcobench_analysis::RunStats;
 use tcobench_cost::Tier;
 use tcobench_results::schema::CellOutcome;
-use tcobench_analysis::RunStats;
 
 use crate::ReportError;
 
@@ -242,7 +243,7 @@ fn draw(svg: &mut String, tiers: &[TierPoints], key: &[KeyEntry]) -> DrawResult 
             )))?;
         }
         let xy = |p: &CostPoint| (p.tokens_per_s, p.usd_per_1m_tokens);
-        super::draw_markers(
+        super::style::draw_markers(
             &mut chart,
             (0..t.points.len())
                 .filter(|k| !t.front.contains(k))
@@ -251,7 +252,7 @@ fn draw(svg: &mut String, tiers: &[TierPoints], key: &[KeyEntry]) -> DrawResult 
             5,
             color.mix(0.7).stroke_width(1),
         )?;
-        super::draw_markers(
+        super::style::draw_markers(
             &mut chart,
             t.front.iter().map(|&k| xy(&t.points[k])),
             shape,
@@ -274,7 +275,7 @@ fn draw(svg: &mut String, tiers: &[TierPoints], key: &[KeyEntry]) -> DrawResult 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plots::tests::{check_svg, priced_stats};
+    use crate::plots::testutil::{check_svg, priced_stats};
 
     #[test]
     fn pareto_front_of_a_hand_made_set() {

@@ -14,14 +14,15 @@ use std::path::Path;
 use plotters::prelude::*;
 use serde::Deserialize;
 
+use super::axes::{extent_ci, finite, finite_ci, ValueAxis};
 use super::common;
-use super::{
-    extent_ci, finite, finite_ci, sanitize_label, series_style, DrawResult, KeyEntry, ValueAxis,
-    CHART_HEIGHT, WIDTH,
-};
+use super::key::KeyEntry;
+use super::labels::sanitize_label;
+use super::style::{series_style, CHART_HEIGHT, WIDTH};
+use super::DrawResult;
+use tcobench_analysis::RunStats;
 use tcobench_cost::costing::{Figure, RunCosts};
 use tcobench_results::schema::{CellOutcome, PowerInfo};
-use tcobench_analysis::RunStats;
 use tcobench_results::{CellStats, Metric};
 
 use crate::ReportError;
@@ -86,7 +87,7 @@ fn draw_energy(
     let rank = |b: &str| backends.iter().position(|x| *x == b).unwrap_or(0);
     // CIs are finite and ordered (`finite_ci`): the lowest end is a mean or a CI's lower end.
     let (lo, hi) = extent_ci(cells.iter().map(|(_, m, ci)| (*m, *ci))).unwrap_or((0.0, 1.0));
-    let (lo, hi) = super::padded(lo.min(0.0), hi, 0.05);
+    let (lo, hi) = super::axes::padded(lo.min(0.0), hi, 0.05);
     let lo = if lo < 0.0 && cells.iter().all(|c| c.1 >= 0.0) {
         0.0
     } else {
@@ -100,14 +101,14 @@ fn draw_energy(
         .enumerate()
         .map(|(i, b)| KeyEntry::series(i, &format!("backend {b}")))
         .collect();
-    key.extend(super::key_lines(&refs));
+    key.extend(super::key::key_lines(&refs));
 
     let basis = basis_words(power);
     let frame = common::Frame::new(svg, WIDTH, CHART_HEIGHT, &key)?;
     let mut chart = frame.category_chart(
         sanitize_label(&format!("Energy per token by backend, {basis}"), 80),
-        &super::short_labels(&refs),
-        &super::index_labels(&refs),
+        &super::labels::short_labels(&refs),
+        &super::labels::index_labels(&refs),
         "cell, grouped by backend",
         lo..hi,
         sanitize_label(&format!("energy per token (J/token, {})", power.basis), 60),
@@ -192,11 +193,10 @@ pub fn read_sweep(run_dir: &Path, run_id: &str) -> Result<Option<SweepVariants>,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(ReportError::Io { path, source }),
     };
-    let sweep: SweepVariants =
-        serde_json::from_str(&text).map_err(|source| ReportError::Json {
-            path: path.clone(),
-            source,
-        })?;
+    let sweep: SweepVariants = serde_json::from_str(&text).map_err(|source| ReportError::Json {
+        path: path.clone(),
+        source,
+    })?;
     if sweep.run_id != run_id {
         return Err(ReportError::Plot {
             name: "carbon".into(),
@@ -344,7 +344,10 @@ fn series_name(s: &CarbonSeries) -> String {
     let mut name = s.names.join(" = ");
     let mut what = Vec::new();
     if let Some(g) = s.grid_g_per_kwh {
-        what.push(format!("grid {} gCO2e/kWh", tcobench_results::fmt_sig(g, 4)));
+        what.push(format!(
+            "grid {} gCO2e/kWh",
+            tcobench_results::fmt_sig(g, 4)
+        ));
     }
     if let Some(p) = s.pue {
         what.push(format!("PUE {}", tcobench_results::fmt_sig(p, 3)));
@@ -366,13 +369,13 @@ fn draw_carbon(svg: &mut String, series: &[CarbonSeries], cells: &[&CellStats]) 
         .enumerate()
         .map(|(i, s)| KeyEntry::series(i, &series_name(s)))
         .collect();
-    key.extend(super::key_lines(cells));
+    key.extend(super::key::key_lines(cells));
 
     let frame = common::Frame::new(svg, WIDTH, CHART_HEIGHT, &key)?;
     let mut chart = frame.category_chart(
         "Carbon per 1M tokens per grid scenario (mean, 95 % CI)",
-        &super::short_labels(cells),
-        &super::index_labels(cells),
+        &super::labels::short_labels(cells),
+        &super::labels::index_labels(cells),
         "cell",
         y_axis,
         y_desc,
@@ -395,7 +398,7 @@ fn draw_carbon(svg: &mut String, series: &[CarbonSeries], cells: &[&CellStats]) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plots::tests::{check_svg, priced_stats, stats_for};
+    use crate::plots::testutil::{check_svg, priced_stats, stats_for};
     use tcobench_results::testutil::{manifest, request, NASTY};
 
     #[test]

@@ -8,14 +8,15 @@
 
 use plotters::prelude::*;
 
+use super::axes::{extent_ci, finite, finite_ci, CategoryAxis};
 use super::common::{self, Bars};
-use super::{
-    extent_ci, finite, finite_ci, sanitize_label, CategoryAxis, DrawResult, KeyEntry, KeyStyle,
-    BLUE, VERMILLION,
-};
+use super::key::{KeyEntry, KeyStyle};
+use super::labels::sanitize_label;
+use super::style::{BLUE, VERMILLION};
+use super::DrawResult;
 use tcobench_analysis::compare::higher_is_better;
-use tcobench_results::schema::PowerInfo;
 use tcobench_analysis::RunStats;
+use tcobench_results::schema::PowerInfo;
 use tcobench_results::Metric;
 
 use crate::ReportError;
@@ -138,13 +139,13 @@ pub fn effects_svg(
     let mut key: Vec<KeyEntry> = vec![
         KeyEntry::marker(
             VERMILLION,
-            super::Marker::Diamond,
+            super::style::Marker::Diamond,
             true,
             format!("significant: Holm-adjusted Welch p < {ALPHA}"),
         ),
         KeyEntry::marker(
             BLUE,
-            super::Marker::Circle,
+            super::style::Marker::Circle,
             false,
             "not significant (or p undefined)".into(),
         ),
@@ -194,7 +195,7 @@ fn draw(svg: &mut String, rows: &[ForestRow], key: &[KeyEntry], metric: Metric) 
             .chain([(0.0, None)]),
     )
     .unwrap_or((-1.0, 1.0));
-    let (lo, hi) = super::padded(lo, hi, 0.08);
+    let (lo, hi) = super::axes::padded(lo, hi, 0.08);
 
     let frame = common::Frame::new(svg, FOREST_WIDTH, 120 + ROW_PX * n as u32, key)?;
     let mut chart = frame.chart(
@@ -235,17 +236,17 @@ fn draw(svg: &mut String, rows: &[ForestRow], key: &[KeyEntry], metric: Metric) 
             .filter(move |(_, r)| r.significant() == sig)
             .map(|(i, r)| (r.change_pct, y_of(i)))
     };
-    super::draw_markers(
+    super::style::draw_markers(
         &mut chart,
         at(false),
-        super::Marker::Circle,
+        super::style::Marker::Circle,
         5,
         BLUE.stroke_width(2),
     )?;
-    super::draw_markers(
+    super::style::draw_markers(
         &mut chart,
         at(true),
-        super::Marker::Diamond,
+        super::style::Marker::Diamond,
         7,
         VERMILLION.filled(),
     )?;
@@ -255,7 +256,7 @@ fn draw(svg: &mut String, rows: &[ForestRow], key: &[KeyEntry], metric: Metric) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plots::tests::{check_svg, stats_for};
+    use crate::plots::testutil::{check_svg, stats_for};
     use tcobench_results::testutil::{manifest, request, NASTY};
 
     /// Cells 0 and 1 on backends `a` and `b` (same batch: one backend comparison), cell 2 on
@@ -415,7 +416,7 @@ mod tests {
         let svg = effects_svg(&stats, Metric::TokensPerS, &power())
             .unwrap()
             .unwrap();
-        let rows: Vec<_> = crate::plots::tests::svg_texts(&svg)
+        let rows: Vec<_> = crate::plots::testutil::svg_texts(&svg)
             .into_iter()
             .filter(|t| t.anchor == "end" && t.text.starts_with('R'))
             .collect();
