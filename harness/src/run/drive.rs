@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use tcobench_backends::{OrtThreads, VirtualClock};
+use tcobench_backends::VirtualClock;
 use tcobench_results::schema::{CellOutcome, CellRecord, Manifest, PowerSample};
 
 use super::backends::Backends;
@@ -87,10 +87,7 @@ pub(crate) fn drive(
             &sampler,
             Backends::new(
                 &opts.models_dir,
-                OrtThreads {
-                    intra: scenario.ort_threads.intra,
-                    inter: scenario.ort_threads.inter,
-                },
+                scenario.ort_threads.into(),
                 virtual_clock.clone(),
             ),
             &scenario.power,

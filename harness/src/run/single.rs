@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use tcobench_backends::{OrtThreads, VirtualClock};
+use tcobench_backends::VirtualClock;
 
 use super::backends::{Backends, REFERENCE_LOGITS_DIR};
 use super::cell::{finish_energy, run_cell, CellRun};
@@ -117,14 +117,7 @@ pub fn run_single_cell(
             )
         });
     let fresh = |clock: VirtualClock| {
-        let mut b = Backends::new(
-            models_dir,
-            OrtThreads {
-                intra: settings.ort_threads.intra,
-                inter: settings.ort_threads.inter,
-            },
-            clock,
-        );
+        let mut b = Backends::new(models_dir, settings.ort_threads.into(), clock);
         b.reference_dir = Some(run_dir.path.join(REFERENCE_LOGITS_DIR));
         b
     };

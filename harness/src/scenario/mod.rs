@@ -269,6 +269,15 @@ pub struct OrtThreadSettings {
     pub inter: usize,
 }
 
+impl From<OrtThreadSettings> for tcobench_backends::OrtThreads {
+    fn from(t: OrtThreadSettings) -> Self {
+        tcobench_backends::OrtThreads {
+            intra: t.intra,
+            inter: t.inter,
+        }
+    }
+}
+
 /// `budget_usd` with the hourly rate it is charged at.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Budget {
