@@ -10,7 +10,8 @@ use std::path::Path;
 use libfuzzer_sys::fuzz_target;
 use polars::prelude::{ParquetReader, SerReader};
 use tcobench_results::load::{power_from_frame, requests_from_frame};
-use tcobench_results::schema::{catch_polars_panic, Manifest};
+use tcobench_results::io::catch_polars_panic;
+use tcobench_results::schema::Manifest;
 
 fuzz_target!(|data: &[u8]| {
     // polars panics on some corrupt files; the loaders read through this guard.
