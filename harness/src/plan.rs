@@ -1,7 +1,8 @@
-//! A scenario expanded into its matrix cells: stable ids, seeds, execution order.
+//! A scenario's configurations ([`Scenario::configurations`], the matrix less its exclusions) as
+//! cells: stable ids, seeds, execution order.
 //!
-//! The plan is the unit of work every runner shares (`run` drives one `run-cell` child per
-//! cell; Slurm arrays or Kubernetes indexed jobs can do the same), so it is plain serialisable
+//! The plan is the unit of work every runner shares (`run` hands its cells to `run-cell`
+//! children; Slurm arrays or Kubernetes indexed jobs can do the same), so it is plain serialisable
 //! data, written as `plan.json` into the run folder. A child needs nothing but the plan and an
 //! index: the settings that shape a cell's numbers (power source, ONNX Runtime threads) are read
 //! back from the resolved scenario the plan carries.

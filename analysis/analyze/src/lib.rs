@@ -62,14 +62,6 @@ pub enum AnalysisError {
     /// The run folder's meter log import or calibration cannot be used.
     #[error(transparent)]
     Meter(#[from] meter::MeterError),
-    /// A file or directory could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// File concerned.
-        path: PathBuf,
-        /// Underlying error.
-        source: std::io::Error,
-    },
 }
 
 /// Everything `stats.json` holds.

@@ -31,8 +31,7 @@ fn analyze(run_dir: &Path) -> Result<ExitCode> {
         Err(
             e @ (AnalysisError::Schema(_)
             | AnalysisError::UnsupportedSchema { .. }
-            | AnalysisError::Meter(_)
-            | AnalysisError::Io { .. }),
+            | AnalysisError::Meter(_)),
         ) => {
             eprintln!("error: analysing {}: {e}", run_dir.display());
             return Ok(ExitCode::from(EXIT_BAD_INPUT));

@@ -29,7 +29,8 @@ pub enum Execution {
     /// Every cell inside this process, consecutive cells reusing a loaded model: for benchmarks
     /// and tests (a crash inside a backend ends the whole run).
     InProcess,
-    /// One `run-cell` child process per cell, as `tcobench run` does.
+    /// `run-cell` child processes, as `tcobench run` does: consecutive cells of one model share a
+    /// child that keeps it loaded, unless `process_per_cell` gives every cell its own.
     Processes(ProcessOptions),
 }
 
