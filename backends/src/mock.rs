@@ -93,6 +93,23 @@ impl MockCost {
         }
     }
 
+    /// The same cost with every duration (prefill, decode, fixed) multiplied by `factor`,
+    /// rounded to whole nanoseconds: one execution slower or faster than another. The jitter
+    /// stays a fraction of the scaled `fixed_ns`. A factor that is not finite and positive
+    /// leaves the cost as it is.
+    pub fn scaled(self, factor: f64) -> MockCost {
+        if !(factor.is_finite() && factor > 0.0) || factor == 1.0 {
+            return self;
+        }
+        let scale = |ns: u64| (ns as f64 * factor).round() as u64;
+        MockCost {
+            prefill_ns_per_token: scale(self.prefill_ns_per_token),
+            decode_ns_per_token: scale(self.decode_ns_per_token),
+            fixed_ns: scale(self.fixed_ns),
+            jitter_permille: self.jitter_permille,
+        }
+    }
+
     /// Virtual time of each later step: `decode_ns_per_token · batch`.
     pub fn step_ns(&self, batch: usize) -> u64 {
         self.decode_ns_per_token.saturating_mul(batch as u64)
@@ -249,6 +266,18 @@ mod tests {
         assert_eq!(clock.now_ns(), 12);
         clock.advance_ns(u64::MAX);
         assert_eq!(other.now_ns(), u64::MAX);
+    }
+
+    #[test]
+    fn scaling_multiplies_every_duration() {
+        let c = MockCost::default().scaled(1.5);
+        assert_eq!(c.prefill_ns_per_token, 30_000);
+        assert_eq!(c.decode_ns_per_token, 225_000);
+        assert_eq!(c.fixed_ns, 750_000);
+        assert_eq!(c.first_token_ns(2, 4), 750_000 + 30_000 * 8);
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(MockCost::default().scaled(bad), MockCost::default());
+        }
     }
 
     #[test]

@@ -29,6 +29,7 @@ fn bench(c: &mut Criterion) {
         },
         warmup: 0,
         repetitions: 1,
+        replicate: None,
     };
     let dir = model::resolve(
         &ModelSource::Builtin {

@@ -31,6 +31,9 @@ struct ScenarioArgs {
     /// Override the scenario's devices with one device (`cpu`, `cuda`, `cuda:N`).
     #[arg(long, value_parser = commands::parse_device)]
     device: Option<Device>,
+    /// Override the scenario's `replicates`: independent executions of every cell.
+    #[arg(long)]
+    replicates: Option<u32>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -47,6 +50,11 @@ enum Command {
         /// Override the scenario's devices with one device (`cpu`, `cuda`, `cuda:N`).
         #[arg(long, value_parser = commands::parse_device, conflicts_with = "resume")]
         device: Option<Device>,
+        /// Run every cell in R independent executions — each a fresh process with its model
+        /// loaded anew, in a seeded interleaved order — so statistics can use the execution as
+        /// their unit [default: the scenario's `replicates`, else 1].
+        #[arg(long, value_name = "R", conflicts_with = "resume")]
+        replicates: Option<u32>,
         /// Finish an interrupted run: run the cells not committed in RUN_DIR, with its plan and
         /// seeds (refused when the scenario or tcobench changed in a way that matters).
         #[arg(long, value_name = "RUN_DIR")]
@@ -113,8 +121,15 @@ enum Command {
     },
     /// Descriptives, pairwise tests, effect sizes and ANOVA for any CSV or Parquet file.
     Stats(commands::stats::StatsArgs),
-    /// Compare two runs cell by cell: relative change with bootstrap CI, Welch p, verdict.
+    /// Compare two runs (or two folders of runs) cell by cell at the level they allow:
+    /// relative change with its 95 % CI, p, verdict.
     Compare(commands::compare::CompareArgs),
+    /// Measure this host's run-to-run noise: run a scenario N times, count the false alarms of
+    /// the regression gate, and write the noise profile `compare` uses.
+    Noise(commands::noise::NoiseArgs),
+    /// A/B two tcobench builds (or engine versions) on this host: run both, interleaved in
+    /// ABBA blocks, and give the regression verdict with the run as the unit.
+    Ab(commands::ab::AbArgs),
     /// Export a run's figures for continuous-benchmarking services.
     Export(commands::compare::ExportArgs),
     /// The pricing catalog: list, show, import (SkyPilot CSV), diff.
@@ -211,6 +226,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 overrides: Overrides {
                     seed: scenario.seed,
                     device: scenario.device,
+                    replicates: scenario.replicates,
                 },
                 json,
                 estimate,
@@ -222,6 +238,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
             scenario,
             seed,
             device,
+            replicates,
             resume,
             cell_timeout_s,
             in_process,
@@ -237,6 +254,7 @@ fn execute(cli: Cli) -> Result<ExitCode> {
                 scenario,
                 seed,
                 device,
+                replicates,
                 resume,
                 cell_timeout_s,
                 in_process,
@@ -255,6 +273,8 @@ fn execute(cli: Cli) -> Result<ExitCode> {
         Command::Collect(args) => commands::collect::run(&args, &mut stdout),
         Command::Stats(args) => commands::stats::run(&args, &mut stdout),
         Command::Compare(args) => commands::compare::compare(&args, &mut stdout),
+        Command::Noise(args) => commands::noise::run(&args, &mut stdout),
+        Command::Ab(args) => commands::ab::run(&args, &mut stdout),
         Command::Export(args) => commands::compare::export(&args, &mut stdout),
         Command::Catalog(args) => commands::catalog::run(&args, &mut stdout),
         Command::Tco(args) => commands::tco::run(&args, &mut stdout),

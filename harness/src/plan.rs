@@ -1,6 +1,14 @@
 //! A scenario's configurations ([`Scenario::configurations`], the matrix less its exclusions) as
 //! cells: stable ids, seeds, execution order.
 //!
+//! With `replicates: R` ≥ 2 every configuration is carried out R times, each execution a cell
+//! of the plan with its own id (`<configuration id>-r<number>`) and its own process
+//! ([`Replicate`] names whose execution it is). The order interleaves them so that slow drift of
+//! the host — warming, throttling, a neighbour starting — falls on every configuration alike:
+//! replicates come in pairs, the first of a pair in a seeded shuffle of the configurations and
+//! the second in the mirror of that order ([`replicate_order`]). Each configuration's mean
+//! position over a pair is then the middle of the pair, and two configurations run A B B A.
+//!
 //! The plan is the unit of work every runner shares (`run` hands its cells to `run-cell`
 //! children; Slurm arrays or Kubernetes indexed jobs can do the same), so it is plain serialisable
 //! data, written as `plan.json` into the run folder. A child needs nothing but the plan and an
@@ -11,9 +19,14 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
 use sha2::{Digest, Sha256};
 use tcobench_backends::Device;
 use tcobench_results::config::model_label;
+use tcobench_results::replicates::{execution_id, replicate};
+use tcobench_results::schema::Replicate;
 
 use crate::scenario::{BackendKind, OrtThreadSettings, PowerSettings, PowerSource, Scenario};
 
@@ -41,6 +54,9 @@ pub struct Cell {
     pub warmup: u32,
     /// Timed requests.
     pub repetitions: u32,
+    /// Which execution of its configuration this cell is (`replicates` ≥ 2 only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicate: Option<Replicate>,
 }
 
 impl Cell {
@@ -95,12 +111,15 @@ pub struct PlanOverrides {
     /// `--device D`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<Device>,
+    /// `--replicates R`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicates: Option<u32>,
 }
 
 impl PlanOverrides {
     /// Whether no override was given.
     pub fn is_empty(&self) -> bool {
-        self.seed.is_none() && self.device.is_none()
+        self.seed.is_none() && self.device.is_none() && self.replicates.is_none()
     }
 }
 
@@ -113,6 +132,8 @@ pub struct CellSettings {
     pub devices: Vec<Device>,
     /// ONNX Runtime thread pools.
     pub ort_threads: OrtThreadSettings,
+    /// The mock backend's per-execution random effect (relative standard deviation; 0: none).
+    pub mock_execution_drift: f64,
 }
 
 /// The parts of the resolved scenario a `run-cell` child reads back (the validated scenario
@@ -122,6 +143,8 @@ struct ResolvedParts {
     device: Vec<Device>,
     power: ResolvedPower,
     ort_threads: ResolvedThreads,
+    #[serde(default)]
+    mock_execution_drift: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,19 +224,43 @@ pub fn short_hash(bytes: &[u8], n: usize) -> String {
 impl Plan {
     /// The scenario's configurations ([`Scenario::configurations`]: the matrix in an order that
     /// reuses loaded models, excluded cells dropped) as cells with stable ids, in that order.
+    /// With `replicates` ≥ 2, each configuration's executions follow [`replicate_order`].
     pub fn from_scenario(scenario: &Scenario, scenario_path: &str) -> Plan {
-        let mut cells = Vec::new();
-        for config in scenario.configurations() {
-            let mut cell = Cell {
-                index: cells.len(),
-                cell_id: String::new(),
-                config,
-                warmup: scenario.warmup,
-                repetitions: scenario.repetitions,
-            };
-            cell.cell_id = cell_id(&cell, scenario.seed);
-            cells.push(cell);
-        }
+        let configurations: Vec<Cell> = scenario
+            .configurations()
+            .into_iter()
+            .enumerate()
+            .map(|(index, config)| {
+                let mut cell = Cell {
+                    index,
+                    cell_id: String::new(),
+                    config,
+                    warmup: scenario.warmup,
+                    repetitions: scenario.repetitions,
+                    replicate: None,
+                };
+                cell.cell_id = cell_id(&cell, scenario.seed);
+                cell
+            })
+            .collect();
+        let replicates = scenario.replicates;
+        let cells = if replicates <= 1 {
+            configurations
+        } else {
+            replicate_order(configurations.len(), replicates, scenario.seed)
+                .into_iter()
+                .enumerate()
+                .map(|(index, (number, c))| {
+                    let base = &configurations[c];
+                    Cell {
+                        index,
+                        cell_id: execution_id(&base.cell_id, number),
+                        replicate: Some(replicate(&base.cell_id, c, number, replicates)),
+                        ..base.clone()
+                    }
+                })
+                .collect()
+        };
         Plan {
             plan_version: PLAN_VERSION,
             scenario_name: scenario.name.clone(),
@@ -300,8 +347,40 @@ impl Plan {
                 intra: parts.ort_threads.intra,
                 inter: parts.ort_threads.inter,
             },
+            mock_execution_drift: parts.mock_execution_drift,
         })
     }
+
+    /// Executions per configuration (1 without replicates).
+    pub fn replicates(&self) -> u32 {
+        self.cells
+            .first()
+            .and_then(|c| c.replicate.as_ref())
+            .map_or(1, |r| r.of)
+    }
+}
+
+/// The order in which `replicates` executions of each of `configurations` configurations run,
+/// as `(execution number, configuration index)`: replicates in pairs, the first of a pair in a
+/// shuffle of the configurations seeded by `seed` and the pair, the second in its mirror (a
+/// last unpaired replicate gets a shuffle of its own).
+pub fn replicate_order(configurations: usize, replicates: u32, seed: u64) -> Vec<(u32, usize)> {
+    let mut order = Vec::with_capacity(configurations * replicates as usize);
+    let mut number = 1;
+    let mut pair = 0u64;
+    while number <= replicates {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x7265_706c_6963_6174 ^ pair);
+        let mut shuffled: Vec<usize> = (0..configurations).collect();
+        shuffled.shuffle(&mut rng);
+        order.extend(shuffled.iter().map(|&c| (number, c)));
+        number += 1;
+        if number <= replicates {
+            order.extend(shuffled.iter().rev().map(|&c| (number, c)));
+            number += 1;
+        }
+        pair += 1;
+    }
+    order
 }
 
 fn cell_id(cell: &Cell, seed: u64) -> String {
@@ -330,6 +409,34 @@ fn cell_id(cell: &Cell, seed: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replicates_come_in_mirrored_pairs_with_every_execution_once() {
+        let order = replicate_order(5, 4, 42);
+        assert_eq!(order.len(), 20);
+        for c in 0..5 {
+            let numbers: Vec<u32> = order.iter().filter(|o| o.1 == c).map(|o| o.0).collect();
+            assert_eq!(numbers, [1, 2, 3, 4], "configuration {c}");
+        }
+        // Within a pair the second replicate mirrors the first: every configuration's mean
+        // position over the pair is the middle.
+        for pair in order.chunks(10) {
+            let (first, second) = pair.split_at(5);
+            let mirrored: Vec<usize> = second.iter().rev().map(|o| o.1).collect();
+            assert_eq!(first.iter().map(|o| o.1).collect::<Vec<_>>(), mirrored);
+        }
+        // The pairs are shuffled anew (seeded), so positions differ between pairs.
+        assert_ne!(order[..5], order[10..15]);
+        assert_eq!(order, replicate_order(5, 4, 42), "seeded");
+        assert_ne!(order, replicate_order(5, 4, 43));
+        // Two configurations run A B B A; an odd count ends with a shuffle of its own.
+        let ab = replicate_order(2, 3, 1);
+        assert_eq!(ab.len(), 6);
+        assert_eq!(ab[0].1, ab[3].1);
+        assert_eq!(ab[1].1, ab[2].1);
+        assert_ne!(ab[0].1, ab[1].1);
+        assert!(ab[4..].iter().all(|o| o.0 == 3));
+    }
 
     #[test]
     fn sanitize_removes_path_tricks() {

@@ -128,12 +128,14 @@ fn unavailable_reason(
     }
 }
 
-/// The statistics of one cell from its manifest record and its loaded requests.
+/// The statistics of one cell from its manifest record and its loaded requests, pooled over its
+/// `executions` (1 unless the run has replicates).
 pub fn cell_stats(
     record: &CellRecord,
     samples: &load::CellSamples,
     bootstrap: &inference::Bootstrap,
     idle: Option<&schema::IdleBaseline>,
+    executions: usize,
 ) -> CellStats {
     let energy_method = record.energy_method.clone().or_else(|| {
         let methods: Vec<&str> = samples.energy_methods.iter().map(String::as_str).collect();
@@ -207,10 +209,11 @@ pub fn cell_stats(
             ));
         }
     }
-    if record.status == CellOutcome::Ok && samples.n_used < record.repetitions as usize {
+    let configured = record.repetitions as usize * executions.max(1);
+    if record.status == CellOutcome::Ok && samples.n_used < configured {
         warnings.push(format!(
-            "{} of {} configured repetitions usable",
-            samples.n_used, record.repetitions
+            "{} of {configured} configured repetitions usable",
+            samples.n_used
         ));
     }
     CellStats {
@@ -234,5 +237,6 @@ pub fn cell_stats(
         agreement: record.agreement.clone(),
         backend_info: record.backend_info.clone(),
         energy,
+        replication: None,
     }
 }

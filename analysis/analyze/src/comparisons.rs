@@ -2,6 +2,11 @@
 //! way of running — only the backend, only the dtype, or only the device — the pairwise tests,
 //! effect sizes and ANOVA of each metric, through [`tcobench_stats::groups::analyze_groups`].
 //!
+//! In a run with `replicates` ≥ 2 the values are the executions' means ([`Level::Executions`]):
+//! the tests then see the variance between executions, and the order the executions ran in (shuffled
+//! and mirrored per pair of replicates) cannot favour one cell. Otherwise they are the requests of
+//! each cell's one execution ([`Level::Requests`]), and the set says so.
+//!
 //! Cells that did not complete, or have fewer than two usable values of a metric, are left out
 //! of that metric's comparison and listed with the reason.
 
@@ -10,7 +15,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use tcobench_results::schema::CellOutcome;
-use tcobench_results::{load, CellStats, Metric};
+use tcobench_results::{load, CellStats, Level, Metric};
 use tcobench_stats::groups::{analyze_groups, GroupAnalysis, GroupOptions};
 
 /// The dimensions a comparison set may vary in.
@@ -31,6 +36,14 @@ pub struct ComparisonSet {
     pub metrics: BTreeMap<String, GroupAnalysis>,
     /// Cells or metrics left out, with the reason.
     pub excluded: Vec<String>,
+    /// What the tests treat as independent: the cells' executions (a run with `replicates` ≥ 2,
+    /// one mean per execution) or their requests.
+    #[serde(default = "requests_level")]
+    pub unit: Level,
+}
+
+fn requests_level() -> Level {
+    Level::Requests
 }
 
 fn dimension_value(cell: &CellStats, dim: &str) -> String {
@@ -58,10 +71,12 @@ fn fixed_part(cell: &CellStats, dim: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Builds every comparison set of a run. `samples` is parallel to `cells` (manifest order).
+/// Builds every comparison set of a run. `samples` is parallel to `cells` (manifest order) and
+/// holds the values of `unit`: each request, or each execution's mean.
 pub fn comparison_sets(
     cells: &[CellStats],
     samples: &[load::CellSamples],
+    unit: Level,
     opts: &GroupOptions,
 ) -> Vec<ComparisonSet> {
     let mut sets = Vec::new();
@@ -95,6 +110,7 @@ pub fn comparison_sets(
                     .collect(),
                 metrics: BTreeMap::new(),
                 excluded: Vec::new(),
+                unit,
             };
             let usable: Vec<usize> = members
                 .iter()
@@ -127,8 +143,12 @@ pub fn comparison_sets(
                     let values = samples[i].metric(metric);
                     let name = set.group_names[&cells[i].cell_id].clone();
                     if values.len() < 2 {
+                        let what = match unit {
+                            Level::Executions => "execution mean(s)",
+                            Level::Requests => "value(s)",
+                        };
                         set.excluded.push(format!(
-                            "{name}: {} has {} usable value(s)",
+                            "{name}: {} has {} usable {what}",
                             metric.name(),
                             values.len()
                         ));

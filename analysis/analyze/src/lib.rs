@@ -6,7 +6,10 @@
 //! * [`run_costs`]: the run priced under its scenario's cost sections, idle power from the run's
 //!   own baseline.
 //! * [`meter`]: an external power meter's log placed on the run's clock, and its calibration.
-//! * [`compare`]: run-to-run regression verdicts, cell by cell.
+//! * [`replication`]: a cell's executions, their means and variance components (runs with
+//!   `replicates` ≥ 2).
+//! * [`compare`]: run-to-run regression verdicts, cell by cell, at the level the runs allow.
+//! * [`noise`]: a host's noise profile from repeated runs of one build (`tcobench noise`).
 //! * [`table`]: the statistics of any CSV or Parquet table (`tcobench stats`).
 //! * this file: [`RunStats`] (everything `stats.json` holds) assembled from the above by
 //!   [`compute_stats`] and [`analyze`].
@@ -20,15 +23,17 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tcobench_results::io::{self, write_atomic};
-use tcobench_results::load;
+use tcobench_results::{load, replicates};
 use tcobench_results::schema::{files, CellOutcome, Manifest, SchemaError, SCHEMA_VERSION};
-use tcobench_results::{fmt_sig, CellStats, Metric, MetricInfo};
+use tcobench_results::{fmt_sig, CellStats, Level, Metric, MetricInfo};
 use tcobench_stats::{groups, inference};
 
 pub mod cells;
 pub mod compare;
 pub mod comparisons;
 pub mod meter;
+pub mod noise;
+pub mod replication;
 pub mod run_costs;
 pub mod table;
 
@@ -159,7 +164,15 @@ impl RunStats {
 }
 
 /// Computes statistics from a manifest and loaded requests (no I/O).
+///
+/// A run with `replicates` ≥ 2 is read one configuration at a time
+/// ([`replicates::configuration_view`]): each cell pools its executions' requests for the
+/// descriptives, carries the execution-level estimates ([`replication`]), and the in-run
+/// comparisons test the executions' means.
 pub fn compute_stats(manifest: &Manifest, requests: &load::LoadedRequests) -> RunStats {
+    let view = replicates::configuration_view(manifest, requests);
+    let replicated = view.replicated();
+    let (manifest, requests) = (&view.manifest, &view.requests);
     let bootstrap = inference::Bootstrap {
         resamples: 10_000,
         seed: manifest.seed,
@@ -168,13 +181,19 @@ pub fn compute_stats(manifest: &Manifest, requests: &load::LoadedRequests) -> Ru
         .cells
         .iter()
         .zip(&requests.cells)
-        .map(|(record, samples)| {
-            cell_stats(
+        .zip(&view.executions)
+        .map(|((record, samples), executions)| {
+            let mut cell = cell_stats(
                 record,
                 samples,
                 &bootstrap,
                 manifest.power.idle_baseline.as_ref(),
-            )
+                executions.len(),
+            );
+            if replicated {
+                cell.replication = Some(replication::replication(executions));
+            }
+            cell
         })
         .collect();
     // Cells whose logits disagree with the reference run different maths: comparing their
@@ -190,9 +209,23 @@ pub fn compute_stats(manifest: &Manifest, requests: &load::LoadedRequests) -> Ru
             c
         })
         .collect();
+    // The unit of the in-run comparisons: the executions' means where there are several.
+    let (units, level) = if replicated {
+        (
+            view.executions
+                .iter()
+                .zip(&requests.cells)
+                .map(|(e, pooled)| replication::execution_means(&pooled.cell_id, e))
+                .collect(),
+            Level::Executions,
+        )
+    } else {
+        (requests.cells.clone(), Level::Requests)
+    };
     let comparisons = comparisons::comparison_sets(
         &comparable,
-        &requests.cells,
+        &units,
+        level,
         &groups::GroupOptions {
             bootstrap,
             adjust: inference::Adjust::Holm,

@@ -67,6 +67,7 @@ fn cells() -> Vec<CellRecord> {
                         backend_info: BTreeMap::new(),
                         energy: None,
                         host_load: None,
+                        replicate: None,
                     });
                 }
             }

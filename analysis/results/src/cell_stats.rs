@@ -152,6 +152,93 @@ pub struct CellStats {
     /// provenance, uncertainty, validity and flags (absent when the run did not record it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub energy: Option<CellEnergy>,
+    /// The cell's executions and what they say at the execution level, in a run with
+    /// `replicates` ≥ 2 (absent otherwise: the requests of one execution are all there is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<Replication>,
+}
+
+impl CellStats {
+    /// The 95 % interval of the mean of `metric` at the level the run allows, and that level:
+    /// across executions when the cell has several usable ones, else across requests.
+    pub fn mean_ci95(&self, metric: Metric) -> Option<([f64; 2], Level)> {
+        if let Some(level) = self
+            .replication
+            .as_ref()
+            .and_then(|r| r.metrics.get(metric.name()))
+        {
+            return level.ci95_mean.map(|ci| (ci, Level::Executions));
+        }
+        self.metric(metric)?
+            .ci95_mean
+            .map(|ci| (ci, Level::Requests))
+    }
+}
+
+/// The unit a statistic treats as independent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Level {
+    /// Executions (fresh processes): their means are the observations; between-run variance
+    /// is inside the interval.
+    Executions,
+    /// Requests of one execution taken as independent: the interval cannot see what varies
+    /// from one execution to the next.
+    Requests,
+}
+
+impl Level {
+    /// How the level reads in a report (`across executions`, `across requests`).
+    pub fn words(self) -> &'static str {
+        match self {
+            Level::Executions => "across executions",
+            Level::Requests => "across requests",
+        }
+    }
+}
+
+/// A cell's executions in a run with `replicates` ≥ 2.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replication {
+    /// Every execution, in its number order.
+    pub executions: Vec<ExecutionSummary>,
+    /// Per metric name with values in at least two executions: the execution-level estimate
+    /// and the variance components.
+    pub metrics: BTreeMap<String, ExecutionLevel>,
+}
+
+/// One execution of a cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionSummary {
+    /// The execution's own id (the cell id with `-r<number>`).
+    pub cell_id: String,
+    /// Its number among the cell's executions (1-based).
+    pub number: u32,
+    /// Its position in the run's order of executions.
+    pub order: usize,
+    /// When it started (RFC 3339).
+    pub started_at: Option<String>,
+    /// Its outcome.
+    pub status: CellOutcome,
+    /// Timed, successful requests.
+    pub n_requests: usize,
+    /// Mean per metric name over its requests.
+    pub means: BTreeMap<String, f64>,
+}
+
+/// A metric of a cell at the execution level.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionLevel {
+    /// Executions with values.
+    pub n_executions: usize,
+    /// Mean of the executions' means.
+    pub mean: f64,
+    /// Standard deviation of the executions' means.
+    pub sd_of_means: f64,
+    /// Student-t 95 % interval of the mean across executions (`n_executions − 1` df).
+    pub ci95_mean: Option<[f64; 2]>,
+    /// Within- and between-execution variance (absent when no execution has two values).
+    pub components: Option<tcobench_stats::inference::VarianceComponents>,
 }
 
 /// Energy of a cell's measured window (all its timed requests, back to back): gross for TCO and

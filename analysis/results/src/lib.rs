@@ -10,6 +10,8 @@
 //! * [`io`]: polars frames of the records, checked Parquet and manifest reading, atomic writes.
 //! * [`load`]: a run's requests grouped into per-cell metric vectors, warm-up and failed rows
 //!   excluded and counted.
+//! * [`replicates`]: a run whose configurations ran in several executions, one configuration
+//!   at a time, each with its executions.
 //! * [`fmt`]: significant-digit formatting used wherever a figure becomes text.
 //!
 //! It depends only on `tcobench-stats` (for the descriptive records inside `stats.json`); it
@@ -20,11 +22,15 @@ pub mod config;
 pub mod fmt;
 pub mod io;
 pub mod load;
+pub mod replicates;
 pub mod schema;
 pub mod spec;
 #[cfg(any(test, feature = "testutil"))]
 pub mod testutil;
 
-pub use cell_stats::{CellEnergy, CellStats, Metric, MetricInfo, RobustStats, Unavailable};
+pub use cell_stats::{
+    CellEnergy, CellStats, ExecutionLevel, ExecutionSummary, Level, Metric, MetricInfo,
+    Replication, RobustStats, Unavailable,
+};
 pub use config::CellConfig;
 pub use fmt::fmt_sig;

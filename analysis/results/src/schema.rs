@@ -168,6 +168,26 @@ pub struct CellRecord {
     /// absent for mock cells, elsewhere, and in runs before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_load: Option<HostLoad>,
+    /// Which execution of its configuration this record is, in a run with `replicates` ≥ 2
+    /// (absent otherwise: the record is the configuration's only execution).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicate: Option<Replicate>,
+}
+
+/// One execution of a configuration that a run carries out `of` times (`replicates: R`): its
+/// own process, its own model load, its own place in the run's interleaved order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replicate {
+    /// 1-based number of this execution among the configuration's.
+    pub number: u32,
+    /// How many executions the configuration has (the scenario's `replicates`).
+    pub of: u32,
+    /// The id of the configuration all its executions share (the cell id of the run's
+    /// statistics; each execution's own `cell_id` adds `-r<number>`).
+    pub configuration_id: String,
+    /// The configuration's position in the scenario's configurations (its index in
+    /// `stats.json`).
+    pub configuration_index: usize,
 }
 
 /// Whether an energy figure may be reported as a measurement with its stated uncertainty.

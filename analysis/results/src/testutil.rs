@@ -39,6 +39,7 @@ fn cell(i: usize, id: &str, model: &str, batch: u32, status: CellOutcome) -> Cel
         backend_info: Default::default(),
         energy: None,
         host_load: None,
+        replicate: None,
     }
 }
 

@@ -1,5 +1,12 @@
 //! `tcobench compare BASE NEW` and `tcobench export RUN`.
 //!
+//! `BASE` and `NEW` are run folders, or folders of run folders (what `tcobench ab` and
+//! `tcobench noise` write): each side's executions are every replicate of every run in it, and
+//! the comparison is made at the level they allow (`tcobench_analysis::compare`). A side with a
+//! single execution is widened by this host's noise profile when there is one
+//! (`--noise-profile`, else the one `tcobench noise` installed for this host), and says so
+//! plainly when there is none.
+//!
 //! Both commands only read run folders. The logic lives in `tcobench_analysis::compare` and
 //! `tcobench_report::export`; this module parses options, renders text and picks exit codes:
 //!
@@ -16,7 +23,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use tcobench_analysis::compare::{self, CompareOptions, Comparison, Side};
+use tcobench_analysis::compare::{self, CompareLevel, CompareOptions, Comparison, ProfileChoice, Side};
+use tcobench_analysis::noise::NoiseProfile;
 use tcobench_report::export::{self, GabDirection};
 use tcobench_results::fmt_sig;
 use tcobench_results::schema::CellOutcome;
@@ -30,19 +38,27 @@ pub const EXIT_REGRESSED: u8 = 3;
 /// Arguments of `tcobench compare`.
 #[derive(clap::Args, Debug)]
 pub struct CompareArgs {
-    /// Baseline run folder.
+    /// Baseline: a run folder, or a folder of run folders.
     pub base: PathBuf,
-    /// New run folder.
+    /// New: a run folder, or a folder of run folders.
     pub new: PathBuf,
     /// Metric compared (a column of requests.parquet, or energy_j_per_token).
     #[arg(long, default_value = "tokens_per_s")]
     pub metric: String,
-    /// Noise threshold on the relative change (0.02 = ±2 %).
-    #[arg(long, default_value_t = 0.02)]
-    pub threshold: f64,
-    /// Significance level of the Welch test.
+    /// Noise threshold on the relative change (0.02 = ±2 %), or `auto`: each cell's threshold
+    /// from the noise profile (the change A/A runs of this host stay within).
+    #[arg(long, default_value = "0.02", value_parser = parse_threshold)]
+    pub threshold: Threshold,
+    /// Significance level of the test.
     #[arg(long, default_value_t = 0.05)]
     pub alpha: f64,
+    /// Noise profile to widen single-execution sides with (default: this host's, written by
+    /// `tcobench noise`, used only for runs of this host).
+    #[arg(long, value_name = "FILE", conflicts_with = "no_noise_profile")]
+    pub noise_profile: Option<PathBuf>,
+    /// Use no noise profile: single-execution sides are compared on their requests alone.
+    #[arg(long)]
+    pub no_noise_profile: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -107,27 +123,88 @@ pub struct ExportArgs {
     pub direction: Option<Direction>,
 }
 
+/// `--threshold`: a fraction, or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Threshold {
+    /// A fixed fraction.
+    Fixed(f64),
+    /// Each cell's from the noise profile.
+    Auto,
+}
+
+fn parse_threshold(s: &str) -> Result<Threshold, String> {
+    if s.trim().eq_ignore_ascii_case("auto") {
+        return Ok(Threshold::Auto);
+    }
+    match s.trim().parse::<f64>() {
+        Ok(t) => Ok(Threshold::Fixed(t)),
+        Err(_) => Err(format!(
+            "`{s}` is neither a fraction (0.02 = ±2 %) nor `auto`"
+        )),
+    }
+}
+
+/// The noise profile a comparison is offered: the named file, else this host's default (when
+/// one exists), else none. A named file that cannot be read is bad input.
+pub fn choose_profile(
+    named: Option<&std::path::Path>,
+    disabled: bool,
+) -> Result<Option<(NoiseProfile, PathBuf, bool)>, String> {
+    if disabled {
+        return Ok(None);
+    }
+    if let Some(path) = named {
+        return crate::commands::noise::read_profile(path)
+            .map(|p| Some((p, path.to_path_buf(), true)));
+    }
+    let path = crate::commands::noise::host_profile_path();
+    if !path.is_file() {
+        return Ok(None);
+    }
+    crate::commands::noise::read_profile(&path).map(|p| Some((p, path, false)))
+}
+
 fn bad_input(message: impl std::fmt::Display) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(EXIT_BAD_INPUT)
 }
 
+/// Parses a metric name; an unknown one is reported on standard error and becomes the bad-input
+/// exit code.
+pub fn parse_metric_or_bad(name: &str) -> Result<tcobench_results::Metric, ExitCode> {
+    compare::parse_metric(name).map_err(bad_input)
+}
+
 /// Runs `tcobench compare`.
 pub fn compare(args: &CompareArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
-    let metric = match compare::parse_metric(&args.metric) {
+    let metric = match parse_metric_or_bad(&args.metric) {
         Ok(m) => m,
-        Err(e) => return Ok(bad_input(e)),
+        Err(code) => return Ok(code),
+    };
+    let (threshold, threshold_auto) = match args.threshold {
+        Threshold::Fixed(t) => (t, false),
+        Threshold::Auto => (0.02, true),
     };
     let opts = CompareOptions {
         metric,
-        threshold: args.threshold,
+        threshold,
+        threshold_auto,
         alpha: args.alpha,
         bootstrap: Bootstrap {
             resamples: args.resamples,
             seed: args.seed,
         },
     };
-    let comparison = match compare::compare_runs(&args.base, &args.new, &opts) {
+    let profile = match choose_profile(args.noise_profile.as_deref(), args.no_noise_profile) {
+        Ok(p) => p,
+        Err(e) => return Ok(bad_input(e)),
+    };
+    let choice = profile.as_ref().map(|(profile, path, explicit)| ProfileChoice {
+        profile,
+        path,
+        explicit: *explicit,
+    });
+    let comparison = match compare::compare_runs(&args.base, &args.new, &opts, choice) {
         Ok(c) => c,
         Err(e) => return Ok(bad_input(e)),
     };
@@ -248,7 +325,7 @@ fn fmt_opt(x: Option<f64>) -> String {
 }
 
 /// Writes rows as columns padded to their widest cell; `right[i]` right-aligns column `i`.
-fn write_table(out: &mut dyn Write, rows: &[Vec<String>], right: &[bool]) -> std::io::Result<()> {
+pub fn write_table(out: &mut dyn Write, rows: &[Vec<String>], right: &[bool]) -> std::io::Result<()> {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|i| {
@@ -294,15 +371,52 @@ pub fn write_text(c: &Comparison, out: &mut dyn Write) -> std::io::Result<()> {
         c.base_run_id,
         c.new_run_id
     )?;
-    writeln!(
-        out,
-        "threshold ±{}%, alpha {}, Welch t-test new vs base, bootstrap 95% CI of the change \
-         ({} resamples, seed {})",
-        fmt_sig(100.0 * c.threshold, 3),
-        c.alpha,
-        c.bootstrap.resamples,
-        c.bootstrap.seed
-    )?;
+    let threshold = if c.threshold_auto {
+        format!(
+            "threshold per cell from the noise profile (±{}% where it has none)",
+            fmt_sig(100.0 * c.threshold, 3)
+        )
+    } else {
+        format!("threshold ±{}%", fmt_sig(100.0 * c.threshold, 3))
+    };
+    writeln!(out, "{threshold}, alpha {}", c.alpha)?;
+    if c.base_runs.len() > 1 || c.new_runs.len() > 1 {
+        writeln!(
+            out,
+            "base: {} run(s), new: {} run(s)",
+            c.base_runs.len(),
+            c.new_runs.len()
+        )?;
+    }
+    for (level, n) in c.level_counts() {
+        if n == 0 {
+            continue;
+        }
+        let how = match level {
+            CompareLevel::Executions => {
+                "the executions are the unit: t on their means, delta-method 95% CI of the change"
+                    .to_string()
+            }
+            CompareLevel::RequestsWidened => {
+                "one execution on a side, its variance widened by the between-execution variance \
+                 (source per cell in --json): t, delta-method 95% CI"
+                    .to_string()
+            }
+            CompareLevel::Requests => format!(
+                "one execution per side, between-run variance UNSEEN: Welch t on the requests, \
+                 bootstrap 95% CI ({} resamples, seed {})",
+                c.bootstrap.resamples, c.bootstrap.seed
+            ),
+        };
+        writeln!(out, "{n} cell(s) at level {}: {how}", level.words())?;
+    }
+    if let Some(p) = &c.profile {
+        writeln!(
+            out,
+            "noise profile: {} ({} on {}, {} runs, {})",
+            p.path, p.scenario_name, p.hostname, p.runs, p.created_at
+        )?;
+    }
     writeln!(out)?;
     if c.cells.is_empty() {
         writeln!(out, "no cell could be compared")?;
@@ -313,7 +427,8 @@ pub fn write_text(c: &Comparison, out: &mut dyn Write) -> std::io::Result<()> {
             "base mean",
             "new mean",
             "change [95% CI]",
-            "Welch p",
+            "p",
+            "level",
             "verdict",
         ]
         .map(String::from)
@@ -321,7 +436,17 @@ pub fn write_text(c: &Comparison, out: &mut dyn Write) -> std::io::Result<()> {
         for x in &c.cells {
             rows.push(vec![
                 x.label.clone(),
-                format!("{}/{}", x.base.n, x.new.n),
+                if x.base.executions > 1 || x.new.executions > 1 {
+                    format!(
+                        "{}×{}/{}×{}",
+                        x.base.executions,
+                        x.base.n / x.base.executions.max(1),
+                        x.new.executions,
+                        x.new.n / x.new.executions.max(1)
+                    )
+                } else {
+                    format!("{}/{}", x.base.n, x.new.n)
+                },
                 fmt_opt(x.base.mean),
                 fmt_opt(x.new.mean),
                 format!(
@@ -331,10 +456,11 @@ pub fn write_text(c: &Comparison, out: &mut dyn Write) -> std::io::Result<()> {
                     pct(x.rel_change_ci95[1])
                 ),
                 fmt_p(x.p),
+                x.level.words().to_string(),
                 verdict_word(x.verdict).to_string(),
             ]);
         }
-        write_table(out, &rows, &[false, true, true, true, true, true, false])?;
+        write_table(out, &rows, &[false, true, true, true, true, true, false, false])?;
     }
     if !c.not_compared.is_empty() {
         writeln!(out)?;

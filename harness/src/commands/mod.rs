@@ -10,8 +10,11 @@
 //! * [`analyze`] — `tcobench analyze`: `stats.json` and the report of a run folder again;
 //! * [`report`] — `tcobench report`: a run's report re-rendered, optionally re-priced;
 //! * [`stats`] — `tcobench stats`: the statistics of any CSV or Parquet table;
-//! * [`compare`] — `tcobench compare` and `tcobench export`: two runs cell by cell, and a run's
-//!   figures for continuous-benchmarking services;
+//! * [`compare`] — `tcobench compare` and `tcobench export`: two runs (or folders of runs) cell by
+//!   cell at the level they allow, and a run's figures for continuous-benchmarking services;
+//! * [`noise`] — `tcobench noise`: a scenario run N times, this host's noise profile from them;
+//! * [`ab`] — `tcobench ab`: two builds interleaved in ABBA blocks, the verdict with the run as
+//!   the unit;
 //! * [`validate`] — `tcobench validate`: data-file, physical and arithmetic checks on a run;
 //! * [`sweep`] — `tcobench sweep`: a run's measurements re-costed under pricing/energy variants;
 //! * [`tco`] — `tcobench tco`: the cost, energy and carbon calculator;
@@ -19,6 +22,7 @@
 //! * [`meter`] — `tcobench meter`: an external power meter's log and calibrations from it;
 //! * [`model`] — `tcobench model build`: a built-in model written to a folder.
 
+pub mod ab;
 pub mod analyze;
 pub mod catalog;
 pub mod cell;
@@ -27,6 +31,7 @@ pub mod compare;
 pub mod emit;
 pub mod meter;
 pub mod model;
+pub mod noise;
 pub mod plan;
 pub mod report;
 pub mod run;

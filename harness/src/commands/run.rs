@@ -33,6 +33,8 @@ pub struct RunArgs {
     pub seed: Option<u64>,
     /// Override the scenario's devices with one device.
     pub device: Option<Device>,
+    /// Override the scenario's `replicates`.
+    pub replicates: Option<u32>,
     /// The run folder of an interrupted run to finish.
     pub resume: Option<PathBuf>,
     /// Wall-clock limit of one cell, seconds (else the scenario's, else the default).
@@ -100,11 +102,13 @@ pub fn run(args: &RunArgs, out: &mut dyn Write) -> Result<ExitCode> {
             let overrides = Overrides {
                 seed: args.seed,
                 device: args.device,
+                replicates: args.replicates,
             };
             let s = Scenario::load(path, &overrides)?;
             let recorded = PlanOverrides {
                 seed: args.seed,
                 device: args.device,
+                replicates: args.replicates,
             };
             run_with(&s, path, &opts, &recorded, &execution(s.cell_timeout_s))?
         }

@@ -33,17 +33,38 @@ pub const MODEL_SEED: u64 = 0;
 /// exercise the statistics with non-degenerate data.
 pub(crate) const MOCK_JITTER_PERMILLE: u64 = 200;
 
-/// The default model cache: `$TCOBENCH_CACHE/models`, else `$XDG_CACHE_HOME/tcobench/models`,
-/// else `~/.cache/tcobench/models`.
+/// The mock backend's time factor for one execution: `1 + sd · z`, `z` a standard normal draw
+/// seeded by the run and the execution, kept within [0.2, 5] — a stand-in for what makes one
+/// execution of a real backend slower or faster than the next.
+pub(crate) fn mock_drift_factor(sd: f64, run_id: &str, execution_id: &str) -> f64 {
+    let seed = u64::from_str_radix(
+        &crate::plan::short_hash(format!("{run_id}/{execution_id}").as_bytes(), 16),
+        16,
+    )
+    .expect("hex");
+    let mut rng = ChaCha20Rng::seed_from_u64(seed);
+    // Box–Muller.
+    let (u1, u2): (f64, f64) = (rng.random::<f64>().max(f64::MIN_POSITIVE), rng.random());
+    let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+    (1.0 + sd * z).clamp(0.2, 5.0)
+}
+
+/// The default model cache: `models` in the [`cache_root`].
 pub fn default_models_dir() -> PathBuf {
+    cache_root().join("models")
+}
+
+/// tcobench's cache: `$TCOBENCH_CACHE`, else `$XDG_CACHE_HOME/tcobench`, else
+/// `~/.cache/tcobench`.
+pub fn cache_root() -> PathBuf {
     if let Some(d) = std::env::var_os("TCOBENCH_CACHE") {
-        return PathBuf::from(d).join("models");
+        return PathBuf::from(d);
     }
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(std::env::temp_dir);
-    base.join("tcobench").join("models")
+    base.join("tcobench")
 }
 
 fn model_source(name: &str) -> ModelSource {
@@ -58,7 +79,9 @@ fn model_source(name: &str) -> ModelSource {
 
 /// Loaded backends, reused by consecutive cells that share backend, model, device and dtype.
 pub(crate) struct Backends {
-    pub(crate) key: Option<(BackendKind, String, Device, DType)>,
+    /// What the loaded backend was loaded for; the last part is the execution, for mock
+    /// backends with a per-execution drift (each execution draws its own).
+    pub(crate) key: Option<(BackendKind, String, Device, DType, Option<String>)>,
     pub(crate) loaded: Option<Box<dyn Backend>>,
     /// How the loaded backend runs (threads, model file, cache, runtime library).
     pub(crate) info: BTreeMap<String, String>,
@@ -72,6 +95,9 @@ pub(crate) struct Backends {
     /// Where reference logits are kept for the other processes of the run (one process per
     /// cell), if anywhere.
     pub(crate) reference_dir: Option<PathBuf>,
+    /// The mock backend's per-execution random effect and the run it is drawn for
+    /// ([`mock_drift_factor`]); `None`: none.
+    pub(crate) mock_drift: Option<(f64, String)>,
 }
 
 impl Backends {
@@ -93,6 +119,7 @@ impl Backends {
             virtual_clock,
             reference: BTreeMap::new(),
             reference_dir: None,
+            mock_drift: None,
         }
     }
 
@@ -114,12 +141,18 @@ impl Backends {
     }
 
     pub(crate) fn get(&mut self, cell: &Cell) -> Result<&mut Box<dyn Backend>> {
+        let drift = self
+            .mock_drift
+            .as_ref()
+            .filter(|(sd, _)| *sd > 0.0 && cell.config.backend == BackendKind::Mock);
         let key = (
             cell.config.backend,
             cell.config.model.clone(),
             cell.config.device,
             cell.config.dtype,
+            drift.map(|_| cell.cell_id.clone()),
         );
+        let factor = drift.map_or(1.0, |(sd, run_id)| mock_drift_factor(*sd, run_id, &cell.cell_id));
         if self.key.as_ref() != Some(&key) {
             self.loaded = None;
             self.key = None;
@@ -175,12 +208,17 @@ impl Backends {
                         ModelSource::Builtin { model, .. } => model.config(),
                         ModelSource::Dir(dir) => model::load_config(dir)?,
                     };
+                    if factor != 1.0 {
+                        self.info
+                            .insert("mock_drift_factor".into(), format!("{factor:.6}"));
+                    }
                     Box::new(MockBackend::new(
                         config,
                         MockCost {
                             jitter_permille: MOCK_JITTER_PERMILLE,
                             ..MockCost::default()
-                        },
+                        }
+                        .scaled(factor),
                         self.virtual_clock.clone(),
                     ))
                 }

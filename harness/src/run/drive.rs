@@ -85,11 +85,15 @@ pub(crate) fn drive(
             plan.seed,
             &clock,
             &sampler,
-            Backends::new(
-                &opts.models_dir,
-                scenario.ort_threads.into(),
-                virtual_clock.clone(),
-            ),
+            {
+                let mut b = Backends::new(
+                    &opts.models_dir,
+                    scenario.ort_threads.into(),
+                    virtual_clock.clone(),
+                );
+                b.mock_drift = Some((scenario.mock_execution_drift, run_dir.run_id.clone()));
+                b
+            },
             &scenario.power,
             wants_timeline,
         )),

@@ -202,7 +202,9 @@ impl<'a> ChildCells<'a> {
 
 impl CellRunner for ChildCells<'_> {
     fn run(&mut self, cell: &Cell, progress: &mut dyn FnMut(Option<u64>)) -> Result<Ran> {
-        let key = if self.options.process_per_cell {
+        // An execution of a replicated cell is independent only in a process of its own.
+        let own_process = self.options.process_per_cell || cell.replicate.is_some();
+        let key = if own_process {
             cell.cell_id.clone()
         } else {
             format!(
@@ -249,7 +251,7 @@ impl CellRunner for ChildCells<'_> {
             ChildEnd::Served if matches!(report.last_event, Some(CellEvent::Stopped { .. })) => {
                 self.close_worker()
             }
-            ChildEnd::Served if self.options.process_per_cell => self.close_worker(),
+            ChildEnd::Served if own_process => self.close_worker(),
             ChildEnd::Served => {}
             // Gone (and reaped): the next cell starts another.
             _ => self.worker = None,

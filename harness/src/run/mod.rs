@@ -63,7 +63,7 @@ use crate::plan::{sanitize, Cell, Plan, PlanOverrides};
 use crate::power;
 use crate::scenario::Scenario;
 
-pub use self::backends::{default_models_dir, MODEL_SEED, REFERENCE_LOGITS_DIR};
+pub use self::backends::{cache_root, default_models_dir, MODEL_SEED, REFERENCE_LOGITS_DIR};
 pub use self::cell::{measure_request, request_record, Measured};
 pub use self::clock::Clock;
 pub use self::execution::Execution;
@@ -328,5 +328,6 @@ pub(crate) fn pending_record(cell: &Cell) -> CellRecord {
         backend_info: Default::default(),
         energy: None,
         host_load: None,
+        replicate: cell.replicate.clone(),
     }
 }

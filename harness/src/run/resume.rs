@@ -85,6 +85,7 @@ pub fn resume(
         &Overrides {
             seed: plan.overrides.seed,
             device: plan.overrides.device,
+            replicates: plan.overrides.replicates,
         },
     )?;
     let now = Plan::from_scenario(&scenario, &plan.scenario_path);

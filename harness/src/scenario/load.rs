@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use tcobench_results::spec::CostingSpec;
 
-use super::raw::{RawMatrix, RawOrt, RawPower, RawScenario};
+use super::raw::{RawMatrix, RawMock, RawOrt, RawPower, RawScenario};
 use super::validate::validate;
 use super::{Overrides, Scenario, ScenarioError};
 
@@ -331,6 +331,7 @@ fn merge_chain(files: &[SourceFile]) -> Merged {
         take!(raw.device, r.device, "device");
         take!(raw.warmup, r.warmup, "warmup");
         take!(raw.repetitions, r.repetitions, "repetitions");
+        take!(raw.replicates, r.replicates, "replicates");
         take!(raw.exclude, r.exclude, "exclude");
         if let Some(m) = &r.matrix {
             take!(matrix.backend, m.backend, "matrix.backend");
@@ -378,6 +379,14 @@ fn merge_chain(files: &[SourceFile]) -> Merged {
         }
         take!(raw.budget_usd, r.budget_usd, "budget_usd");
         take!(raw.cell_timeout_s, r.cell_timeout_s, "cell_timeout_s");
+        if let Some(m) = &r.mock {
+            let mock = raw.mock.get_or_insert_with(RawMock::default);
+            take!(
+                mock.execution_drift,
+                m.execution_drift,
+                "mock.execution_drift"
+            );
+        }
         if let Some(o) = &r.onnxruntime {
             let ort = raw.onnxruntime.get_or_insert_with(RawOrt::default);
             take!(

@@ -201,6 +201,15 @@ pub struct Scenario {
     pub warmup: u32,
     /// Timed requests per cell.
     pub repetitions: u32,
+    /// Independent executions of every cell (`replicates`, `run --replicates`): each a fresh
+    /// process with its model loaded anew, in a seeded interleaved order.
+    #[serde(skip_serializing_if = "is_one")]
+    pub replicates: u32,
+    /// `mock.execution_drift`: the mock backend's per-execution random effect, as a relative
+    /// standard deviation (0: none) — a stand-in for what makes real runs differ, for testing
+    /// the statistics that must see it.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub mock_execution_drift: f64,
     /// The matrix.
     pub matrix: Matrix,
     /// Exclusion rules.
@@ -223,7 +232,18 @@ pub struct Scenario {
     pub sources: Vec<PathBuf>,
 }
 
+fn is_one(v: &u32) -> bool {
+    *v == 1
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
+}
+
 impl Scenario {
+    /// The most executions per cell a scenario may ask for.
+    pub const MAX_REPLICATES: u32 = 1000;
+
     /// The matrix expanded — device × backend × model × dtype × batch × prompt × new tokens, in
     /// that nesting order so consecutive cells reuse a loaded model — with excluded
     /// combinations dropped. The plan gives each an id, a seed and its place.
@@ -296,6 +316,8 @@ pub struct Overrides {
     pub seed: Option<u64>,
     /// `--device D`.
     pub device: Option<Device>,
+    /// `--replicates R`.
+    pub replicates: Option<u32>,
 }
 
 #[cfg(test)]

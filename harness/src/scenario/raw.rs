@@ -112,6 +112,7 @@ pub(crate) struct RawScenario {
     pub(crate) device: Option<OneOrMany<Device>>,
     pub(crate) warmup: Option<u32>,
     pub(crate) repetitions: Option<u32>,
+    pub(crate) replicates: Option<u32>,
     pub(crate) matrix: Option<RawMatrix>,
     pub(crate) exclude: Option<Vec<BTreeMap<String, serde_yaml::Value>>>,
     pub(crate) power: Option<RawPower>,
@@ -124,6 +125,14 @@ pub(crate) struct RawScenario {
     pub(crate) budget_usd: Option<f64>,
     pub(crate) cell_timeout_s: Option<f64>,
     pub(crate) onnxruntime: Option<RawOrt>,
+    pub(crate) mock: Option<RawMock>,
+}
+
+/// `mock:` as written (settings of the mock backend, for tests of the tool itself).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMock {
+    pub(crate) execution_drift: Option<f64>,
 }
 
 /// `onnxruntime:` as written.

@@ -294,6 +294,38 @@ pub(crate) fn validate(
     if repetitions == 0 {
         return Err(at("repetitions").error("repetitions", "must be at least 1"));
     }
+    let replicates = match overrides.replicates.or(raw.replicates).unwrap_or(1) {
+        r @ 1..=Scenario::MAX_REPLICATES => r,
+        r => {
+            let message = format!(
+                "must be between 1 and {} (the number of independent executions of every \
+                 cell), got {r}",
+                Scenario::MAX_REPLICATES
+            );
+            return Err(match overrides.replicates {
+                Some(_) => ScenarioError {
+                    path: files[0].path.clone(),
+                    line: None,
+                    column: None,
+                    key: Some("--replicates".into()),
+                    message,
+                },
+                None => at("replicates").error("replicates", message),
+            });
+        }
+    };
+    let mock_execution_drift = match raw.mock.as_ref().and_then(|m| m.execution_drift) {
+        None => 0.0,
+        Some(d) if d.is_finite() && (0.0..=0.5).contains(&d) => d,
+        Some(d) => {
+            return Err(at("mock.execution_drift").error(
+                "mock.execution_drift",
+                format!(
+                    "must be a relative standard deviation between 0 and 0.5 (0.05 = 5 %), got {d}"
+                ),
+            ))
+        }
+    };
 
     let p = raw.power.clone().unwrap_or_default();
     let check_range = |key: &'static str, v: Option<f64>, lo: f64, hi: f64, default: f64| {
@@ -487,6 +519,8 @@ pub(crate) fn validate(
         device,
         warmup,
         repetitions,
+        replicates,
+        mock_execution_drift,
         matrix,
         exclude,
         power,

@@ -75,6 +75,7 @@ fn write_run(dir: &Path, run_id: &str, cells: &[Synth], energy: bool) -> PathBuf
             backend_info: Default::default(),
             energy: None,
             host_load: None,
+            replicate: None,
         })
         .collect();
     let request = |c: &CellRecord, rep: u32, warmup: bool, tps: Option<f64>| {
@@ -273,7 +274,7 @@ fn compare_table_verdicts_and_exit_codes() {
         "base mean",
         "new mean",
         "change [95% CI]",
-        "Welch p",
+        "p",
         "verdict",
     ] {
         assert!(header.contains(col), "{header}");

@@ -13,7 +13,10 @@ use crate::common::{models_dir, tcobench, write, MOCK};
 
 fn run(dir: &Path, text: &str, seed: Option<u64>) -> RunOutcome {
     let path = write(dir, &format!("scenario-{}.yaml", seed.unwrap_or(0)), text);
-    let s = Scenario::load(&path, &Overrides { seed, device: None }).unwrap();
+    let s = Scenario::load(&path, &Overrides {
+            seed,
+            ..Overrides::default()
+        }).unwrap();
     let opts = RunOptions {
         out: dir.join("results"),
         models_dir: models_dir(),

@@ -143,6 +143,7 @@ fn matrix_expansion_excludes_and_stable_ids() {
             &Overrides {
                 seed: Some(8),
                 device: None,
+                replicates: None,
             },
         )
         .unwrap(),

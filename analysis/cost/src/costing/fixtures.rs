@@ -102,6 +102,7 @@ pub(super) fn cell(
         agreement: None,
         backend_info: BTreeMap::new(),
         energy: None,
+        replication: None,
     }
 }
 

@@ -16,6 +16,8 @@
 //! * seeded, reproducible percentile bootstraps: [`bootstrap_ci_median`],
 //!   [`bootstrap_ci_relative_change`];
 //! * outlier screening by Tukey fences and robust z-scores: [`outliers`];
+//! * two-level data (requests inside executions): [`variance_components`] and [`ratio_test`]
+//!   on [`MeanEstimate`]s whose variance keeps its parts;
 //! * a decision rule combining significance and practical relevance: [`regression_verdict`].
 //!
 //! Quantiles are type 7 (the default of R and NumPy), from [`crate::descriptive::quantile_sorted`].
@@ -33,6 +35,8 @@
 //! * `bootstrap`: [`Bootstrap`], [`GroupBootstrap`], [`bootstrap_ci_median`], [`bootstrap_group`],
 //!   [`relative_change_ci`], [`bootstrap_ci_relative_change`], with the random generators in
 //!   `rng`;
+//! * `levels`: [`VarianceComponents`], [`variance_components`], [`MeanEstimate`],
+//!   [`VarianceTerm`], [`RatioTest`], [`ratio_test`];
 //! * `robust`: [`Outliers`], [`outliers`];
 //! * `verdict`: [`Verdict`], [`regression_verdict`];
 //! * `common`: private helpers shared by the above (input checks, means, distribution tails,
@@ -43,6 +47,7 @@
 mod bootstrap;
 mod common;
 mod ksample;
+mod levels;
 mod multiplicity;
 mod rng;
 mod robust;
@@ -54,6 +59,9 @@ mod verdict;
 pub use bootstrap::{
     bootstrap_ci_median, bootstrap_ci_relative_change, bootstrap_group, relative_change_ci,
     Bootstrap, GroupBootstrap,
+};
+pub use levels::{
+    ratio_test, variance_components, MeanEstimate, RatioTest, VarianceComponents, VarianceTerm,
 };
 pub use ksample::{kruskal_wallis, one_way_anova, welch_anova, Anova, KruskalWallis, WelchAnova};
 pub use multiplicity::{p_adjust, pairwise_t_pooled, pairwise_t_pooled_with, Adjust};

@@ -227,6 +227,7 @@ fn prepare(source: &PlanSource) -> Result<std::result::Result<Prepared, BadInput
             &Overrides {
                 seed: plan.overrides.seed,
                 device: plan.overrides.device,
+                replicates: plan.overrides.replicates,
             },
         )?;
         let now = run_plan(&scenario, &scenario_path, &plan.overrides);
@@ -243,12 +244,14 @@ fn prepare(source: &PlanSource) -> Result<std::result::Result<Prepared, BadInput
     let overrides = PlanOverrides {
         seed: source.seed,
         device: source.device,
+        replicates: None,
     };
     let scenario = Scenario::load(
         input,
         &Overrides {
             seed: source.seed,
             device: source.device,
+            replicates: None,
         },
     )?;
     let plan = run_plan(&scenario, input, &overrides);
@@ -368,6 +371,7 @@ pub fn run(args: &EmitArgs, out: &mut dyn Write) -> Result<ExitCode> {
             &Overrides {
                 seed: source.seed,
                 device: source.device,
+                replicates: None,
             },
         )?;
         Plan::from_scenario(&s, &source.input.display().to_string())
