@@ -28,7 +28,9 @@ use tcobench_results::config::model_label;
 use tcobench_results::replicates::{execution_id, replicate};
 use tcobench_results::schema::Replicate;
 
-use crate::scenario::{BackendKind, OrtThreadSettings, PowerSettings, PowerSource, Scenario};
+use crate::scenario::{
+    BackendKind, MockSettings, OrtThreadSettings, PowerSettings, PowerSource, Scenario,
+};
 
 /// Plan file format version.
 pub const PLAN_VERSION: u32 = 1;
@@ -132,8 +134,8 @@ pub struct CellSettings {
     pub devices: Vec<Device>,
     /// ONNX Runtime thread pools.
     pub ort_threads: OrtThreadSettings,
-    /// The mock backend's per-execution random effect (relative standard deviation; 0: none).
-    pub mock_execution_drift: f64,
+    /// How the mock backend's virtual time varies.
+    pub mock: MockSettings,
 }
 
 /// The parts of the resolved scenario a `run-cell` child reads back (the validated scenario
@@ -144,7 +146,7 @@ struct ResolvedParts {
     power: ResolvedPower,
     ort_threads: ResolvedThreads,
     #[serde(default)]
-    mock_execution_drift: f64,
+    mock: MockSettings,
 }
 
 #[derive(Debug, Deserialize)]
@@ -347,7 +349,7 @@ impl Plan {
                 intra: parts.ort_threads.intra,
                 inter: parts.ort_threads.inter,
             },
-            mock_execution_drift: parts.mock_execution_drift,
+            mock: parts.mock,
         })
     }
 

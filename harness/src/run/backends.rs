@@ -23,7 +23,7 @@ use tcobench_results::schema::{Agreement, AgreementStatus};
 
 use super::writer::write_atomic;
 use crate::plan::{self, sanitize, Cell};
-use crate::scenario::BackendKind;
+use crate::scenario::{BackendKind, MockSettings};
 
 /// The seed of the built-in models' weights. Fixed (not the scenario seed) so every run of
 /// `small` measures the same network, whatever the prompt seed.
@@ -32,22 +32,6 @@ pub const MODEL_SEED: u64 = 0;
 /// Spread of the mock backend's request times (deterministic, from the prompts), so mock runs
 /// exercise the statistics with non-degenerate data.
 pub(crate) const MOCK_JITTER_PERMILLE: u64 = 200;
-
-/// The mock backend's time factor for one execution: `1 + sd · z`, `z` a standard normal draw
-/// seeded by the run and the execution, kept within [0.2, 5] — a stand-in for what makes one
-/// execution of a real backend slower or faster than the next.
-pub(crate) fn mock_drift_factor(sd: f64, run_id: &str, execution_id: &str) -> f64 {
-    let seed = u64::from_str_radix(
-        &crate::plan::short_hash(format!("{run_id}/{execution_id}").as_bytes(), 16),
-        16,
-    )
-    .expect("hex");
-    let mut rng = ChaCha20Rng::seed_from_u64(seed);
-    // Box–Muller.
-    let (u1, u2): (f64, f64) = (rng.random::<f64>().max(f64::MIN_POSITIVE), rng.random());
-    let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-    (1.0 + sd * z).clamp(0.2, 5.0)
-}
 
 /// The default model cache: `models` in the [`cache_root`].
 pub fn default_models_dir() -> PathBuf {
@@ -95,9 +79,9 @@ pub(crate) struct Backends {
     /// Where reference logits are kept for the other processes of the run (one process per
     /// cell), if anywhere.
     pub(crate) reference_dir: Option<PathBuf>,
-    /// The mock backend's per-execution random effect and the run it is drawn for
-    /// ([`mock_drift_factor`]); `None`: none.
-    pub(crate) mock_drift: Option<(f64, String)>,
+    /// How the mock backend's time varies, and the run it is drawn for
+    /// ([`MockSettings::factor`]); `None`: as is.
+    pub(crate) mock: Option<(MockSettings, String)>,
 }
 
 impl Backends {
@@ -119,7 +103,7 @@ impl Backends {
             virtual_clock,
             reference: BTreeMap::new(),
             reference_dir: None,
-            mock_drift: None,
+            mock: None,
         }
     }
 
@@ -141,18 +125,18 @@ impl Backends {
     }
 
     pub(crate) fn get(&mut self, cell: &Cell) -> Result<&mut Box<dyn Backend>> {
-        let drift = self
-            .mock_drift
+        let mock = self
+            .mock
             .as_ref()
-            .filter(|(sd, _)| *sd > 0.0 && cell.config.backend == BackendKind::Mock);
+            .filter(|(m, _)| !m.is_default() && cell.config.backend == BackendKind::Mock);
         let key = (
             cell.config.backend,
             cell.config.model.clone(),
             cell.config.device,
             cell.config.dtype,
-            drift.map(|_| cell.cell_id.clone()),
+            mock.map(|_| cell.cell_id.clone()),
         );
-        let factor = drift.map_or(1.0, |(sd, run_id)| mock_drift_factor(*sd, run_id, &cell.cell_id));
+        let factor = mock.map_or(1.0, |(m, run_id)| m.factor(run_id, &cell.cell_id));
         if self.key.as_ref() != Some(&key) {
             self.loaded = None;
             self.key = None;
@@ -210,7 +194,7 @@ impl Backends {
                     };
                     if factor != 1.0 {
                         self.info
-                            .insert("mock_drift_factor".into(), format!("{factor:.6}"));
+                            .insert("mock_time_factor".into(), format!("{factor:.6}"));
                     }
                     Box::new(MockBackend::new(
                         config,

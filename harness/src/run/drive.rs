@@ -91,7 +91,7 @@ pub(crate) fn drive(
                     scenario.ort_threads.into(),
                     virtual_clock.clone(),
                 );
-                b.mock_drift = Some((scenario.mock_execution_drift, run_dir.run_id.clone()));
+                b.mock = Some((scenario.mock, run_dir.run_id.clone()));
                 b
             },
             &scenario.power,

@@ -119,7 +119,7 @@ pub fn run_single_cell(
     let fresh = |clock: VirtualClock| {
         let mut b = Backends::new(models_dir, settings.ort_threads.into(), clock);
         b.reference_dir = Some(run_dir.path.join(REFERENCE_LOGITS_DIR));
-        b.mock_drift = Some((settings.mock_execution_drift, run_dir.run_id.clone()));
+        b.mock = Some((settings.mock, run_dir.run_id.clone()));
         b
     };
     // Mock cells run on this cell's virtual clock, so they get backends of their own; real

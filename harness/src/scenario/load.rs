@@ -386,6 +386,8 @@ fn merge_chain(files: &[SourceFile]) -> Merged {
                 m.execution_drift,
                 "mock.execution_drift"
             );
+            take!(mock.drift_seed, m.drift_seed, "mock.drift_seed");
+            take!(mock.time_scale, m.time_scale, "mock.time_scale");
         }
         if let Some(o) = &r.onnxruntime {
             let ort = raw.onnxruntime.get_or_insert_with(RawOrt::default);

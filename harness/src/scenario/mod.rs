@@ -205,11 +205,9 @@ pub struct Scenario {
     /// process with its model loaded anew, in a seeded interleaved order.
     #[serde(skip_serializing_if = "is_one")]
     pub replicates: u32,
-    /// `mock.execution_drift`: the mock backend's per-execution random effect, as a relative
-    /// standard deviation (0: none) — a stand-in for what makes real runs differ, for testing
-    /// the statistics that must see it.
-    #[serde(skip_serializing_if = "is_zero")]
-    pub mock_execution_drift: f64,
+    /// `mock:`: how the mock backend's virtual time varies (tests of the tool itself).
+    #[serde(skip_serializing_if = "MockSettings::is_default")]
+    pub mock: MockSettings,
     /// The matrix.
     pub matrix: Matrix,
     /// Exclusion rules.
@@ -236,8 +234,67 @@ fn is_one(v: &u32) -> bool {
     *v == 1
 }
 
-fn is_zero(v: &f64) -> bool {
-    *v == 0.0
+/// `mock:` — the mock backend's virtual time, made to vary the way real runs do, for testing
+/// the statistics that must see it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MockSettings {
+    /// `execution_drift`: a random effect per execution, as a relative standard deviation of
+    /// all its times (0: none).
+    #[serde(default)]
+    pub execution_drift: f64,
+    /// `drift_seed`: seed of the drift draws (default: each run draws its own, from its id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift_seed: Option<u64>,
+    /// `time_scale`: every virtual time multiplied by this (1: as is; 1.1 = a 10 % slower build).
+    #[serde(default = "unit_scale")]
+    pub time_scale: f64,
+}
+
+fn unit_scale() -> f64 {
+    1.0
+}
+
+impl Default for MockSettings {
+    fn default() -> Self {
+        MockSettings {
+            execution_drift: 0.0,
+            drift_seed: None,
+            time_scale: 1.0,
+        }
+    }
+}
+
+impl MockSettings {
+    /// Whether nothing is changed.
+    pub fn is_default(&self) -> bool {
+        *self == MockSettings::default()
+    }
+
+    /// The time factor of one execution of run `run_id`: `time_scale · (1 + execution_drift ·
+    /// z)`, `z` a standard normal draw seeded by `drift_seed` (else the run id) and the
+    /// execution's id, the drift part kept within [0.2, 5].
+    pub fn factor(&self, run_id: &str, execution_id: &str) -> f64 {
+        let drift = if self.execution_drift > 0.0 {
+            let nonce = self
+                .drift_seed
+                .map_or_else(|| run_id.to_string(), |s| format!("seed {s}"));
+            let seed = u64::from_str_radix(
+                &crate::plan::short_hash(format!("{nonce}/{execution_id}").as_bytes(), 16),
+                16,
+            )
+            .expect("hex");
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+            // Box–Muller.
+            let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+            let u2: f64 = rng.random();
+            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+            (1.0 + self.execution_drift * z).clamp(0.2, 5.0)
+        } else {
+            1.0
+        };
+        self.time_scale * drift
+    }
 }
 
 impl Scenario {

@@ -133,6 +133,8 @@ pub(crate) struct RawScenario {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawMock {
     pub(crate) execution_drift: Option<f64>,
+    pub(crate) drift_seed: Option<u64>,
+    pub(crate) time_scale: Option<f64>,
 }
 
 /// `onnxruntime:` as written.

@@ -14,7 +14,8 @@ use tcobench_results::spec::CostingSpec;
 use super::load::{Merged, SourceFile};
 use super::raw::RawScenario;
 use super::{
-    BackendKind, Budget, Exclude, Matrix, OrtThreadSettings, Overrides, PowerSettings, Scenario,
+    BackendKind, Budget, Exclude, Matrix, MockSettings, OrtThreadSettings, Overrides, PowerSettings,
+    Scenario,
     ScenarioError,
 };
 
@@ -314,17 +315,32 @@ pub(crate) fn validate(
             });
         }
     };
-    let mock_execution_drift = match raw.mock.as_ref().and_then(|m| m.execution_drift) {
-        None => 0.0,
-        Some(d) if d.is_finite() && (0.0..=0.5).contains(&d) => d,
-        Some(d) => {
-            return Err(at("mock.execution_drift").error(
-                "mock.execution_drift",
-                format!(
-                    "must be a relative standard deviation between 0 and 0.5 (0.05 = 5 %), got {d}"
-                ),
-            ))
-        }
+    let raw_mock = raw.mock.clone().unwrap_or_default();
+    let mock = MockSettings {
+        execution_drift: match raw_mock.execution_drift {
+            None => 0.0,
+            Some(d) if d.is_finite() && (0.0..=0.5).contains(&d) => d,
+            Some(d) => {
+                return Err(at("mock.execution_drift").error(
+                    "mock.execution_drift",
+                    format!(
+                        "must be a relative standard deviation between 0 and 0.5 (0.05 = 5 %), \
+                         got {d}"
+                    ),
+                ))
+            }
+        },
+        drift_seed: raw_mock.drift_seed,
+        time_scale: match raw_mock.time_scale {
+            None => 1.0,
+            Some(t) if t.is_finite() && (0.01..=100.0).contains(&t) => t,
+            Some(t) => {
+                return Err(at("mock.time_scale").error(
+                    "mock.time_scale",
+                    format!("must be a factor between 0.01 and 100 (1.1 = 10 % slower), got {t}"),
+                ))
+            }
+        },
     };
 
     let p = raw.power.clone().unwrap_or_default();
@@ -520,7 +536,7 @@ pub(crate) fn validate(
         warmup,
         repetitions,
         replicates,
-        mock_execution_drift,
+        mock,
         matrix,
         exclude,
         power,
