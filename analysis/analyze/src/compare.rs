@@ -560,7 +560,9 @@ pub fn compare_runs(
 
 /// Whether two host descriptions are the same machine (name, CPU and cores).
 pub fn same_host(a: &HostInfo, b: &HostInfo) -> bool {
-    a.hostname == b.hostname && a.cpu_model == b.cpu_model && a.cpu_logical_cores == b.cpu_logical_cores
+    a.hostname == b.hostname
+        && a.cpu_model == b.cpu_model
+        && a.cpu_logical_cores == b.cpu_logical_cores
 }
 
 /// Index of every configuration in a run → the positions of its cells.
@@ -791,7 +793,11 @@ fn compare_cell(
     };
     sources.dedup();
     let test = ratio_test(&be, &ne).map_err(|e| inference_reason(&e))?;
-    Ok((test, CompareLevel::RequestsWidened, Some(sources.join("; "))))
+    Ok((
+        test,
+        CompareLevel::RequestsWidened,
+        Some(sources.join("; ")),
+    ))
 }
 
 /// Compares two loaded sides (no I/O; `base_dir`, `new_dir` and `profile` use are left empty
@@ -839,8 +845,13 @@ pub fn compare_loaded(
         let nside = gather(new, &config, metric, "new");
         if bside.duplicated > 1 || nside.duplicated > 1 {
             let times = |side: &SideCell<'_>, index: &[HashMap<CellConfig, Vec<usize>>]| {
-                side.duplicated
-                    .max(index.iter().map(|m| m.get(&config).map_or(0, Vec::len)).max().unwrap_or(0))
+                side.duplicated.max(
+                    index
+                        .iter()
+                        .map(|m| m.get(&config).map_or(0, Vec::len))
+                        .max()
+                        .unwrap_or(0),
+                )
             };
             not_compared.push(NotCompared {
                 label,
@@ -1228,7 +1239,8 @@ mod tests {
         assert!(matches!(err, CompareError::NotARunFolder { .. }), "{err}");
         assert!(err.to_string().contains("nope"), "{err}");
 
-        let err = compare_runs(tmp.path(), tmp.path(), &CompareOptions::default(), None).unwrap_err();
+        let err =
+            compare_runs(tmp.path(), tmp.path(), &CompareOptions::default(), None).unwrap_err();
         assert!(err.to_string().contains("no manifest.json"), "{err}");
 
         // A manifest without requests.parquet: a load error naming the file.

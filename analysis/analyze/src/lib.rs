@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tcobench_results::io::{self, write_atomic};
-use tcobench_results::{load, replicates};
 use tcobench_results::schema::{files, CellOutcome, Manifest, SchemaError, SCHEMA_VERSION};
 use tcobench_results::{fmt_sig, CellStats, Level, Metric, MetricInfo};
+use tcobench_results::{load, replicates};
 use tcobench_stats::{groups, inference};
 
 pub mod cells;
@@ -109,6 +109,24 @@ pub struct CellCounts {
 }
 
 impl RunStats {
+    /// Whether the run's cells ran in several executions each (`replicates` ≥ 2).
+    pub fn replicated(&self) -> bool {
+        self.cells.iter().any(|c| c.replication.is_some())
+    }
+
+    /// The statistics as tables, plots and prices read them: every cell
+    /// [at its execution level](CellStats::at_execution_level).
+    pub fn at_execution_level(&self) -> RunStats {
+        RunStats {
+            cells: self
+                .cells
+                .iter()
+                .map(CellStats::at_execution_level)
+                .collect(),
+            ..self.clone()
+        }
+    }
+
     /// Cells by outcome.
     pub fn counts(&self) -> CellCounts {
         let mut c = CellCounts::default();
@@ -272,7 +290,8 @@ pub fn analyze(run_dir: &Path) -> Result<RunStats, AnalysisError> {
     let requests = load::load_requests(&run_dir.join(files::REQUESTS), &manifest)?;
     let mut stats = compute_stats(&manifest, &requests);
     if let Some(spec) = &manifest.costing {
-        match price_run(&stats, &manifest, spec, None) {
+        // Priced at the execution level: "how sure" is then as sure as the executions allow.
+        match price_run(&stats.at_execution_level(), &manifest, spec, None) {
             Ok(costs) => stats.costing = Some(costs),
             Err(e) => stats.warnings.push(format!("costing skipped: {e}")),
         }

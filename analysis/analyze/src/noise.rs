@@ -211,7 +211,10 @@ impl NoiseProfile {
             for cell in &mut cells {
                 if let Some(m) = cell.metrics.get_mut(metric.name()) {
                     let c = counts.get(&cell.config).copied().unwrap_or_default();
-                    totals.entry(metric.name().to_string()).or_default().absorb(&c);
+                    totals
+                        .entry(metric.name().to_string())
+                        .or_default()
+                        .absorb(&c);
                     m.false_alarms = Some(c);
                 }
             }
@@ -351,7 +354,10 @@ fn false_alarms(
     let in_sample = profile_of(&everyone, runs, opts.alpha);
     for i in 0..runs.len() {
         for j in i + 1..runs.len() {
-            let (a, b) = (std::slice::from_ref(&runs[i]), std::slice::from_ref(&runs[j]));
+            let (a, b) = (
+                std::slice::from_ref(&runs[i]),
+                std::slice::from_ref(&runs[j]),
+            );
             let plain = compare_loaded(a, b, &compare, None);
             let others: Vec<&LoadedRun> = runs
                 .iter()
@@ -373,7 +379,10 @@ fn false_alarms(
                 e.requests.add(c.verdict);
             }
             for c in &widened.cells {
-                out.entry(c.config.clone()).or_default().widened.add(c.verdict);
+                out.entry(c.config.clone())
+                    .or_default()
+                    .widened
+                    .add(c.verdict);
             }
         }
     }

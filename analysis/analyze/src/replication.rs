@@ -123,7 +123,10 @@ mod tests {
         assert_eq!(level.sd_of_means, 3.0);
         // 5 ± t(0.975, 2) · 3/√3 = 5 ± 4.302653 · 1.732051.
         let [lo, hi] = level.ci95_mean.unwrap();
-        assert!((hi - 5.0 - 4.302_652_729_911 * 3f64.sqrt()).abs() < 1e-6, "{hi}");
+        assert!(
+            (hi - 5.0 - 4.302_652_729_911 * 3f64.sqrt()).abs() < 1e-6,
+            "{hi}"
+        );
         assert!((lo + hi - 10.0).abs() < 1e-12);
         let c = level.components.unwrap();
         assert!((c.var_between - 26.0 / 3.0).abs() < 1e-12);

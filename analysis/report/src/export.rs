@@ -35,7 +35,7 @@ use crate::ReportError;
 pub fn load_run_stats(run_dir: &Path) -> Result<RunStats, ReportError> {
     let manifest = tcobench_analysis::read_run_manifest(run_dir)?;
     let requests = load::load_requests(&run_dir.join(files::REQUESTS), &manifest)?;
-    Ok(tcobench_analysis::compute_stats(&manifest, &requests))
+    Ok(tcobench_analysis::compute_stats(&manifest, &requests).at_execution_level())
 }
 
 /// Measure slug of a metric, as used for BMF measures: `e2e-ms`, `ttft-ms`, `tpot-ms`,

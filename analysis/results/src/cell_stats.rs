@@ -159,6 +159,23 @@ pub struct CellStats {
 }
 
 impl CellStats {
+    /// The cell as tables, plots and prices read it: with replication, each metric's mean and
+    /// 95 % interval are the execution-level ones (the mean of the executions' means, Student-t
+    /// across executions); the distribution's other figures (percentiles, sd, n) stay those of
+    /// the pooled requests. Without replication, the cell as it is.
+    pub fn at_execution_level(&self) -> CellStats {
+        let mut out = self.clone();
+        if let Some(r) = &self.replication {
+            for (name, level) in &r.metrics {
+                if let Some(d) = out.metrics.get_mut(name) {
+                    d.mean = level.mean;
+                    d.ci95_mean = level.ci95_mean;
+                }
+            }
+        }
+        out
+    }
+
     /// The 95 % interval of the mean of `metric` at the level the run allows, and that level:
     /// across executions when the cell has several usable ones, else across requests.
     pub fn mean_ci95(&self, metric: Metric) -> Option<([f64; 2], Level)> {

@@ -13,9 +13,7 @@
 use std::collections::BTreeMap;
 
 use crate::load::{CellSamples, LoadedRequests};
-use crate::schema::{
-    CellOutcome, CellRecord, EnergyValidity, EnergyWindow, Manifest, Replicate,
-};
+use crate::schema::{CellOutcome, CellRecord, EnergyValidity, EnergyWindow, Manifest, Replicate};
 
 /// One execution of a configuration: its record and its samples.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,10 +49,14 @@ pub fn configuration_view(manifest: &Manifest, requests: &LoadedRequests) -> Con
     // Configuration id → executions, keyed by the configuration's index.
     let mut groups: BTreeMap<(usize, String), Vec<Execution>> = BTreeMap::new();
     for (i, record) in manifest.cells.iter().enumerate() {
-        let samples = requests.cells.get(i).cloned().unwrap_or_else(|| CellSamples {
-            cell_id: record.cell_id.clone(),
-            ..CellSamples::default()
-        });
+        let samples = requests
+            .cells
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| CellSamples {
+                cell_id: record.cell_id.clone(),
+                ..CellSamples::default()
+            });
         let key = match &record.replicate {
             Some(r) => (r.configuration_index, r.configuration_id.clone()),
             None => (usize::MAX, format!("{i:020}")),
@@ -207,7 +209,9 @@ pub fn combine_energy(windows: &[(u32, &EnergyWindow)]) -> Option<EnergyWindow> 
         out.validity = EnergyValidity::Invalid;
         out.invalid_reason = Some(format!(
             "execution {n}: {}",
-            bad.invalid_reason.as_deref().unwrap_or("no reason recorded")
+            bad.invalid_reason
+                .as_deref()
+                .unwrap_or("no reason recorded")
         ));
     }
     out.cross_check = windows
@@ -256,7 +260,12 @@ pub fn execution_id(configuration_id: &str, number: u32) -> String {
 }
 
 /// The [`Replicate`] of execution `number` of `of` of a configuration.
-pub fn replicate(configuration_id: &str, configuration_index: usize, number: u32, of: u32) -> Replicate {
+pub fn replicate(
+    configuration_id: &str,
+    configuration_index: usize,
+    number: u32,
+    of: u32,
+) -> Replicate {
     Replicate {
         number,
         of,
@@ -293,7 +302,12 @@ mod tests {
             r
         };
         let mut m = m0.clone();
-        m.cells = vec![exec(&b, 1, 1, 0), exec(&a, 0, 1, 1), exec(&a, 0, 2, 2), exec(&b, 1, 2, 3)];
+        m.cells = vec![
+            exec(&b, 1, 1, 0),
+            exec(&a, 0, 1, 1),
+            exec(&a, 0, 2, 2),
+            exec(&b, 1, 2, 3),
+        ];
         m.cells[3].status = CellOutcome::Failed;
         m.cells[3].error = Some("boom".into());
         let requests = LoadedRequests {
@@ -313,11 +327,19 @@ mod tests {
         let (m, r) = replicated();
         let v = configuration_view(&m, &r);
         assert!(v.replicated());
-        let ids: Vec<&str> = v.manifest.cells.iter().map(|c| c.cell_id.as_str()).collect();
+        let ids: Vec<&str> = v
+            .manifest
+            .cells
+            .iter()
+            .map(|c| c.cell_id.as_str())
+            .collect();
         assert_eq!(ids, ["aaaa", "bbbb"]);
         assert_eq!(v.manifest.cells[0].index, 0);
         assert_eq!(v.manifest.cells[1].index, 1);
-        assert_eq!(v.requests.cells[0].metric(Metric::TokensPerS), [1.0, 2.0, 3.0]);
+        assert_eq!(
+            v.requests.cells[0].metric(Metric::TokensPerS),
+            [1.0, 2.0, 3.0]
+        );
         assert_eq!(v.requests.cells[0].n_used, 3);
         assert_eq!(v.requests.cells[0].n_warmup, 2);
         assert_eq!(v.requests.cells[0].cell_id, "aaaa");
@@ -337,7 +359,11 @@ mod tests {
     fn a_run_without_replicates_is_its_own_view() {
         let m = manifest("r", "s", "tiny");
         let r = LoadedRequests {
-            cells: m.cells.iter().map(|c| samples(&c.cell_id, &[1.0])).collect(),
+            cells: m
+                .cells
+                .iter()
+                .map(|c| samples(&c.cell_id, &[1.0]))
+                .collect(),
             ..LoadedRequests::default()
         };
         let v = configuration_view(&m, &r);

@@ -94,7 +94,13 @@ struct AbRecord {
 /// The ABBA order of `runs` runs per side: `false` is base, `true` is new.
 pub fn abba(runs: usize) -> Vec<bool> {
     (0..runs)
-        .flat_map(|k| if k % 2 == 0 { [false, true] } else { [true, false] })
+        .flat_map(|k| {
+            if k % 2 == 0 {
+                [false, true]
+            } else {
+                [true, false]
+            }
+        })
         .collect()
 }
 
@@ -132,7 +138,10 @@ pub fn run(args: &AbArgs, out: &mut dyn Write) -> Result<ExitCode> {
         ));
     }
     if !args.scenario.is_file() {
-        return bad(format!("{}: no such scenario file", args.scenario.display()));
+        return bad(format!(
+            "{}: no such scenario file",
+            args.scenario.display()
+        ));
     }
     let (base_version, new_version) = match (version(&args.base), version(&args.new)) {
         (Ok(a), Ok(b)) => (a, b),
@@ -262,10 +271,7 @@ mod tests {
 
     #[test]
     fn abba_blocks() {
-        let o: String = abba(4)
-            .iter()
-            .map(|&n| if n { 'B' } else { 'A' })
-            .collect();
+        let o: String = abba(4).iter().map(|&n| if n { 'B' } else { 'A' }).collect();
         assert_eq!(o, "ABBAABBA");
     }
 }

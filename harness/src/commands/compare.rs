@@ -23,7 +23,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use tcobench_analysis::compare::{self, CompareLevel, CompareOptions, Comparison, ProfileChoice, Side};
+use tcobench_analysis::compare::{
+    self, CompareLevel, CompareOptions, Comparison, ProfileChoice, Side,
+};
 use tcobench_analysis::noise::NoiseProfile;
 use tcobench_report::export::{self, GabDirection};
 use tcobench_results::fmt_sig;
@@ -199,11 +201,13 @@ pub fn compare(args: &CompareArgs, out: &mut dyn Write) -> anyhow::Result<ExitCo
         Ok(p) => p,
         Err(e) => return Ok(bad_input(e)),
     };
-    let choice = profile.as_ref().map(|(profile, path, explicit)| ProfileChoice {
-        profile,
-        path,
-        explicit: *explicit,
-    });
+    let choice = profile
+        .as_ref()
+        .map(|(profile, path, explicit)| ProfileChoice {
+            profile,
+            path,
+            explicit: *explicit,
+        });
     let comparison = match compare::compare_runs(&args.base, &args.new, &opts, choice) {
         Ok(c) => c,
         Err(e) => return Ok(bad_input(e)),
@@ -325,7 +329,11 @@ fn fmt_opt(x: Option<f64>) -> String {
 }
 
 /// Writes rows as columns padded to their widest cell; `right[i]` right-aligns column `i`.
-pub fn write_table(out: &mut dyn Write, rows: &[Vec<String>], right: &[bool]) -> std::io::Result<()> {
+pub fn write_table(
+    out: &mut dyn Write,
+    rows: &[Vec<String>],
+    right: &[bool],
+) -> std::io::Result<()> {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|i| {
@@ -460,7 +468,11 @@ pub fn write_text(c: &Comparison, out: &mut dyn Write) -> std::io::Result<()> {
                 verdict_word(x.verdict).to_string(),
             ]);
         }
-        write_table(out, &rows, &[false, true, true, true, true, true, false, false])?;
+        write_table(
+            out,
+            &rows,
+            &[false, true, true, true, true, true, false, false],
+        )?;
     }
     if !c.not_compared.is_empty() {
         writeln!(out)?;

@@ -73,7 +73,9 @@ pub struct NoiseArgs {
 /// This host's noise profile: `noise/<host name>.json` in the cache.
 pub fn host_profile_path() -> PathBuf {
     let host = crate::run::host::host_info().hostname;
-    cache_root().join("noise").join(format!("{}.json", sanitize(&host)))
+    cache_root()
+        .join("noise")
+        .join(format!("{}.json", sanitize(&host)))
 }
 
 /// Reads a noise profile file.
@@ -81,8 +83,7 @@ pub fn host_profile_path() -> PathBuf {
 /// # Errors
 /// A message naming the file: unreadable, not a profile, or of another format version.
 pub fn read_profile(path: &Path) -> Result<NoiseProfile, String> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let value: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| format!("{}: not a noise profile: {e}", path.display()))?;
     match value.get("profile_version").and_then(|v| v.as_u64()) {
@@ -94,9 +95,15 @@ pub fn read_profile(path: &Path) -> Result<NoiseProfile, String> {
                 path.display()
             ))
         }
-        None => return Err(format!("{}: not a noise profile (no profile_version)", path.display())),
+        None => {
+            return Err(format!(
+                "{}: not a noise profile (no profile_version)",
+                path.display()
+            ))
+        }
     }
-    serde_json::from_value(value).map_err(|e| format!("{}: not a noise profile: {e}", path.display()))
+    serde_json::from_value(value)
+        .map_err(|e| format!("{}: not a noise profile: {e}", path.display()))
 }
 
 fn bad(message: impl std::fmt::Display) -> Result<ExitCode> {
@@ -175,7 +182,11 @@ pub fn run(args: &NoiseArgs, out: &mut dyn Write) -> Result<ExitCode> {
                     .with_context(|| format!("creating {}", dir.display()))?;
             }
             write_profile(&host, &merged)?;
-            writeln!(out, "installed as this host's noise profile: {}", host.display())?;
+            writeln!(
+                out,
+                "installed as this host's noise profile: {}",
+                host.display()
+            )?;
         }
     }
     Ok(if incomplete {
@@ -273,9 +284,9 @@ fn write_summary(
             continue;
         };
         let alarms = |f: fn(&tcobench_analysis::noise::FalseAlarms) -> usize| {
-            m.false_alarms.as_ref().map_or("–".to_string(), |a| {
-                format!("{}/{}", f(a), a.comparisons)
-            })
+            m.false_alarms
+                .as_ref()
+                .map_or("–".to_string(), |a| format!("{}/{}", f(a), a.comparisons))
         };
         rows.push(vec![
             cell.label.clone(),
@@ -289,7 +300,11 @@ fn write_summary(
             alarms(|a| a.widened.alarms()),
         ]);
     }
-    crate::commands::compare::write_table(out, &rows, &[false, true, true, true, true, true, true, true])?;
+    crate::commands::compare::write_table(
+        out,
+        &rows,
+        &[false, true, true, true, true, true, true, true],
+    )?;
     if let Some(total) = p.false_alarms.get(metric.name()) {
         let rate = |n: usize| {
             if total.comparisons == 0 {

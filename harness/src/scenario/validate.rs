@@ -14,9 +14,8 @@ use tcobench_results::spec::CostingSpec;
 use super::load::{Merged, SourceFile};
 use super::raw::RawScenario;
 use super::{
-    BackendKind, Budget, Exclude, Matrix, MockSettings, OrtThreadSettings, Overrides, PowerSettings,
-    Scenario,
-    ScenarioError,
+    BackendKind, Budget, Exclude, Matrix, MockSettings, OrtThreadSettings, Overrides,
+    PowerSettings, Scenario, ScenarioError,
 };
 
 /// Most cells a matrix may expand to (before `exclude:`).

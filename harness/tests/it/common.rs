@@ -16,6 +16,8 @@ pub(crate) fn tcobench(args: &[&str], cwd: &Path) -> Output {
         .args(args)
         .current_dir(cwd)
         .env("TCOBENCH_MODELS_DIR", models_dir())
+        // The tests' own cache: no noise profile of this host leaks into them.
+        .env("TCOBENCH_CACHE", test_cache())
         .output()
         .expect("tcobench runs")
 }
@@ -41,6 +43,11 @@ pub(crate) fn run_scenario(dir: &Path, scenario: &Path) -> PathBuf {
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
     PathBuf::from(stdout.lines().last().unwrap().trim())
+}
+
+/// The cache root the CLI tests run with (`TCOBENCH_CACHE`): noise profiles land here.
+pub(crate) fn test_cache() -> PathBuf {
+    std::env::temp_dir().join(format!("tcobench-test-cache-{}", std::process::id()))
 }
 
 /// A shared model cache for the tests (models are deterministic, so sharing is safe).

@@ -235,6 +235,7 @@ fn fixture() -> (tempfile::TempDir, PathBuf, PathBuf) {
 fn tcobench(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tcobench"))
         .args(args)
+        .env("TCOBENCH_CACHE", crate::common::test_cache())
         .output()
         .expect("tcobench runs")
 }
@@ -270,13 +271,7 @@ fn compare_table_verdicts_and_exit_codes() {
         "{stdout}"
     );
     let header = stdout.lines().find(|l| l.starts_with("cell ")).unwrap();
-    for col in [
-        "base mean",
-        "new mean",
-        "change [95% CI]",
-        "p",
-        "verdict",
-    ] {
+    for col in ["base mean", "new mean", "change [95% CI]", "p", "verdict"] {
         assert!(header.contains(col), "{header}");
     }
     let regress = row(&stdout, "regress");

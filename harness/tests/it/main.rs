@@ -13,6 +13,7 @@ mod onnx_pipeline;
 mod pipeline;
 mod pricing_cli;
 mod process_cells;
+mod replicates;
 mod report_cli;
 mod resume;
 mod scenarios;

@@ -13,10 +13,14 @@ use crate::common::{models_dir, tcobench, write, MOCK};
 
 fn run(dir: &Path, text: &str, seed: Option<u64>) -> RunOutcome {
     let path = write(dir, &format!("scenario-{}.yaml", seed.unwrap_or(0)), text);
-    let s = Scenario::load(&path, &Overrides {
+    let s = Scenario::load(
+        &path,
+        &Overrides {
             seed,
             ..Overrides::default()
-        }).unwrap();
+        },
+    )
+    .unwrap();
     let opts = RunOptions {
         out: dir.join("results"),
         models_dir: models_dir(),

@@ -168,6 +168,12 @@ pub fn render_all_with_sweep(
     sweep: Option<&energy::SweepVariants>,
 ) -> Result<Vec<Plot>, ReportError> {
     let mut plots = Vec::new();
+    // Where the intervals are across executions, every title that shows one says so.
+    let across = if stats.replicated() {
+        " (across executions)"
+    } else {
+        ""
+    };
     let mut push = |name: &'static str, title: String, svg: Option<String>| {
         if let Some(svg) = svg {
             plots.push(Plot { name, title, svg });
@@ -175,7 +181,7 @@ pub fn render_all_with_sweep(
     };
     push(
         "throughput",
-        "Throughput by cell: mean tokens/s with 95 % CI".into(),
+        format!("Throughput by cell: mean tokens/s with 95 % CI{across}"),
         throughput_svg(stats)?,
     );
     push(
@@ -214,7 +220,7 @@ pub fn render_all_with_sweep(
     for (name, metric) in forest::FOREST_PLOTS {
         push(
             name,
-            forest::title(metric, &manifest.power),
+            format!("{}{across}", forest::title(metric, &manifest.power)),
             forest::effects_svg(stats, metric, &manifest.power)?,
         );
     }

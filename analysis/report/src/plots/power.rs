@@ -57,7 +57,8 @@ fn power_series(samples: &[PowerSample]) -> Series {
     series
 }
 
-/// Each cell's measured window, in seconds, where the run recorded finite, ordered ends.
+/// Each cell's measured windows — one per execution of a replicated cell — in seconds, where
+/// the run recorded finite, ordered ends.
 fn measured_windows<'a>(
     stats: &'a RunStats,
     records: &[CellRecord],
@@ -65,10 +66,23 @@ fn measured_windows<'a>(
     stats
         .cells
         .iter()
-        .filter_map(|c| {
-            let r = records.iter().find(|r| r.cell_id == c.cell_id)?;
-            let (s, e) = (r.window_start_ms?, r.window_end_ms?);
-            (s.is_finite() && e.is_finite() && e >= s).then_some((c, s / 1000.0, e / 1000.0))
+        .flat_map(|c| {
+            records
+                .iter()
+                .filter(|r| {
+                    r.cell_id == c.cell_id
+                        || r.replicate
+                            .as_ref()
+                            .is_some_and(|x| x.configuration_id == c.cell_id)
+                })
+                .filter_map(move |r| {
+                    let (s, e) = (r.window_start_ms?, r.window_end_ms?);
+                    (s.is_finite() && e.is_finite() && e >= s).then_some((
+                        c,
+                        s / 1000.0,
+                        e / 1000.0,
+                    ))
+                })
         })
         .collect()
 }

@@ -36,6 +36,102 @@ fn uniform(values: impl Iterator<Item = u32>) -> String {
     }
 }
 
+/// The level the run's intervals are at, as the templates say it.
+#[derive(Serialize)]
+pub(super) struct Levels {
+    /// Whether the cells ran in several executions each.
+    replicated: bool,
+    /// Executions per cell (a range where cells differ).
+    executions: String,
+    /// What the per-cell intervals are across, in a sentence.
+    cell_note: String,
+    /// What the comparisons treat as independent, in a sentence.
+    comparison_note: String,
+    /// Per replicated cell, the variance components of its throughput.
+    components: Vec<ComponentRow>,
+}
+
+/// One cell's variance components (tokens/s), formatted.
+#[derive(Serialize)]
+pub(super) struct ComponentRow {
+    index: usize,
+    label: String,
+    executions: usize,
+    within_sd: String,
+    between_sd: String,
+    factor: String,
+    icc: String,
+}
+
+/// The levels of `stats`: across executions for a replicated run, else across requests, with
+/// the variance components of each replicated cell.
+pub(super) fn levels(stats: &RunStats) -> Levels {
+    use tcobench_results::{fmt_sig, Level};
+    let counts = stats
+        .cells
+        .iter()
+        .filter_map(|c| c.replication.as_ref())
+        .map(|r| r.executions.len() as u32);
+    let replicated = stats.replicated();
+    let executions = uniform(counts);
+    let cell_note = if replicated {
+        format!(
+            "Intervals {}: every cell ran in {executions} executions (each a fresh process with \
+             its model loaded anew, in a seeded order shuffled and mirrored per pair of \
+             replicates); a cell's mean is the mean of its executions' means and its 95 % \
+             Student-t interval has one degree of freedom fewer than it has executions, so the \
+             variance between runs is inside it. Percentiles pool the executions' requests.",
+            Level::Executions.words()
+        )
+    } else {
+        format!(
+            "Intervals {}: every cell ran once, in one process, and its timed requests are \
+             taken as independent draws. The interval cannot see what varies from one run to the \
+             next (the process, its memory layout, the host's state); run with `--replicates R` \
+             (R ≥ 2) for intervals across executions.",
+            Level::Requests.words()
+        )
+    };
+    let unit = stats.comparisons.first().map(|c| c.unit);
+    let comparison_note = match unit {
+        Some(Level::Executions) => "The unit of these tests is the execution: each cell \
+            contributes one value per execution (its mean), so a difference is significant only \
+            if it exceeds what varies from run to run."
+            .to_string(),
+        _ => "The unit of these tests is the request, within one execution per cell: a \
+            difference can be significant here and still be run-to-run noise (`tcobench noise` \
+            measures how much; `--replicates R` makes the execution the unit)."
+            .to_string(),
+    };
+    let components = stats
+        .cells
+        .iter()
+        .filter_map(|c| {
+            let r = c.replication.as_ref()?;
+            let level = r.metrics.get(Metric::TokensPerS.name())?;
+            let comp = level.components.as_ref()?;
+            Some(ComponentRow {
+                index: c.index,
+                label: c.label(),
+                executions: level.n_executions,
+                within_sd: fmt_sig(comp.var_within.sqrt(), 3),
+                between_sd: fmt_sig(comp.var_between.sqrt(), 3),
+                factor: comp
+                    .between_factor
+                    .map_or_else(|| MISSING.to_string(), |f| format!("{}×", fmt_sig(f, 3))),
+                icc: fmt_sig(comp.icc, 2),
+            })
+        })
+        .collect();
+    Levels {
+        replicated,
+        executions,
+        cell_note,
+        comparison_note,
+        components,
+    }
+}
+
 /// One cell as the templates see it: its statistics and what they say about it in words.
 #[derive(Serialize)]
 pub(super) struct CellView<'a> {

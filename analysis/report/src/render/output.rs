@@ -9,7 +9,7 @@ use minijinja::{context, Value};
 use tcobench_analysis::RunStats;
 use tcobench_results::schema::Manifest;
 
-use super::cells::{cell_views, protocol};
+use super::cells::{cell_views, levels, protocol};
 use super::comparisons::comparison_views;
 use super::costing::costing_view;
 use super::tco::tco_context;
@@ -125,6 +125,7 @@ fn report_context(
         headline => stats.headline(),
         counts => Value::from(Serde(stats.counts())),
         protocol => Value::from(Serde(&protocol)),
+        levels => Value::from(Serde(&levels(stats))),
         estimated => manifest.power.basis == "estimated",
         metrics => Value::from(Serde(&stats.metrics)),
         plots => plot_values(plots),
@@ -178,7 +179,11 @@ pub fn write_formats_to(
     let manifest = tcobench_analysis::read_run_manifest(run_dir)?;
     let requests =
         tcobench_results::load::load_requests(&run_dir.join(files::REQUESTS), &manifest)?;
+    // One entry per configuration (its executions pooled) beside the cells of `stats`; the
+    // manifest keeps every execution's record, for the windows of the power plot.
+    let requests = tcobench_results::replicates::configuration_view(&manifest, &requests).requests;
     let power = tcobench_results::load::load_power(&run_dir.join(files::POWER))?;
+    let stats = &stats.at_execution_level();
     let plots = crate::plots::render_run(run_dir, stats, &manifest, &requests, &power)?;
     let rendered = render_formats(stats, &manifest, &plots, templates, formats)?;
     let mut written = Vec::new();

@@ -88,7 +88,11 @@ pub fn variance_components(groups: &[&[f64]]) -> Result<VarianceComponents, Infe
         n0,
         var_within: ms_within,
         var_between,
-        icc: if total > 0.0 { var_between / total } else { 0.0 },
+        icc: if total > 0.0 {
+            var_between / total
+        } else {
+            0.0
+        },
         between_factor: (ms_within > 0.0).then(|| (ms_between / ms_within).sqrt()),
     })
 }
@@ -213,10 +217,7 @@ pub fn ratio_test(base: &MeanEstimate, new: &MeanEstimate) -> Result<RatioTest, 
     let rel = r - 1.0;
     let t = rel / se;
     let (p, crit) = if df.is_finite() {
-        (
-            t_two_sided(t, df)?,
-            students_t(df)?.inverse_cdf(0.975),
-        )
+        (t_two_sided(t, df)?, students_t(df)?.inverse_cdf(0.975))
     } else {
         let z = statrs::distribution::Normal::standard();
         ((2.0 * z.sf(t.abs())).min(1.0), z.inverse_cdf(0.975))
@@ -296,8 +297,11 @@ mod tests {
         // SciPy: 2 * t.sf(0.1 / sqrt(12.24e-4), 149.8176 / 11.6244) = 0.0135396.
         assert!((t.p - 0.013_539_6).abs() < 1e-6, "{}", t.p);
         // A between term only widens the interval.
-        let wide = ratio_test(&base.clone().with_between(50.0, 5.0), &new.with_between(40.5, 5.0))
-            .unwrap();
+        let wide = ratio_test(
+            &base.clone().with_between(50.0, 5.0),
+            &new.with_between(40.5, 5.0),
+        )
+        .unwrap();
         assert!(wide.ci95[0] < t.ci95[0] && wide.ci95[1] > t.ci95[1]);
         assert!(wide.p > t.p);
     }

@@ -60,10 +60,10 @@ pub use bootstrap::{
     bootstrap_ci_median, bootstrap_ci_relative_change, bootstrap_group, relative_change_ci,
     Bootstrap, GroupBootstrap,
 };
+pub use ksample::{kruskal_wallis, one_way_anova, welch_anova, Anova, KruskalWallis, WelchAnova};
 pub use levels::{
     ratio_test, variance_components, MeanEstimate, RatioTest, VarianceComponents, VarianceTerm,
 };
-pub use ksample::{kruskal_wallis, one_way_anova, welch_anova, Anova, KruskalWallis, WelchAnova};
 pub use multiplicity::{p_adjust, pairwise_t_pooled, pairwise_t_pooled_with, Adjust};
 pub use robust::{outliers, Outliers};
 pub use ttest::{cohens_d, hedges_g, student_t_test, welch_t_test, EffectSize, TTest};
