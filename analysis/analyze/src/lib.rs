@@ -290,8 +290,7 @@ pub fn analyze(run_dir: &Path) -> Result<RunStats, AnalysisError> {
     let requests = load::load_requests(&run_dir.join(files::REQUESTS), &manifest)?;
     let mut stats = compute_stats(&manifest, &requests);
     if let Some(spec) = &manifest.costing {
-        // Priced at the execution level: "how sure" is then as sure as the executions allow.
-        match price_run(&stats.at_execution_level(), &manifest, spec, None) {
+        match price_run(&stats, &manifest, spec, None) {
             Ok(costs) => stats.costing = Some(costs),
             Err(e) => stats.warnings.push(format!("costing skipped: {e}")),
         }

@@ -404,3 +404,101 @@ fn profile_of(some: &[&LoadedRun], all: &[LoadedRun], alpha: f64) -> NoiseProfil
         false_alarms: BTreeMap::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compare::load_run;
+    use tcobench_results::testutil::{write_synthetic_run, SynthCell};
+
+    /// Three runs of one cell whose means are 100, 110 and 120, each from two requests ±1.
+    fn runs() -> (tempfile::TempDir, Vec<LoadedRun>) {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut out = Vec::new();
+        for (k, m) in [100.0, 110.0, 120.0].into_iter().enumerate() {
+            let dir = tmp.path().join(format!("r{k}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let cells = [SynthCell {
+                model: "m",
+                batch: 1,
+                tps: Some(vec![m - 1.0, m + 1.0]),
+            }];
+            write_synthetic_run(&dir, &format!("run-{k}"), &cells, false);
+            out.push(load_run(&dir).unwrap());
+        }
+        (tmp, out)
+    }
+
+    #[test]
+    fn profile_figures_by_hand() {
+        let (_t, runs) = runs();
+        let opts = ProfileOptions {
+            bootstrap: Bootstrap {
+                resamples: 2000,
+                seed: 1,
+            },
+            ..ProfileOptions::default()
+        };
+        let p = NoiseProfile::build(&runs, &opts, "now".into()).unwrap();
+        assert_eq!((p.runs, p.cells.len()), (3, 1));
+        let m = &p.cells[0].metrics["tokens_per_s"];
+        assert_eq!(m.runs, 3);
+        assert!((m.mean - 110.0).abs() < 1e-12);
+        assert!((m.sd_of_run_means - 10.0).abs() < 1e-12);
+        assert!((m.cv_of_run_means - 10.0 / 110.0).abs() < 1e-12);
+        // Each run: s² = 2, n = 2, so s²/n = 1 and the requests predict a spread of 1.
+        assert!((m.cv_within - 1.0 / 110.0).abs() < 1e-12);
+        assert!((m.cv_between - 99f64.sqrt() / 110.0).abs() < 1e-12);
+        assert!((m.between_factor.unwrap() - 10.0).abs() < 1e-9);
+        // t(0.95, 2) = 2.919986 (R: qt(0.95, 2)).
+        let want = 2.919_985_580_4 * std::f64::consts::SQRT_2 * 10.0 / 110.0;
+        assert!(
+            (m.threshold - want).abs() < 1e-9,
+            "{} vs {want}",
+            m.threshold
+        );
+        // The requests see every pair as a significant change; widened by the between-run
+        // variance, none is.
+        let fa = m.false_alarms.unwrap();
+        assert_eq!(fa.comparisons, 3);
+        assert_eq!(fa.requests.improved, 3, "{fa:?}");
+        assert_eq!(fa.widened.alarms(), 0, "{fa:?}");
+        assert_eq!(p.false_alarms["tokens_per_s"], fa);
+        assert!(p
+            .entry(&runs[0].stats.cells[0].config, Metric::TokensPerS)
+            .is_some());
+        assert!(p
+            .entry(&runs[0].stats.cells[0].config, Metric::EnergyJPerToken)
+            .is_none());
+    }
+
+    #[test]
+    fn too_few_runs_and_absorbing_a_newer_profile() {
+        let (_t, runs) = runs();
+        assert_eq!(
+            NoiseProfile::build(&runs[..2], &ProfileOptions::default(), String::new()),
+            Err(ProfileError::TooFewRuns(2))
+        );
+        let mut old = NoiseProfile::build(&runs, &ProfileOptions::default(), "old".into()).unwrap();
+        let mut newer = old.clone();
+        newer.created_at = "new".into();
+        newer.scenario_name = "other".into();
+        newer.cells[0]
+            .metrics
+            .get_mut("tokens_per_s")
+            .unwrap()
+            .threshold = 0.5;
+        let mut extra = old.cells[0].clone();
+        extra.config.batch_size = 9;
+        old.cells.push(extra);
+        old.absorb(newer);
+        assert_eq!(old.created_at, "new");
+        assert_eq!(old.scenario_name, "synthetic+other");
+        assert_eq!(
+            old.cells.len(),
+            2,
+            "the newer entry replaces, the other stays"
+        );
+        assert_eq!(old.cells[0].metrics["tokens_per_s"].threshold, 0.5);
+    }
+}

@@ -14,7 +14,9 @@ use tcobench_results::{fmt_sig, Metric};
 use crate::RunStats;
 
 /// Loads the catalog a costing spec names (the built-in one, plus `pricing.catalog` as an
-/// overlay), resolves the spec and prices every cell of `stats`. `label` names a sweep variant.
+/// overlay), resolves the spec and prices every cell of `stats` — replicated cells at their
+/// execution level ([`tcobench_results::CellStats::at_execution_level`]). `label` names a sweep
+/// variant.
 ///
 /// When the spec sets no `energy.idle_watts`, the run's measured idle baseline stands in for the
 /// idle power of the `(1 − U)` share ([`idle_power_from_run`]); the costs' assumptions say which
@@ -25,6 +27,8 @@ pub fn price_run(
     spec: &CostingSpec,
     label: Option<String>,
 ) -> Result<RunCosts, String> {
+    // Priced at the execution level: "how sure" is then as sure as the executions allow.
+    let stats = &stats.at_execution_level();
     let overlay = spec.pricing.as_ref().and_then(|p| p.catalog.clone());
     let catalog = Catalog::load(
         None,

@@ -315,10 +315,11 @@ fn write_summary(
         };
         writeln!(
             out,
-            "A/A comparisons: {} — per-request gate (compare without a profile): {} regressed, {} \
+            "A/A comparisons: {} ({} pairs of runs, each cell compared) — per-request gate (compare without a profile): {} regressed, {} \
              improved ({}); widened gate (cross-validated profile): {} regressed, {} improved ({}); \
              threshold ±{}, alpha {}",
             total.comparisons,
+            p.runs * p.runs.saturating_sub(1) / 2,
             total.requests.regressed,
             total.requests.improved,
             rate(total.requests.alarms()),

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use tcobench::run::{Execution, RunOptions};
 use tcobench::scenario::{Overrides, Scenario};
 use tcobench_analysis::compare::{self, CompareLevel, CompareOptions};
+use tcobench_analysis::noise::{NoiseProfile, ProfileOptions};
 use tcobench_results::schema::files;
 use tcobench_results::Metric;
 use tcobench_stats::inference::{Bootstrap, Verdict};
@@ -158,6 +159,7 @@ fn verdicts(
     pairs: u64,
     replicates: u32,
     new_scale: f64,
+    profile: Option<&NoiseProfile>,
 ) -> (usize, usize, usize, Vec<CompareLevel>) {
     let opts = CompareOptions {
         metric: Metric::TokensPerS,
@@ -183,7 +185,7 @@ fn verdicts(
             &[compare::load_run(&a).unwrap()],
             &[compare::load_run(&b).unwrap()],
             &opts,
-            None,
+            profile,
         );
         for cell in &c.cells {
             compared += 1;
@@ -209,12 +211,12 @@ fn execution_level_gate_holds_alpha_under_run_level_drift_where_the_per_request_
     let alpha = 0.05;
     // Today's gate: one execution per side, the requests as the unit. Each execution's times are
     // off by a 3 % random effect that its 8 requests cannot show.
-    let (old_alarms, _, old_n, levels) = verdicts(dir.path(), "old", 20, 1, 1.0);
+    let (old_alarms, _, old_n, levels) = verdicts(dir.path(), "old", 20, 1, 1.0, None);
     assert_eq!(old_n, 200);
     assert!(levels.iter().all(|l| *l == CompareLevel::Requests));
     let old_rate = old_alarms as f64 / old_n as f64;
     // The new gate: five executions per side, the execution as the unit.
-    let (new_alarms, _, new_n, levels) = verdicts(dir.path(), "new", 20, 5, 1.0);
+    let (new_alarms, _, new_n, levels) = verdicts(dir.path(), "new", 20, 5, 1.0, None);
     assert_eq!(new_n, 200);
     assert!(levels.iter().all(|l| *l == CompareLevel::Executions));
     let new_rate = new_alarms as f64 / new_n as f64;
@@ -228,10 +230,31 @@ fn execution_level_gate_holds_alpha_under_run_level_drift_where_the_per_request_
         "the execution-level gate must hold alpha: {new_rate}"
     );
     // And a real change is still found: the new build 10 % slower (tokens/s −9.1 %).
-    let (_, regressed, n, _) = verdicts(dir.path(), "slow", 20, 5, 1.1);
+    let (_, regressed, n, _) = verdicts(dir.path(), "slow", 20, 5, 1.1, None);
     let power = regressed as f64 / n as f64;
     eprintln!("a 10 % slowdown found as a regression in {regressed} of {n} comparisons");
     assert!(power >= 0.8, "a 10 % slowdown must be found: {power}");
+    // One run per side still, widened by a noise profile of ten other runs of this host.
+    let profile_runs: Vec<_> = (0..10)
+        .map(|k| {
+            let run = run_in_process(
+                dir.path(),
+                &format!("profile{k}.yaml"),
+                &drifting(1, 1000 + k, 1.0),
+            );
+            compare::load_run(&run).unwrap()
+        })
+        .collect();
+    let profile =
+        NoiseProfile::build(&profile_runs, &ProfileOptions::default(), "now".into()).unwrap();
+    let (wide_alarms, _, wide_n, levels) = verdicts(dir.path(), "wide", 20, 1, 1.0, Some(&profile));
+    assert!(levels.iter().all(|l| *l == CompareLevel::RequestsWidened));
+    let wide_rate = wide_alarms as f64 / wide_n as f64;
+    eprintln!("single runs widened by a 10-run profile: A/A false alarms {wide_rate:.3}");
+    assert!(
+        wide_rate <= alpha,
+        "the widened gate must hold alpha: {wide_rate}"
+    );
 }
 
 #[test]
@@ -255,7 +278,10 @@ fn noise_profile_widens_single_runs_and_sets_auto_thresholds() {
     );
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(stdout.contains("A/A comparisons: 6"), "{stdout}");
+    assert!(
+        stdout.contains("A/A comparisons: 12 (6 pairs of runs"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("installed as this host's noise profile"),
         "{stdout}"
@@ -337,7 +363,9 @@ fn noise_profile_widens_single_runs_and_sets_auto_thresholds() {
         dir.path(),
     );
     assert!(out.status.success(), "{}", text(&out).1);
-    assert!(text(&out).0.contains("A/A comparisons: 6"));
+    assert!(text(&out)
+        .0
+        .contains("A/A comparisons: 12 (6 pairs of runs"));
     // Too few runs is bad input.
     let out = tcobench(
         &["noise", scenario.to_str().unwrap(), "--runs", "2"],
