@@ -364,6 +364,14 @@ pub fn write_table(
     Ok(())
 }
 
+/// A side in the header: its run id, or for several runs their number and first and last id.
+fn side_name(id: &str, runs: &[String]) -> String {
+    match runs {
+        [first, .., last] => format!("{} runs ({first} … {last})", runs.len()),
+        _ => id.to_string(),
+    }
+}
+
 /// Renders a comparison as the text report of `tcobench compare`.
 pub fn write_text(c: &Comparison, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(
@@ -376,8 +384,8 @@ pub fn write_text(c: &Comparison, out: &mut dyn Write) -> std::io::Result<()> {
         } else {
             "lower"
         },
-        c.base_run_id,
-        c.new_run_id
+        side_name(&c.base_run_id, &c.base_runs),
+        side_name(&c.new_run_id, &c.new_runs)
     )?;
     let threshold = if c.threshold_auto {
         format!(
@@ -388,14 +396,6 @@ pub fn write_text(c: &Comparison, out: &mut dyn Write) -> std::io::Result<()> {
         format!("threshold ±{}%", fmt_sig(100.0 * c.threshold, 3))
     };
     writeln!(out, "{threshold}, alpha {}", c.alpha)?;
-    if c.base_runs.len() > 1 || c.new_runs.len() > 1 {
-        writeln!(
-            out,
-            "base: {} run(s), new: {} run(s)",
-            c.base_runs.len(),
-            c.new_runs.len()
-        )?;
-    }
     for (level, n) in c.level_counts() {
         if n == 0 {
             continue;

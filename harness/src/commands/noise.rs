@@ -152,7 +152,11 @@ pub fn run(args: &NoiseArgs, out: &mut dyn Write) -> Result<ExitCode> {
         reference_threshold: args.threshold,
         bootstrap: Bootstrap::default(),
     };
-    let profile = match NoiseProfile::build(&runs, &opts, chrono::Utc::now().to_rfc3339()) {
+    let profile = match NoiseProfile::build(
+        &runs,
+        &opts,
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    ) {
         Ok(p) => p,
         Err(e) => return bad(format!("{}: {e}", folder.display())),
     };

@@ -43,17 +43,36 @@ pub fn run(args: &PlanArgs, out: &mut dyn Write) -> Result<ExitCode> {
     } else if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&plan)?)?;
     } else {
-        writeln!(
-            out,
-            "scenario `{}`: {} cells, seed {}, {} warm-up + {} timed requests each",
-            s.name,
-            plan.cells.len(),
-            s.seed,
-            s.warmup,
-            s.repetitions
-        )?;
+        let replicates = plan.replicates();
+        if replicates > 1 {
+            writeln!(
+                out,
+                "scenario `{}`: {} cells × {replicates} executions = {} in an interleaved order \
+                 (each its own process), seed {}, {} warm-up + {} timed requests each",
+                s.name,
+                plan.cells.len() / replicates as usize,
+                plan.cells.len(),
+                s.seed,
+                s.warmup,
+                s.repetitions
+            )?;
+        } else {
+            writeln!(
+                out,
+                "scenario `{}`: {} cells, seed {}, {} warm-up + {} timed requests each",
+                s.name,
+                plan.cells.len(),
+                s.seed,
+                s.warmup,
+                s.repetitions
+            )?;
+        }
         for c in &plan.cells {
-            writeln!(out, "{:>4}  {:<48}  {}", c.index, c.label(), c.cell_id)?;
+            let label = match &c.replicate {
+                Some(r) => format!("{} (r{}/{})", c.label(), r.number, r.of),
+                None => c.label(),
+            };
+            writeln!(out, "{:>4}  {:<48}  {}", c.index, label, c.cell_id)?;
         }
     }
     Ok(ExitCode::SUCCESS)

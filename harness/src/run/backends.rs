@@ -33,6 +33,31 @@ pub const MODEL_SEED: u64 = 0;
 /// exercise the statistics with non-degenerate data.
 pub(crate) const MOCK_JITTER_PERMILLE: u64 = 200;
 
+/// The mock backend's time factor for one execution of run `run_id`: `time_scale · (1 +
+/// execution_drift · z)`, `z` a standard normal draw seeded by `drift_seed` (else the run id) and
+/// the execution's id, the drift part kept within [0.2, 5].
+pub(crate) fn mock_time_factor(mock: &MockSettings, run_id: &str, execution_id: &str) -> f64 {
+    let drift = if mock.execution_drift > 0.0 {
+        let nonce = mock
+            .drift_seed
+            .map_or_else(|| run_id.to_string(), |s| format!("seed {s}"));
+        let seed = u64::from_str_radix(
+            &plan::short_hash(format!("{nonce}/{execution_id}").as_bytes(), 16),
+            16,
+        )
+        .expect("hex");
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        // Box–Muller.
+        let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+        let u2: f64 = rng.random();
+        let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        (1.0 + mock.execution_drift * z).clamp(0.2, 5.0)
+    } else {
+        1.0
+    };
+    mock.time_scale * drift
+}
+
 /// The default model cache: `models` in the [`cache_root`].
 pub fn default_models_dir() -> PathBuf {
     cache_root().join("models")
@@ -80,7 +105,7 @@ pub(crate) struct Backends {
     /// cell), if anywhere.
     pub(crate) reference_dir: Option<PathBuf>,
     /// How the mock backend's time varies, and the run it is drawn for
-    /// ([`MockSettings::factor`]); `None`: as is.
+    /// ([`mock_time_factor`]); `None`: as is.
     pub(crate) mock: Option<(MockSettings, String)>,
 }
 
@@ -136,7 +161,9 @@ impl Backends {
             cell.config.dtype,
             mock.map(|_| cell.cell_id.clone()),
         );
-        let factor = mock.map_or(1.0, |(m, run_id)| m.factor(run_id, &cell.cell_id));
+        let factor = mock.map_or(1.0, |(m, run_id)| {
+            mock_time_factor(m, run_id, &cell.cell_id)
+        });
         if self.key.as_ref() != Some(&key) {
             self.loaded = None;
             self.key = None;

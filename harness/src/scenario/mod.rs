@@ -269,32 +269,6 @@ impl MockSettings {
     pub fn is_default(&self) -> bool {
         *self == MockSettings::default()
     }
-
-    /// The time factor of one execution of run `run_id`: `time_scale · (1 + execution_drift ·
-    /// z)`, `z` a standard normal draw seeded by `drift_seed` (else the run id) and the
-    /// execution's id, the drift part kept within [0.2, 5].
-    pub fn factor(&self, run_id: &str, execution_id: &str) -> f64 {
-        let drift = if self.execution_drift > 0.0 {
-            let nonce = self
-                .drift_seed
-                .map_or_else(|| run_id.to_string(), |s| format!("seed {s}"));
-            let seed = u64::from_str_radix(
-                &crate::plan::short_hash(format!("{nonce}/{execution_id}").as_bytes(), 16),
-                16,
-            )
-            .expect("hex");
-            use rand::{Rng, SeedableRng};
-            let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
-            // Box–Muller.
-            let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-            let u2: f64 = rng.random();
-            let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-            (1.0 + self.execution_drift * z).clamp(0.2, 5.0)
-        } else {
-            1.0
-        };
-        self.time_scale * drift
-    }
 }
 
 impl Scenario {
