@@ -161,15 +161,26 @@ impl RunStats {
         }
         let best = match self.best_throughput() {
             Some(c) => {
-                let d = c.metric(Metric::TokensPerS).expect("best has tokens/s");
+                let d = c
+                    .at_execution_level()
+                    .metric(Metric::TokensPerS)
+                    .expect("best has tokens/s")
+                    .clone();
                 let ci = match d.ci95_mean {
                     Some([lo, hi]) => format!("95% CI {}–{}", fmt_sig(lo, 4), fmt_sig(hi, 4)),
                     None => "no CI".to_string(),
                 };
+                let n = match c
+                    .replication
+                    .as_ref()
+                    .and_then(|r| r.metrics.get(Metric::TokensPerS.name()))
+                {
+                    Some(level) => format!("{} executions", level.n_executions),
+                    None => format!("n={}", d.n),
+                };
                 format!(
-                    "best {} tokens/s ({ci}, n={}) on #{} {} [{}]",
+                    "best {} tokens/s ({ci}, {n}) on #{} {} [{}]",
                     fmt_sig(d.mean, 4),
-                    d.n,
                     c.index,
                     c.label(),
                     c.cell_id

@@ -23,7 +23,7 @@ use tcobench_analysis::compare::{self, CompareOptions};
 use tcobench_results::io::write_atomic;
 use tcobench_stats::inference::Bootstrap;
 
-use crate::commands::compare::{gate_failures, parse_metric_or_bad, write_text, EXIT_REGRESSED};
+use crate::commands::compare::{parse_metric_or_bad, warn_and_gate, write_text};
 use crate::commands::EXIT_BAD_INPUT;
 use crate::plan::sanitize;
 use crate::run::process::EXIT_CELL_FAILED;
@@ -241,21 +241,7 @@ pub fn run(args: &AbArgs, out: &mut dyn Write) -> Result<ExitCode> {
         write_text(&comparison, out)?;
         writeln!(out, "runs, order and comparison: {}", folder.display())?;
     }
-    for w in &comparison.warnings {
-        eprintln!("warning: {w}");
-    }
-    if !args.fail_on_regression {
-        return Ok(ExitCode::SUCCESS);
-    }
-    let failures = gate_failures(&comparison, false);
-    for f in &failures {
-        eprintln!("error: --fail-on-regression: {f}");
-    }
-    Ok(if failures.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_REGRESSED)
-    })
+    Ok(warn_and_gate(&comparison, args.fail_on_regression, false))
 }
 
 fn write_record(folder: &Path, record: &AbRecord) -> Result<()> {

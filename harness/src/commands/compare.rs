@@ -217,21 +217,31 @@ pub fn compare(args: &CompareArgs, out: &mut dyn Write) -> anyhow::Result<ExitCo
     } else {
         write_text(&comparison, out)?;
     }
-    for w in &comparison.warnings {
+    Ok(warn_and_gate(
+        &comparison,
+        args.fail_on_regression,
+        args.allow_missing,
+    ))
+}
+
+/// Prints a comparison's warnings on standard error and, with `fail_on_regression`, the
+/// reasons the gate did not pass ([`gate_failures`]); returns the exit code.
+pub fn warn_and_gate(c: &Comparison, fail_on_regression: bool, allow_missing: bool) -> ExitCode {
+    for w in &c.warnings {
         eprintln!("warning: {w}");
     }
-    if !args.fail_on_regression {
-        return Ok(ExitCode::SUCCESS);
+    if !fail_on_regression {
+        return ExitCode::SUCCESS;
     }
-    let failures = gate_failures(&comparison, args.allow_missing);
+    let failures = gate_failures(c, allow_missing);
     for f in &failures {
         eprintln!("error: --fail-on-regression: {f}");
     }
-    Ok(if failures.is_empty() {
+    if failures.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_REGRESSED)
-    })
+    }
 }
 
 /// Whether one side of a cell holds enough values of the metric to be compared.

@@ -92,7 +92,11 @@ pub(super) fn levels(stats: &RunStats) -> Levels {
             Level::Requests.words()
         )
     };
-    let unit = stats.comparisons.first().map(|c| c.unit);
+    let unit = stats
+        .comparisons
+        .first()
+        .map(|c| c.unit)
+        .or(replicated.then_some(Level::Executions));
     let comparison_note = match unit {
         Some(Level::Executions) => "The unit of these tests is the execution: each cell \
             contributes one value per execution (its mean), so a difference is significant only \

@@ -72,7 +72,15 @@ pub fn variance_components(groups: &[&[f64]]) -> Result<VarianceComponents, Infe
         let (m, ss) = mean_ss(g);
         let ni = g.len() as f64;
         ssw += ss;
-        ssb += ni * (m - grand) * (m - grand);
+        // Means equal to the grand mean up to rounding count as equal (identical groups would
+        // otherwise show a between-group spread of 1e-14).
+        let d = m - grand;
+        let d = if d.abs() <= 1e-12 * grand.abs() {
+            0.0
+        } else {
+            d
+        };
+        ssb += ni * d * d;
         sum_n2 += ni * ni;
     }
     let ms_within = finite(ssw / (nf - k as f64))?;
