@@ -1,10 +1,10 @@
 //! `tcobench noise SCENARIO --runs N`: how much one build's runs differ on this host.
 //!
-//! Runs the scenario N times back to back (each a run of its own, every cell in a fresh process),
-//! then makes the noise profile of those runs (`tcobench_analysis::noise`): per cell and metric
-//! the spread of the runs' means, what the requests inside a run predict for it, the between-run
-//! factor, the threshold that keeps A/A false regressions at or below alpha, and how many A/A
-//! comparisons the per-request gate and the widened gate got wrong. It writes
+//! Runs the scenario N times back to back (each a run of its own, carried out as `tcobench run`
+//! does), then makes the noise profile of those runs (`tcobench_analysis::noise`): per cell and
+//! metric the spread of the runs' means, what the requests inside a run predict for it, the
+//! between-run factor, the threshold that keeps A/A false regressions at or below alpha, and how
+//! many A/A comparisons the per-request gate and the widened gate got wrong. It writes
 //! `noise-profile.json` beside the runs and installs it as this host's profile
 //! (`$TCOBENCH_CACHE/noise/<host>.json`, merged with what the host's profile already holds), which
 //! `compare` then uses for single-execution sides and `--threshold auto`.
@@ -226,7 +226,8 @@ fn run_many(scenario_path: &Path, args: &NoiseArgs) -> Result<Result<(PathBuf, b
             scenario.cell_timeout_s.unwrap_or(DEFAULT_CELL_TIMEOUT_S),
         ),
         handle_ctrl_c: true,
-        process_per_cell: true,
+        // As `tcobench run` carries them out: the profile describes the runs `compare` will see.
+        process_per_cell: false,
     });
     let mut incomplete = false;
     for k in 1..=args.runs {

@@ -120,6 +120,57 @@ fn a_replicated_run_interleaves_fresh_executions_and_analyses_them_as_the_unit()
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("--replicates"), "{}", text(&out).1);
+
+    // A single run against the replicated one: the single side is widened by the variance
+    // between the other side's executions, and says where it came from.
+    let out = tcobench(
+        &[
+            "run",
+            scenario.to_str().unwrap(),
+            "--replicates",
+            "1",
+            "--out",
+            dir.path().join("single").to_str().unwrap(),
+            "--no-log",
+            "--quiet",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let single = text(&out).0.lines().last().unwrap().trim().to_string();
+    assert_eq!(
+        json(&Path::new(&single).join(files::MANIFEST))["cells"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let out = tcobench(
+        &[
+            "compare",
+            run_dir.to_str().unwrap(),
+            &single,
+            "--json",
+            "--no-noise-profile",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", text(&out).1);
+    let c: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cells = c["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 2, "{c}");
+    for cell in cells {
+        assert_eq!(cell["level"], "requests_widened", "{cell}");
+        assert_eq!(cell["base"]["executions"], 3);
+        assert_eq!(cell["new"]["executions"], 1);
+        assert!(
+            cell["between_source"]
+                .as_str()
+                .unwrap()
+                .contains("other side's 3 executions"),
+            "{cell}"
+        );
+    }
 }
 
 /// A scenario of ten mock configurations whose executions drift by `drift` (relative sd),
