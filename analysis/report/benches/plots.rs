@@ -87,6 +87,7 @@ fn manifest() -> Manifest {
         model_seed: 0,
         command: vec!["tcobench".into()],
         git_revision: None,
+        git_dirty_files: Vec::new(),
         versions: BTreeMap::new(),
         host: HostInfo {
             os: "Linux".into(),

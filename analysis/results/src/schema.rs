@@ -473,8 +473,13 @@ pub struct Manifest {
     pub model_seed: u64,
     /// The command line that produced the run.
     pub command: Vec<String>,
-    /// `git describe`-style revision of the working tree, when known.
+    /// `git describe`-style revision of the working tree, when known (`-dirty` when a tracked
+    /// file other than tcobench's own outputs was modified).
     pub git_revision: Option<String>,
+    /// The modified tracked files that made the revision dirty (tcobench's own outputs,
+    /// `EXPERIMENT_LOG.md` and `results/`, are not counted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub git_dirty_files: Vec<String>,
     /// Versions of tcobench and the crates whose behaviour matters.
     pub versions: BTreeMap<String, String>,
     /// Host description.

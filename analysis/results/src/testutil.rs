@@ -59,6 +59,7 @@ pub fn manifest(run_id: &str, scenario: &str, model: &str) -> Manifest {
             "scenarios/smoke.yaml".into(),
         ],
         git_revision: Some("v0.1.0-3-gdeadbee".into()),
+        git_dirty_files: Vec::new(),
         versions: BTreeMap::from([("tcobench".into(), "0.1.0".into())]),
         host: HostInfo {
             os: "Linux 6.1".into(),

@@ -47,21 +47,76 @@ fn gpus() -> Vec<String> {
         .collect()
 }
 
-/// `git describe --always --dirty` of the folder holding `near`, when it is in a git work tree.
+/// `git describe --always` of the folder holding `near`, when it is in a git work tree, with
+/// `-dirty` appended when a tracked file other than tcobench's own outputs is modified.
 pub(crate) fn git_revision(near: &Path) -> Option<String> {
+    git_state(near).map(|s| s.revision)
+}
+
+/// A work tree's revision and the tracked files that differ from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GitState {
+    /// `git describe --always --abbrev=12`, `-dirty` appended when `dirty` is not empty.
+    pub(crate) revision: String,
+    /// Modified tracked files (paths from the work tree's root), tcobench's own outputs —
+    /// `EXPERIMENT_LOG.md`, anything under `results/` — left out: every run appends to the log,
+    /// and a run must not make the next one look dirty.
+    pub(crate) dirty: Vec<String>,
+}
+
+/// The [`GitState`] of the folder holding `near`, when it is in a git work tree.
+pub(crate) fn git_state(near: &Path) -> Option<GitState> {
     let dir = near
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let out = Command::new("git")
-        .args(["describe", "--always", "--dirty", "--abbrev=12"])
-        .current_dir(dir)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-        .filter(|s| !s.is_empty())
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let describe = git(&["describe", "--always", "--abbrev=12"])?
+        .trim()
+        .to_string();
+    if describe.is_empty() {
+        return None;
+    }
+    let status = git(&["status", "--porcelain=v1", "-z", "--untracked-files=no"])?;
+    // `XY path`, NUL-terminated; a rename or copy is followed by its source path.
+    let mut dirty = Vec::new();
+    let mut entries = status.split('\0').filter(|e| !e.is_empty());
+    while let Some(e) = entries.next() {
+        let (code, path) = (e.get(..2).unwrap_or(""), e.get(3..).unwrap_or(""));
+        if code.contains('R') || code.contains('C') {
+            entries.next();
+        }
+        if !path.is_empty() && !is_own_output(path) {
+            dirty.push(path.to_string());
+        }
+    }
+    Some(GitState {
+        revision: if dirty.is_empty() {
+            describe
+        } else {
+            format!("{describe}-dirty")
+        },
+        dirty,
+    })
+}
+
+/// Whether a work-tree path is one of tcobench's own outputs.
+fn is_own_output(path: &str) -> bool {
+    let path = Path::new(path);
+    path.file_name().is_some_and(|n| n == "EXPERIMENT_LOG.md")
+        || path
+            .components()
+            .next()
+            .is_some_and(|c| c.as_os_str() == "results")
 }
 
 /// tcobench's version, the git revision it was built from (when built from a checkout), and the
@@ -150,5 +205,47 @@ mod tests {
                 "{r}"
             );
         }
+    }
+
+    #[test]
+    fn the_tools_own_outputs_do_not_make_a_work_tree_dirty() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let git = |args: &[&str]| {
+            let ok = Command::new("git")
+                .args(args)
+                .current_dir(dir)
+                .output()
+                .is_ok_and(|o| o.status.success());
+            assert!(ok, "git {args:?}");
+        };
+        git(&["init", "-q"]);
+        std::fs::create_dir_all(dir.join("results")).unwrap();
+        for f in ["s.yaml", "EXPERIMENT_LOG.md", "results/keep.md", "other.rs"] {
+            std::fs::write(dir.join(f), "a\n").unwrap();
+        }
+        git(&["add", "."]);
+        git(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-qm",
+            "x",
+        ]);
+        let scenario = dir.join("s.yaml");
+        let clean = git_state(&scenario).unwrap();
+        assert!(!clean.revision.ends_with("-dirty"), "{clean:?}");
+        // What a run writes leaves the revision clean.
+        std::fs::write(dir.join("EXPERIMENT_LOG.md"), "a\nrun\n").unwrap();
+        std::fs::write(dir.join("results/keep.md"), "b\n").unwrap();
+        std::fs::write(dir.join("untracked.txt"), "c\n").unwrap();
+        assert_eq!(git_state(&scenario).unwrap(), clean);
+        // Anything else is dirty, and named.
+        std::fs::write(dir.join("other.rs"), "changed\n").unwrap();
+        let dirty = git_state(&scenario).unwrap();
+        assert_eq!(dirty.revision, format!("{}-dirty", clean.revision));
+        assert_eq!(dirty.dirty, ["other.rs"]);
     }
 }

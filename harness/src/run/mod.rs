@@ -239,6 +239,7 @@ pub(crate) fn prepare_run(
     let run_dir = RunDir::create(&opts.out, &run_id)?;
     let run_lock = run_dir.lock_run(Duration::ZERO)?;
     run_dir.write_plan(&plan)?;
+    let git = host::git_state(scenario_path);
     let manifest = Manifest {
         schema_version: SCHEMA_VERSION,
         run_id: run_dir.run_id.clone(),
@@ -248,7 +249,8 @@ pub(crate) fn prepare_run(
         seed: scenario.seed,
         model_seed: MODEL_SEED,
         command: opts.command.clone(),
-        git_revision: host::git_revision(scenario_path),
+        git_revision: git.as_ref().map(|g| g.revision.clone()),
+        git_dirty_files: git.map(|g| g.dirty).unwrap_or_default(),
         versions: host::versions(),
         host: host::host_info(),
         power,

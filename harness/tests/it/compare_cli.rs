@@ -132,6 +132,7 @@ fn write_run(dir: &Path, run_id: &str, cells: &[Synth], energy: bool) -> PathBuf
         model_seed: 0,
         command: vec!["test".into()],
         git_revision: None,
+        git_dirty_files: Vec::new(),
         versions: BTreeMap::new(),
         host: HostInfo::default(),
         power: PowerInfo {

@@ -26,9 +26,12 @@ pub enum Tier {
     OnDemand,
     /// Spot / preemptible price.
     Spot,
-    /// 1-year reservation / committed-use price, per hour.
+    /// 1-year reservation / committed-use price, per hour (`reserved_1y`, as in the catalog and
+    /// scenarios; files written before read as `reserved1y` too).
+    #[serde(rename = "reserved_1y", alias = "reserved1y")]
     Reserved1y,
-    /// 3-year reservation / committed-use price, per hour.
+    /// 3-year reservation / committed-use price, per hour (`reserved_3y`; `reserved3y` read too).
+    #[serde(rename = "reserved_3y", alias = "reserved3y")]
     Reserved3y,
 }
 
@@ -303,5 +306,29 @@ impl ApiPrice {
     /// `provider/model`.
     pub fn key(&self) -> String {
         format!("{}/{}", self.provider, self.model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiers_are_spelled_as_in_the_catalog_and_old_spellings_still_read() {
+        for t in Tier::ALL {
+            let json = serde_json::to_string(&t).unwrap();
+            assert_eq!(json, format!("\"{}\"", t.name()), "one spelling everywhere");
+            assert_eq!(serde_json::from_str::<Tier>(&json).unwrap(), t);
+            assert_eq!(Tier::parse(t.name()), Some(t));
+        }
+        // stats.json and sweep.json written before said `reserved1y`.
+        assert_eq!(
+            serde_json::from_str::<Tier>("\"reserved1y\"").unwrap(),
+            Tier::Reserved1y
+        );
+        assert_eq!(
+            serde_json::from_str::<Tier>("\"reserved3y\"").unwrap(),
+            Tier::Reserved3y
+        );
     }
 }
