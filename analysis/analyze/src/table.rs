@@ -185,10 +185,47 @@ pub fn read_groups(
     by: &str,
     metric: &str,
 ) -> Result<Vec<(String, Vec<f64>)>, TableError> {
+    read_groups_with(path, by, metric, Rows::All).map(|(g, _)| g)
+}
+
+/// Named groups of values, in order of first appearance.
+pub type Groups = Vec<(String, Vec<f64>)>;
+
+/// Which rows of a tcobench requests file [`read_groups_with`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rows {
+    /// Every row.
+    All,
+    /// In a tcobench requests file (`requests.parquet`: `cell_id`, a boolean `warmup` and a
+    /// `status` column), the timed, successful requests only — what the run's statistics use;
+    /// any other file is read whole.
+    Timed,
+}
+
+/// The rows a tcobench requests file had that [`Rows::Timed`] left out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Excluded {
+    /// Warm-up requests.
+    pub warmup: usize,
+    /// Timed requests whose `status` is not `ok`.
+    pub failed: usize,
+}
+
+/// [`read_groups`] with a choice of rows; also returns what [`Rows::Timed`] left out of a
+/// tcobench requests file (`None` when the file is not one, or every row was read).
+///
+/// # Errors
+/// As [`read_groups`].
+pub fn read_groups_with(
+    path: &Path,
+    by: &str,
+    metric: &str,
+    rows: Rows,
+) -> Result<(Groups, Option<Excluded>), TableError> {
     let format = sniff(path)?;
-    let df = match format {
-        Format::Parquet => read_parquet(path, by, metric)?,
-        Format::Csv { separator } => read_csv(path, separator, by, metric)?,
+    let (df, excluded) = match format {
+        Format::Parquet => read_parquet(path, by, metric, rows)?,
+        Format::Csv { separator } => (read_csv(path, separator, by, metric)?, None),
     };
     if df.height() == 0 {
         return Err(TableError::Empty {
@@ -225,7 +262,7 @@ pub fn read_groups(
             n: xs.len(),
         });
     }
-    Ok(groups)
+    Ok((groups, excluded))
 }
 
 /// Decides the format from the first bytes (Parquet magic) and the extension.
@@ -290,7 +327,12 @@ fn projection(by: &str, metric: &str) -> Vec<String> {
     }
 }
 
-fn read_parquet(path: &Path, by: &str, metric: &str) -> Result<DataFrame, TableError> {
+fn read_parquet(
+    path: &Path,
+    by: &str,
+    metric: &str,
+    rows: Rows,
+) -> Result<(DataFrame, Option<Excluded>), TableError> {
     let parse = |source| TableError::Parse {
         path: path.to_path_buf(),
         format: "Parquet",
@@ -314,10 +356,42 @@ fn read_parquet(path: &Path, by: &str, metric: &str) -> Result<DataFrame, TableE
             return Err(missing(path, column, available));
         }
     }
-    tcobench_results::io::catch_polars_panic(|| {
-        reader.with_columns(Some(projection(by, metric))).finish()
-    })
-    .map_err(parse)
+    let requests_file = ["cell_id", "status", "warmup"]
+        .iter()
+        .all(|c| schema.contains(c));
+    let filter = rows == Rows::Timed && requests_file;
+    let mut columns = projection(by, metric);
+    if filter {
+        for c in ["warmup", "status"] {
+            if !columns.iter().any(|x| x == c) {
+                columns.push(c.to_string());
+            }
+        }
+    }
+    let df =
+        tcobench_results::io::catch_polars_panic(|| reader.with_columns(Some(columns)).finish())
+            .map_err(parse)?;
+    if !filter {
+        return Ok((df, None));
+    }
+    // Columns of those names but other types: not a requests file of ours, read whole.
+    let (Ok(warmup), Ok(status)) = (
+        df.column("warmup").and_then(|c| c.bool().cloned()),
+        df.column("status").and_then(|c| c.str().cloned()),
+    ) else {
+        return Ok((df, None));
+    };
+    let mut excluded = Excluded::default();
+    for (w, s) in warmup.iter().zip(status.iter()) {
+        if w != Some(false) {
+            excluded.warmup += 1;
+        } else if s != Some("ok") {
+            excluded.failed += 1;
+        }
+    }
+    let mask = &!&warmup & &status.equal("ok");
+    let df = df.filter(&mask).map_err(parse)?;
+    Ok((df, Some(excluded)))
 }
 
 fn csv_options(separator: u8) -> CsvReadOptions {

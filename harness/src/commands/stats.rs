@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use tcobench_analysis::table::{read_groups, TableError};
+use tcobench_analysis::table::{read_groups_with, Rows, TableError};
 use tcobench_results::fmt_sig;
 use tcobench_stats::groups::{analyze_groups, GroupAnalysis, GroupOptions};
 use tcobench_stats::inference::{Adjust, Bootstrap};
@@ -56,6 +56,10 @@ pub struct StatsArgs {
     /// Also run R's `pairwise.t.test` variant: t-tests with the sd pooled over all groups.
     #[arg(long)]
     pub pooled: bool,
+    /// In a tcobench `requests.parquet`, keep warm-up and failed requests too (by default only
+    /// the timed, successful ones count, as in the run's own statistics).
+    #[arg(long)]
+    pub all_rows: bool,
 }
 
 /// `--adjust` choices.
@@ -76,7 +80,12 @@ pub fn run(args: &StatsArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         eprintln!("error: --resamples must be at least 1");
         return Ok(ExitCode::from(EXIT_BAD_INPUT));
     }
-    let groups = match read_groups(&args.file, &args.by, &args.metric) {
+    let rows = if args.all_rows {
+        Rows::All
+    } else {
+        Rows::Timed
+    };
+    let (groups, excluded) = match read_groups_with(&args.file, &args.by, &args.metric, rows) {
         Ok(g) => g,
         Err(e) => {
             eprintln!("error: {}", named_once(&e));
@@ -103,12 +112,25 @@ pub fn run(args: &StatsArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             args.by
         )
     })?;
+    let note = excluded.map(|e| {
+        format!(
+            "a tcobench requests file: {} warm-up and {} failed request(s) left out, as in the \
+             run's statistics (--all-rows keeps them)",
+            e.warmup, e.failed
+        )
+    });
     if args.json {
         let json = serde_json::to_string_pretty(&analysis).context("serialising the analysis")?;
         writeln!(out, "{json}")?;
+        if let Some(note) = &note {
+            eprintln!("note: {note}");
+        }
     } else {
         let rows: usize = groups.iter().map(|(_, xs)| xs.len()).sum();
         write_text(args, rows, &analysis, out)?;
+        if let Some(note) = &note {
+            writeln!(out, "\n{note}")?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

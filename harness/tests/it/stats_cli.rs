@@ -533,3 +533,64 @@ fn a_damaged_run_file_is_named_once_with_the_repair_that_fits_it() {
     assert!(err.contains("restore it from a copy"), "{err}");
     assert!(!err.contains("tcobench collect"), "{err}");
 }
+
+/// On a run's own `requests.parquet`, `stats` counts what the run's statistics count: timed,
+/// successful requests; `--all-rows` keeps warm-ups and failures.
+#[test]
+fn a_runs_requests_file_leaves_out_warmups_unless_all_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let scenario = write(d, "s.yaml", MOCK);
+    let run = run_scenario(d, &scenario);
+    let file = run.join(files::REQUESTS);
+    let f = file.to_str().unwrap();
+    // MOCK: 2 models × 2 batch sizes, 1 warm-up + 4 timed requests per cell.
+    let out = tcobench(
+        &["stats", f, "--by", "model", "--metric", "e2e_ms", "--json"],
+        d,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    let ns: Vec<u64> = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, [8, 8], "two cells × four timed requests per model");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("4 warm-up and 0 failed request(s) left out"),
+        "{err}"
+    );
+    let out = tcobench(
+        &[
+            "stats",
+            f,
+            "--by",
+            "model",
+            "--metric",
+            "e2e_ms",
+            "--json",
+            "--all-rows",
+        ],
+        d,
+    );
+    let v = json(&out);
+    let ns: Vec<u64> = v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, [10, 10]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("left out"));
+    let out = tcobench(&["stats", f, "--by", "model", "--metric", "e2e_ms"], d);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("16 rows in 2 groups"), "{text}");
+    assert!(text.contains("--all-rows keeps them"), "{text}");
+}
