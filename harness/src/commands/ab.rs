@@ -3,7 +3,7 @@
 //! with main.
 //!
 //! Each build runs the scenario `--runs N` times, in ABBA blocks (A B B A A B B A …), each run a
-//! separate invocation of that build's `tcobench run`, so drift of the host over the session
+//! separate invocation of that build's `tcobench run`, so drift of the host while they run
 //! falls on both alike and every run is an execution of its own. The runs land in
 //! `OUT/ab-<time>-<scenario>/base/` and `…/new/`; `ab.json` records the order, each run's start
 //! and end, the binaries and their versions. The verdict is `compare`'s on the two folders, at
