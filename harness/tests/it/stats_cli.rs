@@ -534,6 +534,16 @@ fn a_damaged_run_file_is_named_once_with_the_repair_that_fits_it() {
     assert!(!err.contains("tcobench collect"), "{err}");
 }
 
+/// The `n` of every group of a `stats --json` analysis.
+fn group_sizes(v: &Value) -> Vec<u64> {
+    v["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["n"].as_u64().unwrap())
+        .collect()
+}
+
 /// On a run's own `requests.parquet`, `stats` counts what the run's statistics count: timed,
 /// successful requests; `--all-rows` keeps warm-ups and failures.
 #[test]
@@ -554,13 +564,7 @@ fn a_runs_requests_file_leaves_out_warmups_unless_all_rows() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v = json(&out);
-    let ns: Vec<u64> = v["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["n"].as_u64().unwrap())
-        .collect();
+    let ns = group_sizes(&json(&out));
     assert_eq!(ns, [8, 8], "two cells × four timed requests per model");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -580,13 +584,7 @@ fn a_runs_requests_file_leaves_out_warmups_unless_all_rows() {
         ],
         d,
     );
-    let v = json(&out);
-    let ns: Vec<u64> = v["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["n"].as_u64().unwrap())
-        .collect();
+    let ns = group_sizes(&json(&out));
     assert_eq!(ns, [10, 10]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains("left out"));
     let out = tcobench(&["stats", f, "--by", "model", "--metric", "e2e_ms"], d);
