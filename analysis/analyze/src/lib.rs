@@ -167,6 +167,11 @@ impl RunStats {
                     .expect("best has tokens/s")
                     .clone();
                 let ci = match d.ci95_mean {
+                    // Throughput cannot be negative: a t interval reaching below 0 is one-sided.
+                    Some([lo, hi]) if lo < 0.0 => format!(
+                        "95% CI ≤ {}, too few samples for a two-sided interval",
+                        fmt_sig(hi, 4)
+                    ),
                     Some([lo, hi]) => format!("95% CI {}–{}", fmt_sig(lo, 4), fmt_sig(hi, 4)),
                     None => "no CI".to_string(),
                 };
@@ -387,6 +392,19 @@ mod tests {
         assert!(h.contains("#1"), "{h}");
         assert!(h.contains("2 ok, 1 failed"), "{h}");
         assert!(h.contains("95% CI"), "{h}");
+        // A throughput interval reaching below zero is said one-sided, never negative.
+        let mut wide = stats.clone();
+        for c in &mut wide.cells {
+            if let Some(d) = c.metrics.get_mut("tokens_per_s") {
+                d.ci95_mean = Some([-1969.0, 4609.0]);
+            }
+        }
+        let h = wide.headline();
+        assert!(
+            h.contains("95% CI ≤ 4609, too few samples for a two-sided interval"),
+            "{h}"
+        );
+        assert!(!h.contains("-1969"), "{h}");
     }
 
     fn window(method: &str, energy_j: f64, window_ms: f64, tokens: u64) -> schema::EnergyWindow {

@@ -47,10 +47,26 @@ fn decimals_for(x: f64, sig: i64) -> i64 {
     (sig - 1 - x.abs().log10().floor() as i64).max(0)
 }
 
+/// The flag of a one-sided interval ([`fmt_mean_ci`]).
+const ONE_SIDED: &str = "too few samples for a two-sided interval";
+
 /// Formats a mean with its CI: the precision shows the mean to at least 3 significant digits
 /// and the CI half-width to 2.
+///
+/// Every figure this formats (latency, throughput, energy, cost) cannot be negative: an interval
+/// whose lower bound is negative around a non-negative mean — a t interval from too few samples
+/// — is shown one-sided, `mean [≤ hi; too few samples for a two-sided interval]`, never with a
+/// negative bound (`stats.json` keeps the raw t bounds).
 pub fn fmt_mean_ci(mean: f64, ci: Option<[f64; 2]>) -> String {
     match ci {
+        Some([lo, hi]) if lo.is_finite() && hi.is_finite() && lo < 0.0 && mean >= 0.0 => {
+            let d = decimals_for(mean, 3).min(9) as usize;
+            if (1e-4..1e6).contains(&mean.abs()) || mean == 0.0 {
+                format!("{mean:.d$} [≤ {hi:.d$}; {ONE_SIDED}]")
+            } else {
+                format!("{} [≤ {}; {ONE_SIDED}]", fmt_sig(mean, 3), fmt_sig(hi, 3))
+            }
+        }
         Some([lo, hi]) if lo.is_finite() && hi.is_finite() => {
             let half = (hi - lo) / 2.0;
             let d = if half > 0.0 {
@@ -195,6 +211,14 @@ mod tests {
         );
         assert_eq!(fmt_mean_ci(50.0, Some([50.0, 50.0])), "50.0 [50.0, 50.0]");
         assert_eq!(fmt_mean_ci(50.0, None), "50.0");
+        // A non-negative figure never gets a negative bound: one-sided, flagged.
+        assert_eq!(
+            fmt_mean_ci(1320.0, Some([-1969.2, 4609.4])),
+            "1320 [≤ 4609; too few samples for a two-sided interval]"
+        );
+        assert!(!fmt_mean_ci(0.5, Some([-0.1, 1.1])).contains('-'));
+        // A figure that may be negative keeps its interval.
+        assert_eq!(fmt_mean_ci(-5.0, Some([-7.0, 3.0])), "-5.00 [-7.00, 3.00]");
         assert_eq!(md_escape("a|b\n<c>"), "a\\|b &lt;c&gt;");
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote("run"), "run");
