@@ -184,7 +184,13 @@ pub fn write_formats_to(
     let requests = tcobench_results::replicates::configuration_view(&manifest, &requests).requests;
     let power = tcobench_results::load::load_power(&run_dir.join(files::POWER))?;
     let stats = &stats.at_execution_level();
-    let plots = crate::plots::render_run(run_dir, stats, &manifest, &requests, &power)?;
+    let plots = crate::plots::render_run(
+        run_dir,
+        &interval_floors_at_zero(stats),
+        &manifest,
+        &requests,
+        &power,
+    )?;
     let rendered = render_formats(stats, &manifest, &plots, templates, formats)?;
     let mut written = Vec::new();
     for (format, text) in &rendered {
@@ -196,6 +202,23 @@ pub fn write_formats_to(
         write_plots(out_dir, &plots, &mut written)?;
     }
     Ok(written)
+}
+
+/// `stats` for the plots: no metric of a cell can be negative, so an interval reaching below
+/// zero (a t interval from too few samples; the tables show it one-sided) is drawn from zero, and
+/// no axis gets a negative range for it.
+fn interval_floors_at_zero(stats: &RunStats) -> RunStats {
+    let mut out = stats.clone();
+    for cell in &mut out.cells {
+        for d in cell.metrics.values_mut() {
+            if let Some([lo, _]) = d.ci95_mean.as_mut() {
+                if *lo < 0.0 && d.mean >= 0.0 {
+                    *lo = 0.0;
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Writes `plots` into `out_dir`'s `plots/` folder as `<name>.svg`, each atomically, and removes
