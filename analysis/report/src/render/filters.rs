@@ -218,7 +218,7 @@ mod tests {
         );
         let small = fmt_mean_ci(0.5, Some([-0.1, 1.1]));
         assert!(
-            small.starts_with("0.500 [≤ 1.10;") && !small.contains("-0"),
+            small.starts_with("0.500 [≤ 1.100;") && !small.contains("-0"),
             "{small}"
         );
         // A figure that may be negative keeps its interval.
