@@ -221,8 +221,14 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
         Ok(s) => s,
         Err(why) => {
             eprintln!("{why}: analysing the run again from its stored requests");
-            tcobench_analysis::analyze(dir)
-                .with_context(|| format!("analysing {}", dir.display()))?
+            match tcobench_analysis::analyze(dir) {
+                Ok(s) => s,
+                // A missing or damaged results file is the folder's problem, said once.
+                Err(e @ tcobench_analysis::AnalysisError::Schema(_)) => {
+                    return bad(format_args!("analysing {}: {e}", dir.display()))
+                }
+                Err(e) => return Err(e).with_context(|| format!("analysing {}", dir.display())),
+            }
         }
     };
     let mut out_dir = args.out.clone().unwrap_or_else(|| dir.clone());
@@ -263,6 +269,11 @@ pub fn run(args: &ReportArgs, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(e @ ReportError::Template { .. }) => bad(e),
+        // A missing or damaged results file is the folder's problem, said once.
+        Err(
+            e @ (ReportError::Schema(_)
+            | ReportError::Analysis(tcobench_analysis::AnalysisError::Schema(_))),
+        ) => bad(format_args!("writing the report in {}: {e}", dir.display())),
         Err(e) => Err(e).with_context(|| format!("writing the report in {}", dir.display())),
     }
 }

@@ -1079,3 +1079,23 @@ fn markup_from_run_data_stays_text_in_chromium() {
         }]),
     );
 }
+
+/// A run folder whose `requests.parquet` is gone is bad input (exit 2), named once — whether the
+/// report re-renders from `stats.json` or has to analyse the run again.
+#[test]
+fn a_missing_requests_file_is_bad_input_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write(dir.path(), "s.yaml", MOCK);
+    let run = run_scenario(dir.path(), &scenario);
+    std::fs::remove_file(run.join("requests.parquet")).unwrap();
+    for stats_json in [true, false] {
+        if !stats_json {
+            std::fs::remove_file(run.join("stats.json")).unwrap();
+        }
+        let out = tcobench(&["report", run.to_str().unwrap()], dir.path());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("requests.parquet"), "{err}");
+        assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+    }
+}
