@@ -450,11 +450,11 @@ pub fn load_run(dir: &Path) -> Result<LoadedRun, CompareError> {
     let manifest = crate::read_run_manifest(dir).map_err(wrap)?;
     let samples = load::load_requests(&dir.join(files::REQUESTS), &manifest)
         .map_err(|e| wrap(AnalysisError::from(e)))?;
-    let stats = crate::compute_stats(&manifest, &samples);
+    let view = configuration_view(&manifest, &samples);
     Ok(LoadedRun {
         dir: dir.to_path_buf(),
-        stats,
-        view: configuration_view(&manifest, &samples),
+        stats: crate::stats_of_view(&view),
+        view,
     })
 }
 
@@ -621,8 +621,9 @@ struct SideCell<'a> {
     executions: Vec<&'a [f64]>,
     /// Why some of the side's runs gave nothing.
     problems: Vec<String>,
-    /// The configuration appears more than once in one of the side's runs.
-    duplicated: usize,
+    /// The most cells of this configuration any of the side's runs has (above 1: it cannot be
+    /// matched).
+    appearances: usize,
 }
 
 impl SideCell<'_> {
@@ -665,27 +666,20 @@ impl SideCell<'_> {
     }
 }
 
+/// One side of `config`: every usable execution of it in `runs` (`index` holds each run's
+/// [`by_config`]).
 fn gather<'a>(
     runs: &'a [LoadedRun],
+    index: &[HashMap<CellConfig, Vec<usize>>],
     config: &CellConfig,
     metric: Metric,
     which: &str,
 ) -> SideCell<'a> {
     let mut out = SideCell::default();
-    for run in runs {
-        let positions: Vec<usize> = run
-            .stats
-            .cells
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| &c.config == config)
-            .map(|(i, _)| i)
-            .collect();
-        if positions.len() > 1 {
-            out.duplicated = out.duplicated.max(positions.len());
-            continue;
-        }
-        let Some(&i) = positions.first() else {
+    for (run, positions) in runs.iter().zip(index) {
+        let positions = positions.get(config).map_or(&[][..], Vec::as_slice);
+        out.appearances = out.appearances.max(positions.len());
+        let &[i] = positions else {
             continue;
         };
         let cell = &run.stats.cells[i];
@@ -841,18 +835,9 @@ pub fn compare_loaded(
             only_in_base.push(unmatched(bcell));
             continue;
         }
-        let bside = gather(base, &config, metric, "base");
-        let nside = gather(new, &config, metric, "new");
-        if bside.duplicated > 1 || nside.duplicated > 1 {
-            let times = |side: &SideCell<'_>, index: &[HashMap<CellConfig, Vec<usize>>]| {
-                side.duplicated.max(
-                    index
-                        .iter()
-                        .map(|m| m.get(&config).map_or(0, Vec::len))
-                        .max()
-                        .unwrap_or(0),
-                )
-            };
+        let bside = gather(base, &base_index, &config, metric, "base");
+        let nside = gather(new, &new_index, &config, metric, "new");
+        if bside.appearances > 1 || nside.appearances > 1 {
             not_compared.push(NotCompared {
                 label,
                 config: config.clone(),
@@ -861,8 +846,7 @@ pub fn compare_loaded(
                 reason: format!(
                     "configuration appears {}× in the base run and {}× in the new run: \
                      cannot match unambiguously",
-                    times(&bside, &base_index),
-                    times(&nside, &new_index)
+                    bside.appearances, nside.appearances
                 ),
             });
             continue;
@@ -871,8 +855,8 @@ pub fn compare_loaded(
             not_compared.push(NotCompared {
                 label: label.clone(),
                 config: config.clone(),
-                base: bside.first.map(|_| bside_or_empty(&bside)),
-                new: nside.first.map(|_| bside_or_empty(&nside)),
+                base: bside.first.map(|_| bside.side()),
+                new: nside.first.map(|_| nside.side()),
                 reason,
             })
         };
@@ -995,10 +979,6 @@ pub fn compare_loaded(
         new_runs: ids(new),
         profile: None,
     }
-}
-
-fn bside_or_empty(side: &SideCell<'_>) -> Side {
-    side.side()
 }
 
 #[cfg(test)]

@@ -204,7 +204,11 @@ impl RunStats {
 /// descriptives, carries the execution-level estimates ([`replication`]), and the in-run
 /// comparisons test the executions' means.
 pub fn compute_stats(manifest: &Manifest, requests: &load::LoadedRequests) -> RunStats {
-    let view = replicates::configuration_view(manifest, requests);
+    stats_of_view(&replicates::configuration_view(manifest, requests))
+}
+
+/// [`compute_stats`] of a run already seen one configuration at a time.
+pub fn stats_of_view(view: &replicates::ConfigurationView) -> RunStats {
     let replicated = view.replicated();
     let (manifest, requests) = (&view.manifest, &view.requests);
     let bootstrap = inference::Bootstrap {

@@ -350,8 +350,11 @@ fn false_alarms(
         bootstrap: opts.bootstrap,
     };
     let mut out: BTreeMap<CellConfig, FalseAlarms> = BTreeMap::new();
-    let everyone: Vec<&LoadedRun> = runs.iter().collect();
-    let in_sample = profile_of(&everyone, runs, opts.alpha);
+    // With three runs no pair leaves two others: those pairs are judged in-sample.
+    let in_sample = (runs.len() < 4).then(|| {
+        let everyone: Vec<&LoadedRun> = runs.iter().collect();
+        profile_of(&everyone, runs, opts.alpha)
+    });
     for i in 0..runs.len() {
         for j in i + 1..runs.len() {
             let (a, b) = (
@@ -366,11 +369,12 @@ fn false_alarms(
                 .map(|(_, r)| r)
                 .collect();
             let held_out;
-            let profile = if others.len() >= 2 {
-                held_out = profile_of(&others, runs, opts.alpha);
-                &held_out
-            } else {
-                &in_sample
+            let profile = match &in_sample {
+                Some(p) => p,
+                None => {
+                    held_out = profile_of(&others, runs, opts.alpha);
+                    &held_out
+                }
             };
             let widened = compare_loaded(a, b, &compare, Some(profile));
             for c in &plain.cells {

@@ -175,21 +175,6 @@ impl CellStats {
         }
         out
     }
-
-    /// The 95 % interval of the mean of `metric` at the level the run allows, and that level:
-    /// across executions when the cell has several usable ones, else across requests.
-    pub fn mean_ci95(&self, metric: Metric) -> Option<([f64; 2], Level)> {
-        if let Some(level) = self
-            .replication
-            .as_ref()
-            .and_then(|r| r.metrics.get(metric.name()))
-        {
-            return level.ci95_mean.map(|ci| (ci, Level::Executions));
-        }
-        self.metric(metric)?
-            .ci95_mean
-            .map(|ci| (ci, Level::Requests))
-    }
 }
 
 /// The unit a statistic treats as independent.

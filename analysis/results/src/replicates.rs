@@ -36,10 +36,12 @@ pub struct ConfigurationView {
 }
 
 impl ConfigurationView {
-    /// Whether the run carried out its configurations more than once.
+    /// Whether the run carried out its configurations as replicates (`replicates` ≥ 2).
     pub fn replicated(&self) -> bool {
-        self.executions.iter().any(|e| e.len() > 1)
-            || self.manifest.cells.iter().any(|c| c.replicate.is_some())
+        self.executions
+            .iter()
+            .flatten()
+            .any(|e| e.record.replicate.is_some())
     }
 }
 

@@ -20,11 +20,10 @@ use std::process::{Command, ExitCode, Stdio};
 use anyhow::{Context, Result};
 use serde::Serialize;
 use tcobench_analysis::compare::{self, CompareOptions};
-use tcobench_results::io::write_atomic;
 use tcobench_stats::inference::Bootstrap;
 
 use crate::commands::compare::{parse_metric_or_bad, warn_and_gate, write_text};
-use crate::commands::EXIT_BAD_INPUT;
+use crate::commands::{write_json, EXIT_BAD_INPUT};
 use crate::plan::sanitize;
 use crate::run::process::EXIT_CELL_FAILED;
 
@@ -205,7 +204,7 @@ pub fn run(args: &AbArgs, out: &mut dyn Write) -> Result<ExitCode> {
             ended_at,
             exit_code: code,
         });
-        write_record(&folder, &record)?;
+        write_json(&folder.join("ab.json"), &record)?;
         let ran = matches!(code, Some(0)) || code == Some(i32::from(EXIT_CELL_FAILED));
         if !ran || !Path::new(&run_dir).join("manifest.json").is_file() {
             return bad(format!(
@@ -231,10 +230,7 @@ pub fn run(args: &AbArgs, out: &mut dyn Write) -> Result<ExitCode> {
             Ok(c) => c,
             Err(e) => return bad(e),
         };
-    let path = folder.join("comparison.json");
-    let mut json = serde_json::to_vec_pretty(&comparison)?;
-    json.push(b'\n');
-    write_atomic(&path, &json)?;
+    write_json(&folder.join("comparison.json"), &comparison)?;
     if args.json {
         writeln!(out, "{}", serde_json::to_string_pretty(&comparison)?)?;
     } else {
@@ -242,13 +238,6 @@ pub fn run(args: &AbArgs, out: &mut dyn Write) -> Result<ExitCode> {
         writeln!(out, "runs, order and comparison: {}", folder.display())?;
     }
     Ok(warn_and_gate(&comparison, args.fail_on_regression, false))
-}
-
-fn write_record(folder: &Path, record: &AbRecord) -> Result<()> {
-    let mut json = serde_json::to_vec_pretty(record)?;
-    json.push(b'\n');
-    write_atomic(&folder.join("ab.json"), &json)?;
-    Ok(())
 }
 
 #[cfg(test)]

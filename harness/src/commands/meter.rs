@@ -258,9 +258,7 @@ fn import(a: &ImportArgs, out: &mut dyn Write) -> Result<ExitCode> {
         notes,
     };
     let path = a.run_dir.join(meter::METER_FILE);
-    let mut json = serde_json::to_vec_pretty(&import)?;
-    json.push(b'\n');
-    tcobench_results::io::write_atomic(&path, &json)?;
+    crate::commands::write_json(&path, &import)?;
     write_import_table(&import, out)?;
     refresh(&a.run_dir)?;
     writeln!(out, "{}", path.display())?;
@@ -380,9 +378,7 @@ fn calibrate(a: &CalibrateArgs, out: &mut dyn Write) -> Result<ExitCode> {
         runs,
         fitted_at: chrono::Utc::now().to_rfc3339(),
     };
-    let mut json = serde_json::to_vec_pretty(&cal)?;
-    json.push(b'\n');
-    tcobench_results::io::write_atomic(&a.out, &json)?;
+    crate::commands::write_json(&a.out, &cal)?;
     writeln!(
         out,
         "E_meter = {:.4}{} · E_ours + {:.2}{} W · T over {} window(s){}; R² {}, largest residual {:.2} %",
@@ -437,9 +433,7 @@ fn apply(a: &ApplyArgs, out: &mut dyn Write) -> Result<ExitCode> {
         ));
     }
     let path = a.run_dir.join(meter::CALIBRATION_FILE);
-    let mut json = serde_json::to_vec_pretty(&cal)?;
-    json.push(b'\n');
-    tcobench_results::io::write_atomic(&path, &json)?;
+    crate::commands::write_json(&path, &cal)?;
     refresh(&a.run_dir)?;
     writeln!(out, "{}", path.display())?;
     Ok(ExitCode::SUCCESS)

@@ -43,6 +43,17 @@ pub mod validate;
 /// Exit code for bad input: a scenario, file, option or name the user can fix.
 pub const EXIT_BAD_INPUT: u8 = 2;
 
+/// Writes `value` to `path` as pretty JSON with a final newline, atomically.
+pub(crate) fn write_json(
+    path: &std::path::Path,
+    value: &impl serde::Serialize,
+) -> anyhow::Result<()> {
+    let mut json = serde_json::to_vec_pretty(value)?;
+    json.push(b'\n');
+    tcobench_results::io::write_atomic(path, &json)?;
+    Ok(())
+}
+
 /// The command line as a user would retype it: the program's own name, not its install path.
 pub(crate) fn command_line() -> Vec<String> {
     let mut args: Vec<String> = std::env::args().collect();

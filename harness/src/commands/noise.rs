@@ -23,10 +23,9 @@ use anyhow::{Context, Result};
 use tcobench_analysis::compare::{load_side, LoadedRun};
 use tcobench_analysis::noise::{NoiseProfile, ProfileOptions, MIN_RUNS, PROFILE_VERSION};
 use tcobench_results::fmt_sig;
-use tcobench_results::io::write_atomic;
 use tcobench_stats::inference::Bootstrap;
 
-use crate::commands::{compare::parse_metric_or_bad, EXIT_BAD_INPUT};
+use crate::commands::{compare::parse_metric_or_bad, write_json, EXIT_BAD_INPUT};
 use crate::plan::{sanitize, PlanOverrides};
 use crate::run::process::{ProcessOptions, DEFAULT_CELL_TIMEOUT_S, EXIT_CELL_FAILED};
 use crate::run::{cache_root, default_models_dir, run_with, Execution, RunOptions};
@@ -161,7 +160,7 @@ pub fn run(args: &NoiseArgs, out: &mut dyn Write) -> Result<ExitCode> {
         Err(e) => return bad(format!("{}: {e}", folder.display())),
     };
     let path = folder.join(PROFILE_FILE);
-    write_profile(&path, &profile)?;
+    write_json(&path, &profile)?;
     write_summary(&profile, metric, out)?;
     writeln!(out, "profile: {}", path.display())?;
     if !args.no_install {
@@ -185,7 +184,7 @@ pub fn run(args: &NoiseArgs, out: &mut dyn Write) -> Result<ExitCode> {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating {}", dir.display()))?;
             }
-            write_profile(&host, &merged)?;
+            write_json(&host, &merged)?;
             writeln!(
                 out,
                 "installed as this host's noise profile: {}",
@@ -246,12 +245,6 @@ fn run_many(scenario_path: &Path, args: &NoiseArgs) -> Result<Result<(PathBuf, b
         );
     }
     Ok(Ok((folder, incomplete)))
-}
-
-fn write_profile(path: &Path, profile: &NoiseProfile) -> Result<()> {
-    let mut json = serde_json::to_vec_pretty(profile)?;
-    json.push(b'\n');
-    write_atomic(path, &json).with_context(|| format!("writing {}", path.display()))
 }
 
 fn pct(x: f64) -> String {
